@@ -1,0 +1,56 @@
+"""Entry point of the `bayctl` command (cliff, like the OpenStack clients)."""
+
+import importlib.metadata
+import logging
+import sys
+
+from cliff.app import App
+from cliff.commandmanager import CommandManager
+
+import bayctl
+
+# "verb words" -> "module:Class". Each room registers its commands here, one line each.
+COMMANDS = {
+}
+
+
+class BayctlApp(App):
+    def __init__(self):
+        manager = CommandManager("bayctl.cli", convert_underscores=False)
+        for name, target in COMMANDS.items():
+            # An entry point is imported only when its command runs: `bayctl --help`
+            # and every other command stay fast, and a node without cloud
+            # libraries can still run the node commands.
+            manager.commands[name] = importlib.metadata.EntryPoint(name, target, "bayctl.cli")
+        super().__init__(
+            description="Policy-isolated Mesos bays on OpenStack, or on this machine.",
+            version=bayctl.__version__,
+            command_manager=manager,
+            deferred_help=True,
+        )
+
+    def configure_logging(self):
+        super().configure_logging()
+        # Library loggers must never leak request bodies with credentials (keystoneauth
+        # logs them at DEBUG): keep them at WARNING unless asked for with --debug AND the
+        # secret filter is installed by bayctl.cloud.
+        logging.getLogger("keystoneauth").setLevel(logging.WARNING)
+
+    # cliff prints a failing command's error in one line (a traceback only with --debug)
+    # and exits 1; commands with a partial outcome (seeding) return their own status.
+    def run_subcommand(self, argv):
+        try:
+            return super().run_subcommand(argv)
+        except KeyboardInterrupt:
+            # Steps are idempotent: re-running the command resumes where this one stopped.
+            print("bayctl: interrupted", file=sys.stderr)
+            return 130
+
+
+def main(argv=None):
+    app = BayctlApp()
+    return app.run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bayctl.create."""

@@ -1,0 +1,145 @@
+"""Python mirror of policy/include/bayctl_maps.h: map names, key/value layouts, constants.
+
+Every structure names its C twin. tests/unit/test_layout.py checks sizes and field
+offsets against the BTF of the compiled datapath object, so the two cannot drift.
+Byte order follows the header: fields marked network order are stored big-endian
+(ctypes.BigEndianStructure for whole big-endian keys, explicit conversion otherwise).
+"""
+
+import ctypes
+import enum
+
+GROUP_EXTERNAL = 0
+GROUP_MIN, GROUP_MAX = 1, 65535
+
+PROTO_ANY = 0
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_NUMBERS = {"icmp": PROTO_ICMP, "tcp": PROTO_TCP, "udp": PROTO_UDP}
+PROTO_NAMES = {number: name for name, number in PROTO_NUMBERS.items()}
+
+MAX_ENDPOINTS = 65536
+MAX_POLICY = 262144
+MAX_CONNTRACK = 262144
+MAX_GROUP_PAIRS = 65536
+
+PIN_ENDPOINTS = "bayctl_endpoints"
+PIN_POLICY = "bayctl_policy"
+PIN_CONNTRACK = "bayctl_conntrack"
+PIN_COUNTERS = "bayctl_counters"
+PIN_DROPS = "bayctl_drops"
+
+EP_LOCAL = 0x1
+
+POLICY_FULL_PREFIX = 64
+# Prefix lengths of the LPM policy key (see the header's comment on bayctl_policy).
+PREFIX_GROUPS_ONLY = 32          # any protocol, any port
+PREFIX_PROTO_ONLY = 48           # this protocol, any port
+
+
+class DropReason(enum.IntEnum):
+    """enum bayctl_drop_reason."""
+
+    POLICY = 0
+    NO_POLICY = 1
+    UNSUPPORTED = 2
+    MALFORMED = 3
+
+
+DROP_REASONS = len(DropReason)
+
+
+class EndpointKey(ctypes.BigEndianStructure):
+    """struct bayctl_endpoint_key."""
+
+    _fields_ = [("addr", ctypes.c_uint32)]  # network order
+
+
+class EndpointValue(ctypes.Structure):
+    """struct bayctl_endpoint_value (host order)."""
+
+    _fields_ = [("group", ctypes.c_uint16), ("flags", ctypes.c_uint16), ("ifindex", ctypes.c_uint32)]
+
+
+class PolicyKey(ctypes.Structure):
+    """struct bayctl_policy_key: prefixlen host order, the rest network order."""
+
+    _fields_ = [
+        ("prefixlen", ctypes.c_uint32),
+        ("src_group", ctypes.c_uint8 * 2),
+        ("dst_group", ctypes.c_uint8 * 2),
+        ("proto", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("dport", ctypes.c_uint8 * 2),
+    ]
+
+    @classmethod
+    def make(cls, prefixlen, src_group, dst_group, proto, dport):
+        key = cls()
+        key.prefixlen = prefixlen
+        key.src_group[:] = src_group.to_bytes(2, "big")
+        key.dst_group[:] = dst_group.to_bytes(2, "big")
+        key.proto = proto
+        key.dport[:] = dport.to_bytes(2, "big")
+        return key
+
+
+class PolicyValue(ctypes.Structure):
+    """struct bayctl_policy_value."""
+
+    _fields_ = [("rule_id", ctypes.c_uint32)]
+
+
+class ConntrackKey(ctypes.BigEndianStructure):
+    """struct bayctl_ct_key (addresses and ports network order)."""
+
+    _fields_ = [
+        ("saddr", ctypes.c_uint32),
+        ("daddr", ctypes.c_uint32),
+        ("sport", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("proto", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
+    ]
+
+
+class ConntrackValue(ctypes.Structure):
+    """struct bayctl_ct_value (host order)."""
+
+    _fields_ = [
+        ("last_seen_ns", ctypes.c_uint64),
+        ("src_group", ctypes.c_uint16),
+        ("dst_group", ctypes.c_uint16),
+        ("rule_id", ctypes.c_uint32),
+    ]
+
+
+class PairKey(ctypes.Structure):
+    """struct bayctl_pair_key (host order)."""
+
+    _fields_ = [("src_group", ctypes.c_uint16), ("dst_group", ctypes.c_uint16)]
+
+
+class PairCounters(ctypes.Structure):
+    """struct bayctl_pair_counters (host order)."""
+
+    _fields_ = [
+        ("allowed_packets", ctypes.c_uint64),
+        ("allowed_bytes", ctypes.c_uint64),
+        ("dropped_packets", ctypes.c_uint64),
+        ("dropped_bytes", ctypes.c_uint64),
+    ]
+
+
+# C struct name -> Python mirror, for the agreement test.
+MIRRORS = {
+    "bayctl_endpoint_key": EndpointKey,
+    "bayctl_endpoint_value": EndpointValue,
+    "bayctl_policy_key": PolicyKey,
+    "bayctl_policy_value": PolicyValue,
+    "bayctl_ct_key": ConntrackKey,
+    "bayctl_ct_value": ConntrackValue,
+    "bayctl_pair_key": PairKey,
+    "bayctl_pair_counters": PairCounters,
+}

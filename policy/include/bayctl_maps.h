@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * bayctl_maps.h - the ONE definition of every map the datapath shares with
+ * user space: names, key/value layouts, sizes and constants.
+ *
+ * The Python mirror is bayctl/policy/layout.py; every struct there names the
+ * struct here it must match, and tests/unit/test_layout.py compares the two
+ * against the BTF of the compiled object. Change both in the same commit.
+ *
+ * Byte order is stated on every field: addresses and the policy key are in
+ * network byte order (the policy key must be, so that an LPM prefix over it
+ * means "these groups, this protocol, this port prefix"); counters are host
+ * order.
+ */
+#ifndef BAYCTL_MAPS_H
+#define BAYCTL_MAPS_H
+
+#include <linux/types.h>
+
+/* Group tag of a peer that is in no group ("external" in the policy). */
+#define BAYCTL_GROUP_EXTERNAL 0
+
+/* IP protocol numbers as the policy key holds them; 0 = any protocol. */
+#define BAYCTL_PROTO_ANY  0
+#define BAYCTL_PROTO_ICMP 1
+#define BAYCTL_PROTO_TCP  6
+#define BAYCTL_PROTO_UDP  17
+
+/* Map sizes. The policy inner map is created by user space with this size. */
+#define BAYCTL_MAX_ENDPOINTS     65536
+#define BAYCTL_MAX_POLICY        262144
+#define BAYCTL_MAX_CONNTRACK     262144
+#define BAYCTL_MAX_GROUP_PAIRS   65536
+
+/* Pin names under the agent's bpffs directory (default /sys/fs/bpf/bayctl). */
+#define BAYCTL_PIN_ENDPOINTS  "bayctl_endpoints"
+#define BAYCTL_PIN_POLICY     "bayctl_policy"
+#define BAYCTL_PIN_CONNTRACK  "bayctl_conntrack"
+#define BAYCTL_PIN_COUNTERS   "bayctl_counters"
+#define BAYCTL_PIN_DROPS      "bayctl_drops"
+
+/*
+ * bayctl_endpoints: HASH, IPv4 address -> group.
+ * Every address the node knows a group for: its own containers and, when the
+ * bay distributes them, other nodes' containers. A miss means "external".
+ */
+struct bayctl_endpoint_key {
+	__be32 addr;            /* network byte order */
+};
+
+struct bayctl_endpoint_value {
+	__u16 group;            /* host order, 1..65535 */
+	__u16 flags;            /* BAYCTL_EP_* */
+	__u32 ifindex;          /* local interface, 0 for a remote endpoint */
+};
+
+#define BAYCTL_EP_LOCAL 0x1
+
+/*
+ * bayctl_policy: ARRAY_OF_MAPS with one slot (index 0) holding an LPM_TRIE
+ * of allow entries. A new policy is written into a fresh inner map which then
+ * replaces slot 0 in one update: every packet sees either the whole old or the
+ * whole new policy, and the kernel keeps the old inner map alive until no
+ * program can still be reading it. An empty slot means "no policy": deny all.
+ *
+ * Inner key: an LPM key over {src group, dst group, proto, pad, dport}, all
+ * big-endian so a prefix reads left to right:
+ *   prefixlen 32      any protocol, any port between the two groups
+ *   prefixlen 48      this protocol (pad is always 0), any port
+ *   prefixlen 48 + n  this protocol, destination ports sharing n leading bits
+ *   prefixlen 64      this protocol, this one port
+ * Port ranges are compiled into the few prefixes that cover them exactly.
+ * The datapath looks up with prefixlen 64 and the packet's real values (dport
+ * 0 for protocols without ports); any match allows.
+ */
+struct bayctl_policy_key {
+	__u32 prefixlen;        /* host order, as LPM_TRIE requires */
+	__be16 src_group;
+	__be16 dst_group;
+	__u8 proto;
+	__u8 pad;               /* always 0 */
+	__be16 dport;
+};
+
+struct bayctl_policy_value {
+	__u32 rule_id;          /* host order: which rule allowed it (counters, debugging) */
+};
+
+#define BAYCTL_POLICY_FULL_PREFIX 64
+
+/*
+ * bayctl_conntrack: LRU_HASH keyed by a flow's ORIGINAL direction (the first
+ * allowed packet's 5-tuple). A packet that matches an entry forwards is part
+ * of that flow; one that matches it reversed is a reply. Either way the flow's
+ * original direction is checked against the CURRENT policy, so a policy change
+ * also cuts established flows it no longer allows, and replies of allowed
+ * flows pass.
+ * For ICMP echo both ports hold the echo identifier.
+ */
+struct bayctl_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct bayctl_ct_value {
+	__u64 last_seen_ns;     /* host order, bpf_ktime_get_ns() */
+	__u16 src_group;        /* host order: groups when the flow was created */
+	__u16 dst_group;
+	__u32 rule_id;
+};
+
+/*
+ * bayctl_counters: PERCPU_HASH, {src group, dst group} -> packet/byte counts.
+ * User space sums over CPUs.
+ */
+struct bayctl_pair_key {
+	__u16 src_group;        /* host order */
+	__u16 dst_group;
+};
+
+struct bayctl_pair_counters {
+	__u64 allowed_packets;
+	__u64 allowed_bytes;
+	__u64 dropped_packets;
+	__u64 dropped_bytes;
+};
+
+/*
+ * bayctl_drops: PERCPU_ARRAY indexed by drop reason -> packets dropped.
+ */
+enum bayctl_drop_reason {
+	BAYCTL_DROP_POLICY      = 0,  /* no allow entry for the flow */
+	BAYCTL_DROP_NO_POLICY   = 1,  /* no policy loaded: fail closed */
+	BAYCTL_DROP_UNSUPPORTED = 2,  /* not IPv4 or ARP (e.g. IPv6) */
+	BAYCTL_DROP_MALFORMED   = 3,  /* headers truncated */
+	BAYCTL_DROP_REASONS     = 4,
+};
+
+#endif /* BAYCTL_MAPS_H */

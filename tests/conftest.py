@@ -1,0 +1,9 @@
+"""Suite-wide fixtures. Room-specific fixtures live in tests/fixtures_*.py plugins."""
+
+import os
+import sys
+
+# tests/ on sys.path: test modules import `prereq` and the fixture plugins by name.
+sys.path.insert(0, os.path.dirname(__file__))
+
+pytest_plugins = []
