@@ -1,1 +1,22 @@
-"""bayctl.policy."""
+"""bayctl.policy: the group-policy language (model, parser, compiler) and the map layouts.
+
+    policy = load_policy("web.yaml")        # or parse_policy(text, source="<stdin>")
+    entries = compile_policy(policy)        # [(layout.PolicyKey, layout.PolicyValue)]
+    text = dump_policy(policy)              # canonical YAML; parses back to an equal policy
+"""
+
+from bayctl.policy.compiler import compile_entries, compile_policy
+from bayctl.policy.dump import dump_policy
+from bayctl.policy.model import Policy, PortSpec, Rule
+from bayctl.policy.parser import load_policy, parse_policy
+
+__all__ = [
+    "Policy",
+    "PortSpec",
+    "Rule",
+    "compile_entries",
+    "compile_policy",
+    "dump_policy",
+    "load_policy",
+    "parse_policy",
+]
