@@ -11,6 +11,15 @@ import bayctl
 
 # "verb words" -> "module:Class". Each room registers its commands here, one line each.
 COMMANDS = {
+    "node agent": "bayctl.cli.node:Agent",
+    "node apply": "bayctl.cli.node:Apply",
+    "node show": "bayctl.cli.node:Show",
+    "node clear": "bayctl.cli.node:Clear",
+    "node endpoints": "bayctl.cli.node:Endpoints",
+    "node endpoint add": "bayctl.cli.node:EndpointAdd",
+    "node endpoint remove": "bayctl.cli.node:EndpointRemove",
+    "policy stats": "bayctl.cli.node:PolicyStats",
+    "policy drops": "bayctl.cli.node:PolicyDrops",
 }
 
 

@@ -1,0 +1,393 @@
+"""The node agent: owns the datapath on one node and serves its API on a root-only unix socket.
+
+What it guarantees:
+- Enforcement never depends on the agent being alive: maps and the tc program are pinned
+  and attached by the datapath; the agent exits (SIGTERM, crash, kill -9) leaving them in
+  place, and a restarted agent reuses the pins.
+- The last applied policy and the registered endpoints are kept in the state dir (atomic
+  writes) and re-applied at start, so a reboot (pins gone) restores enforcement too.
+  With no saved policy the node denies everything (fail closed).
+- A policy that does not parse or compile changes nothing; a new one replaces the old in
+  one atomic swap in the datapath, and is saved only after the datapath took it.
+- Mutations are serialised by one lock; reads are lock-free snapshots.
+
+Runs on a slave with only the node's dependencies: no cloud code is imported here.
+"""
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+
+from bayctl.errors import BayctlError, NodeError, PolicyError
+from bayctl.node.api import AgentApi
+from bayctl.node.state import StateStore
+from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
+
+LOG = logging.getLogger("bayctl.node.agent")
+
+DEFAULT_SOCKET = "/run/bayctl/agent.sock"
+DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
+DEFAULT_STATE_DIR = "/var/lib/bayctl"
+ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
+ENV_PIN_DIR = "BAYCTL_AGENT_PIN_DIR"
+ENV_STATE_DIR = "BAYCTL_AGENT_STATE_DIR"
+
+GROUP_EXTERNAL = 0
+GROUP_MAX = 65535
+IFNAMSIZ = 16
+
+
+def default_socket():
+    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
+
+
+def default_pin_dir():
+    return os.environ.get(ENV_PIN_DIR) or DEFAULT_PIN_DIR
+
+
+def default_state_dir():
+    return os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR
+
+
+class Agent:
+    """The node's policy and endpoints, applied to a Datapath and kept in a StateStore."""
+
+    def __init__(self, datapath, store):
+        self.datapath = datapath
+        self.store = store
+        self._lock = threading.Lock()
+        self._policy = None          # bayctl.policy Policy, or None: fail closed
+        self._policy_text = None
+        self._endpoints = {}         # ip -> {"ip", "tag", "registered_as", "ifname", "netns"}
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self):
+        """Load (or reuse) the datapath, then re-apply the saved policy and endpoints."""
+        self.store.ensure_dir()
+        self.datapath.load()
+        with self._lock:
+            self._restore_policy()
+            self._restore_endpoints()
+
+    def _restore_policy(self):
+        text = self.store.load_policy_text()
+        if text is None:
+            self.datapath.clear_policy()
+            LOG.info("no saved policy: denying all traffic until one is applied")
+            return
+        source = os.path.join(self.store.state_dir, "policy.yaml")
+        try:
+            policy, entries = _parse_and_compile(text, source)
+        except PolicyError as exc:
+            # Fail closed, but keep the file: nothing the operator applied is lost.
+            self.datapath.clear_policy()
+            LOG.error("saved policy no longer valid, denying all traffic: %s", exc)
+            return
+        self.datapath.replace_policy(entries)
+        self._policy, self._policy_text = policy, text
+        LOG.info("policy restored digest=%s entries=%d", policy.digest, len(entries))
+
+    def _restore_endpoints(self):
+        saved = {ep["ip"]: ep for ep in self.store.load_endpoints()}
+        # The endpoint map must say exactly what the state says: drop leftovers of
+        # registrations this state does not know (they would grant a group to an address).
+        for ip in set(self.datapath.endpoints()) - set(saved):
+            self.datapath.delete_endpoint(ip)
+            LOG.info("endpoint %s dropped: not in saved state", ip)
+        for ip, ep in sorted(saved.items()):
+            self.datapath.set_endpoint(ip, int(ep["tag"]))
+            self._endpoints[ip] = dict(ep)
+            if ep.get("ifname"):
+                try:
+                    self.datapath.attach(ep["ifname"], ep.get("netns"))
+                except (NodeError, OSError) as exc:
+                    # The container may be gone; its address stays registered until removed.
+                    LOG.warning("endpoint %s: cannot re-attach %s: %s", ip, _where(ep), exc)
+        if saved:
+            LOG.info("endpoints restored: %d", len(saved))
+
+    # -- policy --------------------------------------------------------------------------------
+
+    def apply_policy(self, text, source="<request>"):
+        policy, entries = _parse_and_compile(text, source)  # PolicyError: nothing changed
+        with self._lock:
+            self.datapath.replace_policy(entries)
+            try:
+                self.store.save_policy_text(text)
+            except NodeError:
+                # Enforced but not saved would be silently lost at the next restart: undo.
+                self._reinstate(self._policy)
+                raise
+            self._policy, self._policy_text = policy, text
+        LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, len(entries), source)
+        return {"digest": policy.digest, "entries": len(entries)}
+
+    def _reinstate(self, policy):
+        from bayctl.policy import compile_policy
+
+        if policy is None:
+            self.datapath.clear_policy()
+        else:
+            self.datapath.replace_policy(list(compile_policy(policy)))
+
+    def show_policy(self):
+        policy, text = self._policy, self._policy_text
+        if policy is None:
+            return {"digest": None, "groups": {}, "source": None}
+        return {"digest": policy.digest, "groups": dict(policy.groups), "source": text}
+
+    def clear_policy(self):
+        with self._lock:
+            self.datapath.clear_policy()
+            self._policy, self._policy_text = None, None
+            self.store.clear_policy()
+        LOG.info("policy cleared: denying all traffic")
+        return {"digest": None}
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def add_endpoint(self, ip, group, ifname=None, netns=None):
+        ip = _check_ip(ip)
+        ifname, netns = _check_interface(ifname, netns)
+        with self._lock:
+            tag = self._resolve_group(group)
+            endpoint = {"ip": ip, "tag": tag, "registered_as": group, "ifname": ifname, "netns": netns}
+            previous = self._endpoints.get(ip)
+            self.datapath.set_endpoint(ip, tag)
+            if ifname:
+                try:
+                    self.datapath.attach(ifname, netns)
+                except BaseException:
+                    self._undo_set_endpoint(ip, previous)
+                    raise
+            self._endpoints[ip] = endpoint
+            if previous and previous.get("ifname") and _iface(previous) != _iface(endpoint):
+                self._detach_if_unused(previous)
+            self._save_endpoints()
+        LOG.info("endpoint added ip=%s tag=%d %s", ip, tag, _where(endpoint))
+        return self._describe(endpoint)
+
+    def remove_endpoint(self, ip):
+        ip = _check_ip(ip)
+        with self._lock:
+            endpoint = self._endpoints.pop(ip, None)
+            self.datapath.delete_endpoint(ip)
+            if endpoint and endpoint.get("ifname"):
+                self._detach_if_unused(endpoint)
+            self._save_endpoints()
+        LOG.info("endpoint removed ip=%s%s", ip, "" if endpoint else " (was not registered)")
+        return {"ip": ip, "removed": endpoint is not None}
+
+    def endpoints(self):
+        return [self._describe(ep) for _, ep in sorted(self._endpoints.items(), key=_ip_order)]
+
+    def _resolve_group(self, group):
+        if isinstance(group, bool):
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+        if isinstance(group, str) and group.strip().isdigit():
+            group = int(group.strip())
+        if isinstance(group, int):
+            if group == GROUP_EXTERNAL:
+                raise ApiError(400, "group tag 0 is reserved for 'external' (peers in no group)")
+            if not 1 <= group <= GROUP_MAX:
+                raise ApiError(400, f"bad group tag {group}: expected 1-{GROUP_MAX}")
+            return group
+        if not isinstance(group, str) or not group:
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+        if self._policy is None:
+            raise ApiError(400, f"unknown group '{group}': no policy applied (use a numeric tag)")
+        tag = self._policy.groups.get(group)
+        if tag is None or tag == GROUP_EXTERNAL:
+            known = ", ".join(sorted(name for name, t in self._policy.groups.items() if t))
+            raise ApiError(400, f"unknown group '{group}' (the policy has: {known})")
+        return tag
+
+    def _undo_set_endpoint(self, ip, previous):
+        try:
+            if previous:
+                self.datapath.set_endpoint(ip, int(previous["tag"]))
+            else:
+                self.datapath.delete_endpoint(ip)
+        except (NodeError, OSError) as exc:
+            LOG.error("endpoint %s: could not undo registration: %s", ip, exc)
+
+    def _detach_if_unused(self, endpoint):
+        # Several addresses may share one interface: detach only when the last one goes.
+        if any(_iface(other) == _iface(endpoint) for other in self._endpoints.values()):
+            return
+        self.datapath.detach(endpoint["ifname"], endpoint.get("netns"))
+
+    def _save_endpoints(self):
+        self.store.save_endpoints(list(self._endpoints.values()))
+
+    def _describe(self, endpoint):
+        return {
+            "ip": endpoint["ip"],
+            "group": self._group_name(int(endpoint["tag"])),
+            "tag": int(endpoint["tag"]),
+            "ifname": endpoint.get("ifname"),
+            "netns": endpoint.get("netns"),
+        }
+
+    def _group_name(self, tag):
+        """The current policy's name for `tag`, else None (the tag alone is all we know)."""
+        policy = self._policy
+        if policy is not None:
+            for name, number in policy.groups.items():
+                if number == tag:
+                    return name
+        return "external" if tag == GROUP_EXTERNAL else None
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def stats(self):
+        pairs = []
+        for (src, dst), counts in sorted(self.datapath.counters().items()):
+            pair = {
+                "from": self._group_name(src) or str(src),
+                "to": self._group_name(dst) or str(dst),
+                "from_tag": src,
+                "to_tag": dst,
+            }
+            for field in ("allowed_packets", "allowed_bytes", "dropped_packets", "dropped_bytes"):
+                pair[field] = int(counts.get(field, 0))
+            pairs.append(pair)
+        return {"pairs": pairs, "drops": {str(k): int(v) for k, v in self.datapath.drops().items()}}
+
+    def health(self):
+        policy = self._policy
+        return {"ok": True, "digest": policy.digest if policy else None, "endpoints": len(self._endpoints)}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _parse_and_compile(text, source):
+    from bayctl.policy import compile_policy, parse_policy
+
+    policy = parse_policy(text, source=source)
+    return policy, list(compile_policy(policy))
+
+
+def _check_ip(ip):
+    if not isinstance(ip, str):
+        raise ApiError(400, f"bad IP {ip!r}: expected an IPv4 address like 10.1.0.5")
+    try:
+        return str(ipaddress.IPv4Address(ip.strip()))
+    except ValueError:
+        raise ApiError(400, f"bad IP '{ip}': expected an IPv4 address like 10.1.0.5") from None
+
+
+def _check_interface(ifname, netns):
+    if ifname is None:
+        if netns is not None:
+            raise ApiError(400, "netns given without ifname: name the interface to attach to")
+        return None, None
+    valid = isinstance(ifname, str) and 0 < len(ifname) < IFNAMSIZ and "/" not in ifname
+    if not valid or ifname.strip() != ifname:
+        raise ApiError(400, f"bad interface name {ifname!r}")
+    if netns is not None:
+        if not isinstance(netns, str) or not netns.startswith("/"):
+            raise ApiError(400, f"bad netns {netns!r}: expected a path like /run/netns/x or /proc/PID/ns/net")
+        if not os.path.exists(netns):
+            raise ApiError(400, f"netns {netns} does not exist")
+    return ifname, netns
+
+
+def _iface(endpoint):
+    return (endpoint.get("ifname"), endpoint.get("netns"))
+
+
+def _where(endpoint):
+    if not endpoint.get("ifname"):
+        return "(no interface)"
+    return f"ifname={endpoint['ifname']} netns={endpoint.get('netns') or '-'}"
+
+
+def _ip_order(item):
+    return ipaddress.IPv4Address(item[0])
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+def configure_logging(verbose=False):
+    """One line per event on stderr; the agent's own handler, whatever the caller configured."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s bayctl-agent[%(process)d] %(levelname)s %(message)s"))
+    for name in ("bayctl.node",):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logger.propagate = False
+
+
+def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None):
+    """Run the agent until SIGTERM/SIGINT. Returns the exit status."""
+    socket_path = socket_path or default_socket()
+    pin_dir = pin_dir or default_pin_dir()
+    state_dir = state_dir or default_state_dir()
+    if datapath is None:
+        from bayctl.node.datapath import Datapath
+
+        datapath = Datapath(pin_dir=pin_dir)
+    agent = Agent(datapath, StateStore(state_dir))
+    server = UnixHTTPServer(socket_path, JsonHandler, AgentApi(agent))
+    try:
+        agent.start()
+        stop = _install_stop_handlers(server)
+        LOG.info("agent ready socket=%s pin_dir=%s state_dir=%s", socket_path, pin_dir, state_dir)
+        server.serve_forever(poll_interval=0.5)
+        LOG.info("agent stopped (%s); pinned maps and attached programs stay in place", stop["signal"])
+    finally:
+        server.server_close()
+        server.remove_socket()
+    return 0
+
+
+def _install_stop_handlers(server):
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        if stop["signal"] is None:
+            stop["signal"] = signal.Signals(signum).name
+            # shutdown() waits for serve_forever, which runs in this very thread: ask from another.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(prog="bayctl-agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--socket", default=None,
+                        help=f"unix socket of the API (env {ENV_SOCKET}, default {DEFAULT_SOCKET})")
+    parser.add_argument("--pin-dir", default=None,
+                        help=f"bpffs directory of the pinned maps (env {ENV_PIN_DIR}, "
+                             f"default {DEFAULT_PIN_DIR})")
+    parser.add_argument("--state-dir", default=None,
+                        help=f"where the policy and endpoints are kept (env {ENV_STATE_DIR}, "
+                             f"default {DEFAULT_STATE_DIR})")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    parser.add_argument("--verbose", action="store_true", help="log debug detail")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return run_agent(args.socket, args.pin_dir, args.state_dir)
+    except BayctlError as exc:
+        LOG.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Client of the node agent's API (HTTP/1.1 + JSON over its unix socket).
+
+Used by the node CLI, the Docker driver, the CNI plugin and seeding. Every failure is a
+NodeError with one line: the agent's own message, or what is wrong with the socket.
+"""
+
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+
+from bayctl.errors import NodeError
+
+DEFAULT_SOCKET = "/run/bayctl/agent.sock"
+ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
+SOURCE_HEADER = "X-Bayctl-Source"
+
+
+def default_socket():
+    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class AgentClient:
+    """One request per connection: the agent is local and cheap to reach, and a client
+    never holds a server thread between calls."""
+
+    def __init__(self, socket_path=None, timeout=120.0):
+        self.socket_path = socket_path or default_socket()
+        self.timeout = timeout
+
+    # -- policy --------------------------------------------------------------------------------
+
+    def apply_policy(self, text, source=None):
+        """Apply a policy (YAML text). `source` names the file in error messages."""
+        headers = {"Content-Type": "application/yaml"}
+        if source:
+            headers[SOURCE_HEADER] = source
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        return self._request("PUT", "/v1/policy", body, headers)
+
+    def show_policy(self):
+        return self._request("GET", "/v1/policy")
+
+    def clear_policy(self):
+        return self._request("DELETE", "/v1/policy")
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def add_endpoint(self, ip, group, ifname=None, netns=None):
+        request = {"ip": ip, "group": group}
+        if ifname is not None:
+            request["ifname"] = ifname
+        if netns is not None:
+            request["netns"] = netns
+        return self._request("POST", "/v1/endpoints", json.dumps(request).encode(),
+                             {"Content-Type": "application/json"})
+
+    def remove_endpoint(self, ip):
+        return self._request("DELETE", "/v1/endpoints/" + urllib.parse.quote(str(ip), safe=""))
+
+    def endpoints(self):
+        return self._request("GET", "/v1/endpoints")["endpoints"]
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def stats(self):
+        return self._request("GET", "/v1/stats")
+
+    def health(self):
+        return self._request("GET", "/v1/health")
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _request(self, method, path, body=None, headers=None):
+        connection = _UnixConnection(self.socket_path, self.timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            payload = response.read()
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NodeError(f"agent not running at {self.socket_path}") from None
+        except PermissionError:
+            raise NodeError(f"permission denied on {self.socket_path} (the agent's socket is root-only)") \
+                from None
+        except socket.timeout:
+            raise NodeError(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise NodeError(f"agent at {self.socket_path}: {exc or type(exc).__name__}") from None
+        finally:
+            connection.close()
+        try:
+            document = json.loads(payload or b"{}")
+        except ValueError:
+            raise NodeError(f"agent at {self.socket_path} sent HTTP {response.status}, not JSON") from None
+        if response.status >= 400:
+            message = document.get("error") if isinstance(document, dict) else None
+            raise NodeError(message or f"agent at {self.socket_path} answered HTTP {response.status}")
+        return document

@@ -1,0 +1,118 @@
+"""The agent's state on disk: the last applied policy and the registered endpoints.
+
+The datapath's pinned maps keep enforcing across an agent restart; this store is what
+lets the restarted agent know WHAT it is enforcing (the policy text, endpoint names and
+interfaces) and re-apply it after a reboot, when the pins are gone.
+
+Every write is atomic (temp file in the same directory, fsync, rename, fsync of the
+directory): a crash leaves either the old or the new file, never a torn one.
+"""
+
+import json
+import logging
+import os
+import tempfile
+
+from bayctl.errors import NodeError
+
+LOG = logging.getLogger(__name__)
+
+POLICY_FILE = "policy.yaml"
+ENDPOINTS_FILE = "endpoints.json"
+
+
+class StateStore:
+    """Files under `state_dir` (created 0700: the policy is the node's security configuration)."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+
+    def ensure_dir(self):
+        try:
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot create state dir {self.state_dir}: {exc.strerror}") from exc
+
+    # -- policy -------------------------------------------------------------------------------
+
+    def load_policy_text(self):
+        """The last applied policy's YAML text, or None when none was applied (or it was cleared)."""
+        return self._read(POLICY_FILE)
+
+    def save_policy_text(self, text):
+        self._write(POLICY_FILE, text.encode("utf-8"))
+
+    def clear_policy(self):
+        self._remove(POLICY_FILE)
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    def load_endpoints(self):
+        """Registered endpoints as a list of dicts {ip, tag, group, ifname, netns}."""
+        text = self._read(ENDPOINTS_FILE)
+        if text is None:
+            return []
+        try:
+            data = json.loads(text)
+            endpoints = data["endpoints"]
+            if not isinstance(endpoints, list):
+                raise TypeError("endpoints is not a list")
+            return endpoints
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeError(f"{self._path(ENDPOINTS_FILE)}: unreadable endpoint state: {exc}") from exc
+
+    def save_endpoints(self, endpoints):
+        document = {"endpoints": sorted(endpoints, key=lambda ep: ep["ip"])}
+        self._write(ENDPOINTS_FILE, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode())
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _path(self, name):
+        return os.path.join(self.state_dir, name)
+
+    def _read(self, name):
+        try:
+            with open(self._path(name), encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise NodeError(f"cannot read {self._path(name)}: {exc.strerror}") from exc
+
+    def _write(self, name, data):
+        self.ensure_dir()
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.state_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._path(name))
+            self._fsync_dir()
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise NodeError(f"cannot write {self._path(name)}: {exc.strerror}") from exc
+
+    def _remove(self, name):
+        try:
+            os.unlink(self._path(name))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise NodeError(f"cannot remove {self._path(name)}: {exc.strerror}") from exc
+        self._fsync_dir()
+
+    def _fsync_dir(self):
+        # The rename is durable only once the directory entry is on disk.
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
