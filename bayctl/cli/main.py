@@ -20,6 +20,8 @@ COMMANDS = {
     "node endpoint remove": "bayctl.cli.node:EndpointRemove",
     "policy stats": "bayctl.cli.node:PolicyStats",
     "policy drops": "bayctl.cli.node:PolicyDrops",
+    "policy check": "bayctl.cli.policy:Check",
+    "policy compile": "bayctl.cli.policy:Compile",
 }
 
 
