@@ -29,6 +29,7 @@ PIN_POLICY = "bayctl_policy"
 PIN_CONNTRACK = "bayctl_conntrack"
 PIN_COUNTERS = "bayctl_counters"
 PIN_DROPS = "bayctl_drops"
+PIN_PROG = "bayctl_tc"
 
 EP_LOCAL = 0x1
 

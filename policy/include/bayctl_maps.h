@@ -38,6 +38,8 @@
 #define BAYCTL_PIN_CONNTRACK  "bayctl_conntrack"
 #define BAYCTL_PIN_COUNTERS   "bayctl_counters"
 #define BAYCTL_PIN_DROPS      "bayctl_drops"
+/* The tc classifier (bayctl_tc.bpf.c), pinned so attaching needs no reload. */
+#define BAYCTL_PIN_PROG       "bayctl_tc"
 
 /*
  * bayctl_endpoints: HASH, IPv4 address -> group.

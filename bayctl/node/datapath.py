@@ -1,0 +1,315 @@
+"""The datapath loader: loads the tc classifier, owns its pinned maps, attaches it to interfaces.
+
+Everything lives under one bpffs directory (pin_dir): the maps (bayctl_maps.h's BAYCTL_PIN_*)
+and the program (BAYCTL_PIN_PROG). `load()` reuses the maps already pinned there, so a
+restarted agent keeps the endpoints, the policy and the conntrack table, and the classifier
+stays attached to interfaces while no agent runs (tc filters hold the program). Other
+methods open the pins on first use, so a second process (stats, CLI) needs no `load()`.
+
+A policy is replaced whole: a fresh inner LPM trie is filled, then written into slot 0 of
+the outer ARRAY_OF_MAPS in one update; packets see the old or the new policy, never a mix.
+"""
+
+import ctypes
+import errno
+import ipaddress
+import os
+import socket
+
+from bayctl.errors import NodeError
+from bayctl.node import libbpf
+from bayctl.node.netns import NetnsGone, run_in_netns
+from bayctl.policy import layout
+
+DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
+DEFAULT_OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "bayctl_tc.bpf.o")
+BPFFS_ROOT = "/sys/fs/bpf"
+BPF_FS_MAGIC = 0xCAFE4A11
+
+# Our tc filter's identity on an interface: attach replaces it, detach removes only it.
+TC_HANDLE = 0xBAC
+TC_PRIORITY = 0xBAC
+
+MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_CONNTRACK, layout.PIN_COUNTERS,
+            layout.PIN_DROPS)
+INNER_POLICY_NAME = "bayctl_pol_in"
+
+_batch_supported = None  # does this kernel batch-update LPM tries? learned on first policy
+
+
+class Datapath:
+    def __init__(self, pin_dir=DEFAULT_PIN_DIR, obj_path=None):
+        self.pin_dir = str(pin_dir)
+        self.obj_path = str(obj_path or DEFAULT_OBJECT)
+        self._fds = {}
+
+    # ----- loading ------------------------------------------------------------------------
+
+    def load(self):
+        """Load the classifier; create the pinned maps, or reuse those already pinned."""
+        _ensure_bpffs(self.pin_dir)
+        with libbpf.BpfObject(self.obj_path) as obj:
+            for name in MAP_PINS:
+                obj.map(name).set_pin_path(self._pin(name))
+            try:
+                obj.load()
+            except NodeError as exc:
+                raise NodeError(f"{exc} (pins in {self.pin_dir} from an incompatible build? "
+                                "remove them with Datapath.unpin)") from exc
+            # Pin under a temporary name, then rename over the old pin: at every moment the
+            # pin names a loaded program, so a concurrent attach never finds it missing.
+            staging = self._pin(layout.PIN_PROG + "_new")  # bpffs refuses names with a dot
+            _unlink_quietly(staging)
+            obj.program(layout.PIN_PROG).pin(staging)
+            os.replace(staging, self._pin(layout.PIN_PROG))
+        self.close()  # fds are reopened from the pins: one code path for every process
+
+    def close(self):
+        """Close this process's file descriptors (pins and attachments stay)."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def unpin(self):
+        """Remove every pin under pin_dir (node teardown). Attached filters keep the program
+        until detached; an empty or missing directory is fine."""
+        self.close()
+        try:
+            names = os.listdir(self.pin_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            _unlink_quietly(self._pin(name))
+        try:
+            os.rmdir(self.pin_dir)
+        except OSError as exc:
+            raise NodeError(f"cannot remove {self.pin_dir}: {exc.strerror}") from exc
+
+    def _pin(self, name):
+        return os.path.join(self.pin_dir, name)
+
+    def _fd(self, name):
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = libbpf.obj_get(self._pin(name))
+            if fd is None:
+                raise NodeError(f"datapath not loaded: nothing pinned at {self._pin(name)} (run load())")
+            self._fds[name] = fd
+        return fd
+
+    # ----- interfaces ---------------------------------------------------------------------
+
+    def attach(self, ifname, netns=None):
+        """Attach the classifier on tc ingress and egress of `ifname` (inside `netns`, a path;
+        None = this namespace). Re-attaching replaces our filter. Returns the ifindex."""
+        prog_fd = self._fd(layout.PIN_PROG)
+        where = _where(ifname, netns)
+
+        def attach_here():
+            ifindex = _ifindex(ifname, where)
+            for point in (libbpf.TC_INGRESS, libbpf.TC_EGRESS):
+                hook = libbpf.tc_hook(ifindex, point)
+                libbpf.tc_hook_create(hook, where)
+                libbpf.tc_attach(hook, prog_fd, TC_HANDLE, TC_PRIORITY, where)
+            return ifindex
+
+        return run_in_netns(netns, attach_here)
+
+    def detach(self, ifname, netns=None):
+        """Remove the classifier from `ifname`; a missing interface or namespace is not an error."""
+        where = _where(ifname, netns)
+
+        def detach_here():
+            try:
+                ifindex = socket.if_nametoindex(ifname)
+            except OSError:
+                return
+            for point in (libbpf.TC_INGRESS, libbpf.TC_EGRESS):
+                libbpf.tc_detach(libbpf.tc_hook(ifindex, point), TC_HANDLE, TC_PRIORITY, where)
+
+        try:
+            run_in_netns(netns, detach_here)
+        except NetnsGone:
+            pass
+
+    # ----- endpoints ----------------------------------------------------------------------
+
+    def set_endpoint(self, ip, group, ifindex=0, local=True):
+        """Classify `ip` into `group` (1..65535). `ifindex`: the interface the classifier is
+        attached to for this local endpoint; it lets a packet between two local endpoints be
+        counted once (at the sender's interface) instead of at both."""
+        if not isinstance(group, int) or not layout.GROUP_MIN <= group <= layout.GROUP_MAX:
+            raise NodeError(f"endpoint {ip}: group must be {layout.GROUP_MIN}..{layout.GROUP_MAX}, "
+                            f"not {group!r}")
+        if not isinstance(ifindex, int) or ifindex < 0:
+            raise NodeError(f"endpoint {ip}: ifindex must be a non-negative integer, not {ifindex!r}")
+        value = layout.EndpointValue(group=group, flags=layout.EP_LOCAL if local else 0, ifindex=ifindex)
+        libbpf.map_update(self._fd(layout.PIN_ENDPOINTS), _endpoint_key(ip), value,
+                          what=f"endpoint {ip}")
+
+    def delete_endpoint(self, ip):
+        libbpf.map_delete(self._fd(layout.PIN_ENDPOINTS), _endpoint_key(ip), what=f"endpoint {ip}")
+
+    def endpoints(self):
+        """ip -> group of every endpoint."""
+        fd = self._fd(layout.PIN_ENDPOINTS)
+        found = {}
+        for key in libbpf.map_keys(fd, layout.EndpointKey):
+            value = layout.EndpointValue()
+            if libbpf.map_lookup(fd, key, value):
+                found[str(ipaddress.IPv4Address(key.addr))] = value.group
+        return found
+
+    # ----- policy -------------------------------------------------------------------------
+
+    def replace_policy(self, entries):
+        """Make `entries` ((layout.PolicyKey, layout.PolicyValue) pairs) the whole policy, atomically.
+        On any error the previous policy stays in force."""
+        keys, values, count = _policy_arrays(entries)
+        outer = self._fd(layout.PIN_POLICY)
+        inner = libbpf.map_create(libbpf.MAP_TYPE_LPM_TRIE, INNER_POLICY_NAME,
+                                  ctypes.sizeof(layout.PolicyKey), ctypes.sizeof(layout.PolicyValue),
+                                  layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC)
+        try:
+            _fill(inner, keys, values, count)
+            libbpf.map_update(outer, ctypes.c_uint32(0), ctypes.c_uint32(inner), what="policy slot 0")
+        finally:
+            os.close(inner)  # the outer map holds the reference now (or nothing does)
+
+    def clear_policy(self):
+        """Empty slot 0: every packet is dropped with reason NO_POLICY (fail closed)."""
+        libbpf.map_delete(self._fd(layout.PIN_POLICY), ctypes.c_uint32(0), what="policy slot 0")
+
+    def policy_loaded(self):
+        """Whether slot 0 holds a policy."""
+        inner_id = ctypes.c_uint32()
+        return libbpf.map_lookup(self._fd(layout.PIN_POLICY), ctypes.c_uint32(0), inner_id)
+
+    # ----- counters -----------------------------------------------------------------------
+
+    def counters(self):
+        """(src group, dst group) -> allowed/dropped packets/bytes, summed over CPUs."""
+        fd = self._fd(layout.PIN_COUNTERS)
+        per_cpu = layout.PairCounters * libbpf.possible_cpus()
+        fields = [name for name, _ in layout.PairCounters._fields_]
+        found = {}
+        for key in libbpf.map_keys(fd, layout.PairKey):
+            values = per_cpu()
+            if libbpf.map_lookup(fd, key, values):
+                found[(key.src_group, key.dst_group)] = {
+                    name: sum(getattr(v, name) for v in values) for name in fields
+                }
+        return found
+
+    def drops(self):
+        """DropReason name -> packets dropped for that reason, summed over CPUs."""
+        fd = self._fd(layout.PIN_DROPS)
+        per_cpu = ctypes.c_uint64 * libbpf.possible_cpus()
+        found = {}
+        for reason in layout.DropReason:
+            values = per_cpu()
+            libbpf.map_lookup(fd, ctypes.c_uint32(reason), values)
+            found[reason.name] = sum(values)
+        return found
+
+
+def _endpoint_key(ip):
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except ValueError as exc:
+        raise NodeError(f"endpoint {ip!r}: not an IPv4 address (the datapath is IPv4-only)") from exc
+    return layout.EndpointKey(addr=int(address))
+
+
+def _policy_arrays(entries):
+    pairs = list(entries)
+    if len(pairs) > layout.MAX_POLICY:
+        raise NodeError(f"policy has {len(pairs)} entries; the datapath holds at most {layout.MAX_POLICY}")
+    keys = (layout.PolicyKey * max(len(pairs), 1))()
+    values = (layout.PolicyValue * max(len(pairs), 1))()
+    for index, pair in enumerate(pairs):
+        try:
+            key, value = pair
+        except (TypeError, ValueError) as exc:
+            raise NodeError(f"policy entry {index}: expected (PolicyKey, PolicyValue), got {pair!r}") from exc
+        if not isinstance(key, layout.PolicyKey) or not isinstance(value, layout.PolicyValue):
+            raise NodeError(f"policy entry {index}: expected (PolicyKey, PolicyValue), "
+                            f"got ({type(key).__name__}, {type(value).__name__})")
+        if key.prefixlen > layout.POLICY_FULL_PREFIX or key.pad:
+            raise NodeError(f"policy entry {index}: prefixlen {key.prefixlen} (max "
+                            f"{layout.POLICY_FULL_PREFIX}) / pad {key.pad} (must be 0) invalid")
+        keys[index] = key
+        values[index] = value
+    return keys, values, len(pairs)
+
+
+def _fill(fd, keys, values, count):
+    """Write the entries: one batch syscall where the kernel batches LPM tries, else one by one."""
+    global _batch_supported
+    if count == 0:
+        return
+    if _batch_supported is not False:
+        try:
+            libbpf.map_update_batch(fd, keys, values, count, what="policy")
+            _batch_supported = True
+            return
+        except NodeError as exc:
+            if getattr(exc, "errno", None) not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP) \
+                    or getattr(exc, "done", 0):
+                raise
+            _batch_supported = False
+    update = libbpf.lib().bpf_map_update_elem
+    key_size, value_size = ctypes.sizeof(layout.PolicyKey), ctypes.sizeof(layout.PolicyValue)
+    key_base, value_base = ctypes.addressof(keys), ctypes.addressof(values)
+    for index in range(count):
+        if update(fd, key_base + index * key_size, value_base + index * value_size, libbpf.BPF_ANY) < 0:
+            err = ctypes.get_errno()
+            raise NodeError(f"policy entry {index}: kernel refused it: {os.strerror(err)}")
+
+
+def _where(ifname, netns):
+    return f"{ifname} in {netns}" if netns else ifname
+
+
+def _ifindex(ifname, where):
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError as exc:
+        raise NodeError(f"cannot attach to {where}: no such interface") from exc
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _ensure_bpffs(pin_dir):
+    """Mount bpffs at /sys/fs/bpf if nothing is mounted there, and create pin_dir on it."""
+    if pin_dir.startswith(BPFFS_ROOT + "/") and not _is_bpffs(BPFFS_ROOT):
+        _mount_bpffs(BPFFS_ROOT)
+    os.makedirs(pin_dir, mode=0o700, exist_ok=True)
+    if not _is_bpffs(pin_dir):
+        raise NodeError(f"{pin_dir} is not on a bpf filesystem (mount -t bpf bpf {BPFFS_ROOT})")
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _is_bpffs(path):
+    buf = _Statfs()
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return False
+    return (buf.f_type & 0xFFFFFFFF) == BPF_FS_MAGIC
+
+
+def _mount_bpffs(target):
+    os.makedirs(target, exist_ok=True)
+    if _libc.mount(b"bpf", os.fsencode(target), b"bpf", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise NodeError(f"cannot mount bpffs at {target}: {os.strerror(err)}")

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * bayctl_tc.bpf.c - the group policy classifier for container interfaces.
+ *
+ * Attached (direct action) on tc ingress AND egress of every container
+ * interface. For each packet: ARP passes; anything but IPv4 is dropped
+ * (IPv4-only v1 fails closed); source and destination are classified into
+ * groups through bayctl_endpoints (unknown = external, 0); conntrack says
+ * whether the packet opens a flow or belongs to one (original or reply); the
+ * flow's ORIGINAL direction is then checked against the CURRENT policy, so
+ * replies of allowed flows pass and a policy change cuts flows it no longer
+ * allows. No policy loaded, or no allow entry: drop and count.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/classify.h"
+#include "lib/endpoints.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/counters.h"
+#include "lib/drop.h"
+
+static __always_inline int has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+}
+
+SEC("tc")
+int bayctl_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct bayctl_endpoint_value *src, *dst;
+	struct flow flow = {};
+	__u16 src_group, dst_group, orig_src, orig_dst;
+	__be16 orig_dport;
+	__u32 rule_id = 0;
+	int reason, direction, verdict;
+
+	if ((void *)(eth + 1) > data_end)
+		return drop_packet(BAYCTL_DROP_MALFORMED);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return BAYCTL_PASS;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return drop_packet(BAYCTL_DROP_UNSUPPORTED);
+
+	reason = classify_ipv4(skb, &flow);
+	if (reason)
+		return drop_packet(reason);
+
+	src = endpoint_of(flow.saddr);
+	dst = endpoint_of(flow.daddr);
+	src_group = group_of(src);
+	dst_group = group_of(dst);
+
+	direction = ct_lookup(&flow);
+	if (direction == CT_REPLY) {
+		orig_src = dst_group;
+		orig_dst = src_group;
+		orig_dport = has_ports(flow.proto) ? flow.sport : 0;
+	} else {
+		orig_src = src_group;
+		orig_dst = dst_group;
+		orig_dport = flow.policy_dport;
+	}
+
+	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);
+	if (verdict == POLICY_ALLOW) {
+		if (direction == CT_NEW)
+			ct_create(&flow, src_group, dst_group, rule_id);
+		if (hook_counts(src, skb->ifindex))
+			count_pair(src_group, dst_group, skb->len, 1);
+		return BAYCTL_PASS;
+	}
+	count_pair(src_group, dst_group, skb->len, 0);
+	return drop_packet(verdict == POLICY_NONE ? BAYCTL_DROP_NO_POLICY : BAYCTL_DROP_POLICY);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
