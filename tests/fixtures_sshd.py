@@ -1,0 +1,298 @@
+"""Real OpenSSH sshd processes (and real node agents) on loopback, as seeding's counterpart.
+
+Each node of an `SshdBay` is a real `/usr/sbin/sshd -D` on its own loopback address
+(127.77.B.N, one port for the whole bay as on a real bay), with its own generated host key,
+key authentication only, and an authorized_keys holding the bay's test key. Each node may run
+a real `bayctl node agent` with its own socket, pin dir and state dir; the node's sshd hands
+the agent's socket to every session (server-side `SetEnv BAYCTL_AGENT_SOCKET=...`, OpenSSH
+8.7+) and puts this Python's `bayctl` first on PATH, so `bayctl node ...` run over SSH talks
+to that node's agent, as on a slave.
+
+Used by tests/functional/test_seed_*.py (fixture `sshd_bay_factory`) and bench/seed.py.
+Names carry the room prefix "bseed"; every process, pin dir and file is removed on teardown.
+"""
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+SSHD = "/usr/sbin/sshd"
+PORT_RANGE = range(22200, 23000)
+PREFIX = "bseed"
+PIN_ROOT = "/sys/fs/bpf"
+_bay_numbers = itertools.count(1)
+
+
+def bayctl_bin_dir():
+    """Directory of the `bayctl` console script of the Python running the tests."""
+    return os.path.dirname(sys.executable)
+
+
+def loopback_ip(bay_number, index):
+    """127.77.<bay>.<index+1>: a distinct address per node, all routed to lo by Linux."""
+    return f"127.77.{bay_number % 250}.{index + 1}"
+
+
+def free_port(ips):
+    """A port of PORT_RANGE free on every address in `ips` (start at a random point)."""
+    start = (os.getpid() * 7919 + int(time.time() * 1000)) % len(PORT_RANGE)
+    for offset in range(len(PORT_RANGE)):
+        port = PORT_RANGE[(start + offset) % len(PORT_RANGE)]
+        try:
+            for ip in ips:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((ip, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(ip, port):
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def generate_key(path, comment):
+    """An ed25519 key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
+    for stale in (path, path + ".pub"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+class SshdNode:
+    """One node: an sshd (and optionally an agent) on a loopback address."""
+
+    def __init__(self, name, ip, port, workdir, authorized_key, forwarding=False, agent=True,
+                 pin_dir=None):
+        self.name, self.ip, self.port = name, ip, port
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir)
+        self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
+        self.socket = os.path.join(self.dir, "agent.sock")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.pin_dir = pin_dir or os.path.join(PIN_ROOT, f"{PREFIX}-{os.getpid()}-{name}")
+        self.with_agent = agent
+        self.sshd = None
+        self.agent = None
+        with open(os.path.join(self.dir, "authorized_keys"), "w") as handle:
+            handle.write(authorized_key)
+        generate_key(self.host_key, f"{PREFIX}-{name}")
+        self._write_config(forwarding)
+
+    def _write_config(self, forwarding):
+        path_value = f"{bayctl_bin_dir()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        lines = [
+            f"ListenAddress {self.ip}:{self.port}",
+            f"HostKey {self.host_key}",
+            "PidFile none",
+            "UsePAM no",
+            # The test tree lives in a tmp dir that sshd's ownership checks would refuse.
+            "StrictModes no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            f"AuthorizedKeysFile {os.path.join(self.dir, 'authorized_keys')}",
+            f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "MaxStartups 200:30:400",
+            "LogLevel ERROR",
+            f"SetEnv BAYCTL_AGENT_SOCKET={self.socket} PATH={path_value}",
+        ]
+        self.config = os.path.join(self.dir, "sshd_config")
+        with open(self.config, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+    # -- sshd -----------------------------------------------------------------------------
+
+    def start_sshd(self, wait=True):
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        log = open(os.path.join(self.dir, "sshd.log"), "ab")
+        self.sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        if wait:
+            self.wait_sshd()
+
+    def wait_sshd(self):
+        def ready():
+            if self.sshd.poll() is not None:
+                raise RuntimeError(f"sshd of {self.name} exited: {self.sshd_log()}")
+            return port_open(self.ip, self.port)
+
+        wait_until(ready, 15, f"sshd of {self.name} on {self.ip}:{self.port}")
+
+    def stop_sshd(self):
+        _stop(self.sshd)
+        self.sshd = None
+
+    def sshd_log(self):
+        try:
+            with open(os.path.join(self.dir, "sshd.log")) as handle:
+                return handle.read()[-2000:]
+        except OSError:
+            return ""
+
+    def new_host_key(self):
+        """The node is "rebuilt": a fresh host key, sshd restarted."""
+        self.stop_sshd()
+        generate_key(self.host_key, f"{PREFIX}-{self.name}-rebuilt")
+        self.start_sshd()
+
+    # -- agent ----------------------------------------------------------------------------
+
+    def start_agent(self, wait=True):
+        log = open(os.path.join(self.dir, "agent.log"), "ab")
+        command = [os.path.join(bayctl_bin_dir(), "bayctl"), "node", "agent", "--socket", self.socket,
+                   "--pin-dir", self.pin_dir, "--state-dir", self.state_dir]
+        self.agent = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait:
+            self.wait_agent()
+
+    def wait_agent(self):
+        def ready():
+            if self.agent.poll() is not None:
+                with open(os.path.join(self.dir, "agent.log")) as handle:
+                    raise RuntimeError(f"agent of {self.name} exited: {handle.read()[-2000:]}")
+            return os.path.exists(self.socket)
+
+        wait_until(ready, 30, f"agent of {self.name} at {self.socket}")
+
+    def stop_agent(self):
+        _stop(self.agent)
+        self.agent = None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    def agent_digest(self):
+        """The digest the node's agent holds, asked directly (not over SSH)."""
+        from bayctl.node.client import AgentClient
+
+        return AgentClient(self.socket).show_policy().get("digest")
+
+    def node(self, public=True):
+        from bayctl.providers.base import SLAVE, Node
+
+        return Node(name=self.name, role=SLAVE, public_ip=self.ip if public else None, private_ip=self.ip)
+
+    def close(self):
+        self.stop_sshd()
+        self.stop_agent()
+        if os.path.isdir(self.pin_dir):
+            shutil.rmtree(self.pin_dir, ignore_errors=True)
+
+
+def _stop(process):
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class SshdBay:
+    """A master and N slaves as real sshd nodes, a client key, and a bay state dir."""
+
+    def __init__(self, slaves, agents=True, master=False, workdir=None):
+        self.number = next(_bay_numbers) + (os.getpid() % 50) * 4
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"{PREFIX}-bay-")
+        self.state_dir = os.path.join(self.workdir, "bay-state")
+        os.makedirs(self.state_dir)
+        self.key = os.path.join(self.workdir, "id_ed25519")
+        generate_key(self.key, f"{PREFIX}-client")
+        with open(self.key + ".pub") as handle:
+            authorized = handle.read()
+        count = slaves + (1 if master else 0)
+        ips = [loopback_ip(self.number + index // 250, index % 250) for index in range(count)]
+        self.port = free_port(ips)
+        self.master = None
+        self.slaves = []
+        self._all = []
+        try:
+            if master:
+                self.master = SshdNode(f"{PREFIX}-master", ips[0], self.port, self.workdir, authorized,
+                                       forwarding=True, agent=False)
+                self._all.append(self.master)
+            for index in range(slaves):
+                node = SshdNode(f"{PREFIX}-slave{index}", ips[index + (1 if master else 0)], self.port,
+                                self.workdir, authorized, agent=agents)
+                self.slaves.append(node)
+                self._all.append(node)
+            for node in self._all:  # start all, then wait all: parallel start-up
+                node.start_sshd(wait=False)
+                if node.with_agent:
+                    node.start_agent(wait=False)
+            for node in self._all:
+                node.wait_sshd()
+                if node.with_agent:
+                    node.wait_agent()
+        except BaseException:
+            self.close()
+            raise
+
+    def nodes(self, public=True):
+        return [slave.node(public=public) for slave in self.slaves]
+
+    def seed_options(self, **extra):
+        options = dict(bay_state_dir=self.state_dir, ssh_user="root", ssh_key=self.key, ssh_port=self.port)
+        options.update(extra)
+        return options
+
+    def close(self):
+        for node in self._all:
+            node.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def sshd_prerequisites():
+    """Skip (or fail under CI) unless real sshd-based tests can run here."""
+    from prereq import require, require_root, require_tools
+
+    require_root()
+    require(os.path.exists(SSHD), f"needs OpenSSH's {SSHD} (Debian openssh-server)")
+    require_tools("ssh", "ssh-keygen")
+
+
+@pytest.fixture
+def sshd_bay_factory():
+    """Call with (slaves, agents=True, master=False) -> SshdBay; all torn down after the test."""
+    sshd_prerequisites()
+    bays = []
+
+    def make(slaves, **options):
+        bay = SshdBay(slaves, **options)
+        bays.append(bay)
+        return bay
+
+    yield make
+    for bay in bays:
+        bay.close()

@@ -1,0 +1,5 @@
+# Seeding: real OpenSSH sshd/ssh for the seed tests and bench (the tests start their own
+# sshd processes; Debian's service is not used), curl for the agent-over-HTTP remote mode,
+# shellcheck for the devstack plugin's lint test.
+APT_PACKAGES+=(openssh-server openssh-client curl shellcheck)
+PIP_EXTRAS+=(seed)
