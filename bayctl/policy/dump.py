@@ -5,6 +5,8 @@ Written line by line rather than by yaml.dump so the layout is the one people wr
 PyYAML so names that YAML would misread (`on`, `"*"`, `0100`) come out quoted.
 """
 
+import functools
+
 import yaml
 
 from bayctl.policy import model
@@ -33,6 +35,7 @@ def _flow(items):
     return "[" + ", ".join(_scalar(item) for item in items) + "]"
 
 
+@functools.lru_cache(maxsize=1 << 16)   # names and port specs repeat across rules
 def _scalar(text: str) -> str:
     # A one-element flow list is the smallest document in which PyYAML must quote a
     # scalar exactly as it would inside our flow lists and block mappings.

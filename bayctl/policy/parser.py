@@ -40,7 +40,9 @@ _TAG_NAMES = {
     "tag:yaml.org,2002:bool": "a boolean",
     "tag:yaml.org,2002:null": "nothing (null)",
     "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:merge": "a YAML merge key (<<)",
 }
+_TAG_MAP, _TAG_SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 TOP_KEYS = ("apiVersion", "kind", "groups", "intraGroup", "rules")
 TOP_REQUIRED = ("apiVersion", "kind", "groups")
@@ -177,9 +179,9 @@ def _at(source, mark, message):
 # --- checking nodes ------------------------------------------------------------------------
 
 def _describe(node) -> str:
-    if isinstance(node, MappingNode):
+    if isinstance(node, MappingNode) and node.tag == _TAG_MAP:
         return "a mapping"
-    if isinstance(node, SequenceNode):
+    if isinstance(node, SequenceNode) and node.tag == _TAG_SEQ:
         return "a list"
     return _TAG_NAMES.get(node.tag, f"a value tagged {node.tag}")
 
@@ -207,8 +209,9 @@ class _PolicyReader:
 
     def mapping(self, node, field, allowed, required):
         """Check a mapping's keys; return {key: (key_node, value_node)}."""
-        if not isinstance(node, MappingNode):
-            raise self.fail(node, field, f"expected a mapping, got {_describe(node)}")
+        if not isinstance(node, MappingNode) or node.tag != _TAG_MAP:
+            expected = "a mapping" if field else "a policy (a mapping with apiVersion, kind, groups, rules)"
+            raise self.fail(node, field, f"expected {expected}, got {_describe(node)}")
         found = {}
         for key_node, value_node in node.value:
             key = self.key(key_node, field)
@@ -236,7 +239,7 @@ class _PolicyReader:
         return node.value
 
     def sequence(self, node, field, what):
-        if not isinstance(node, SequenceNode):
+        if not isinstance(node, SequenceNode) or node.tag != _TAG_SEQ:
             raise self.fail(node, field, f"expected a list of {what}, got {_describe(node)}")
         return node.value
 
@@ -279,7 +282,7 @@ class _PolicyReader:
     def groups(self, node):
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             return {}
-        if not isinstance(node, MappingNode):
+        if not isinstance(node, MappingNode) or node.tag != _TAG_MAP:
             raise self.fail(node, "groups", f"expected a mapping of group name to tag, got {_describe(node)}")
         groups, lines, owners = {}, {}, {}
         for key_node, value_node in node.value:
@@ -328,7 +331,7 @@ class _PolicyReader:
 
     def members(self, node, field, groups):
         """from/to: a group name, a tag number, '*' or a list of names and numbers."""
-        if isinstance(node, SequenceNode):
+        if isinstance(node, SequenceNode) and node.tag == _TAG_SEQ:
             if not node.value:
                 raise self.fail(node, field, "empty list (name at least one group)")
             return tuple(self.member(item, f"{field}[{index}]", groups, in_list=True)
