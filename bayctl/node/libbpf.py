@@ -9,6 +9,7 @@ checks their `sz` field, so a newer libbpf with longer structs still accepts the
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 
 from bayctl.errors import NodeError
@@ -111,6 +112,33 @@ def _load_library():
 
 
 _lib = None
+_print_callback = None  # kept alive: libbpf holds a pointer to it
+LOG = logging.getLogger("bayctl.libbpf")
+
+# libbpf reports the kernel's extended ack for an already existing clsact on every
+# bpf_tc_hook_create; we treat EEXIST as success, so that message is noise.
+_EXPECTED_NOISE = (b"Exclusivity flag on",)
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+def _route_prints_to_logging(lib):
+    """Send libbpf's messages to logging instead of stderr (x86-64: va_list is a pointer)."""
+    global _print_callback
+    libc = ctypes.CDLL(None)
+    libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+    def forward(level, fmt, args):
+        buf = ctypes.create_string_buffer(1024)
+        libc.vsnprintf(buf, len(buf), fmt, args)
+        text = buf.value.rstrip()
+        if level <= 1 and not any(noise in text for noise in _EXPECTED_NOISE):
+            LOG.log(logging.WARNING if level == 0 else logging.INFO, "%s", text.decode(errors="replace"))
+        return 0
+
+    _print_callback = _PRINT_FN(forward)
+    lib.libbpf_set_print.restype = ctypes.c_void_p
+    lib.libbpf_set_print.argtypes = [_PRINT_FN]
+    lib.libbpf_set_print(_print_callback)
 
 
 def lib():
@@ -118,6 +146,8 @@ def lib():
     global _lib
     if _lib is None:
         _lib = _load_library()
+        if ctypes.sizeof(ctypes.c_void_p) == 8 and os.uname().machine == "x86_64":
+            _route_prints_to_logging(_lib)
     return _lib
 
 
