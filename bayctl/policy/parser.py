@@ -203,7 +203,7 @@ class _PolicyReader:
 
     def fail(self, node, field, message):
         return PolicyError(message, path=self.source, line=_line(node) if node is not None else None,
-                           field=field)
+                           field=field or None)
 
     # generic shapes
 
