@@ -1,0 +1,148 @@
+"""Seeding against real OpenSSH sshd processes, each node with its real agent.
+
+Scenarios: every slave seeded and verified; seeding again changes nothing; a node that is
+down, one whose agent is not running, and one whose host key changed are each named with
+their reason while the others are still seeded; slaves without a public address are
+reached through the master as bastion.
+"""
+
+import logging
+import os
+
+import pytest
+
+from bayctl.errors import PolicyError, SeedError
+from bayctl.policy import parse_policy
+from bayctl.seed import FAILED, SEEDED, UNCHANGED, seed_policy
+
+pytestmark = [pytest.mark.sshd, pytest.mark.root]
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "policy", "examples")
+
+
+def example(name):
+    with open(os.path.join(EXAMPLES, name)) as handle:
+        return handle.read()
+
+
+WEB_DB = example("web-db.yaml")
+STARS = example("stars.yaml")
+
+
+def by_name(results):
+    return {result.node: result for result in results}
+
+
+def known_host_lines(bay):
+    with open(os.path.join(bay.state_dir, "known_hosts")) as handle:
+        return [line for line in handle.read().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("remote", ["cli", "curl"])
+def test_every_slave_is_seeded_and_reseeding_changes_nothing(sshd_bay_factory, remote, caplog):
+    bay = sshd_bay_factory(3)
+    wanted = parse_policy(WEB_DB).digest
+    seen = []
+    caplog.set_level(logging.DEBUG)
+
+    results = seed_policy(bay.nodes(), WEB_DB, remote=remote, progress=seen.append, **bay.seed_options())
+
+    assert [r.status for r in results] == [SEEDED] * 3
+    assert [r.node for r in results] == [s.name for s in bay.slaves]
+    assert sorted(r.node for r in seen) == sorted(s.name for s in bay.slaves)
+    # Verified by the seeder's read-back AND by asking each agent directly.
+    assert all(r.digest == wanted for r in results)
+    assert [slave.agent_digest() for slave in bay.slaves] == [wanted] * 3
+    assert len(known_host_lines(bay)) == 3  # each host key recorded on first contact
+
+    again = seed_policy(bay.nodes(), WEB_DB, remote=remote, **bay.seed_options())
+    assert [r.status for r in again] == [UNCHANGED] * 3
+    assert all(r.digest == wanted for r in again)
+
+    # The private key never reaches the logs.
+    with open(bay.key) as handle:
+        key_body = "".join(handle.read().splitlines()[1:-1])
+    assert key_body and key_body[:40] not in caplog.text
+
+
+def test_a_node_that_is_down_is_named_and_the_others_are_seeded(sshd_bay_factory):
+    bay = sshd_bay_factory(3)
+    down = bay.slaves[1]
+    down.stop_sshd()
+
+    with pytest.raises(SeedError) as caught:
+        seed_policy(bay.nodes(), STARS, **bay.seed_options())
+
+    results = by_name(caught.value.results)
+    assert results[down.name].status == FAILED
+    assert "connection refused" in results[down.name].reason
+    assert down.name in str(caught.value) and "1 of 3" in str(caught.value)
+    wanted = parse_policy(STARS).digest
+    for slave in (bay.slaves[0], bay.slaves[2]):
+        assert results[slave.name].status == SEEDED
+        assert slave.agent_digest() == wanted
+
+
+def test_a_node_whose_agent_is_not_running_is_named_with_the_agents_reason(sshd_bay_factory):
+    bay = sshd_bay_factory(3)
+    broken = bay.slaves[2]
+    broken.stop_agent()
+
+    results = by_name(seed_policy(bay.nodes(), WEB_DB, raise_on_failure=False, **bay.seed_options()))
+
+    assert results[broken.name].status == FAILED
+    assert "agent not running" in results[broken.name].reason
+    assert [results[s.name].status for s in bay.slaves[:2]] == [SEEDED, SEEDED]
+
+
+def test_a_changed_host_key_is_refused_and_nothing_is_applied_there(sshd_bay_factory):
+    bay = sshd_bay_factory(3)
+    first = parse_policy(WEB_DB).digest
+    seed_policy(bay.nodes(), WEB_DB, **bay.seed_options())  # host keys recorded here
+    recorded = known_host_lines(bay)
+    rebuilt = bay.slaves[0]
+    rebuilt.new_host_key()
+
+    with pytest.raises(SeedError) as caught:
+        seed_policy(bay.nodes(), STARS, **bay.seed_options())
+
+    results = by_name(caught.value.results)
+    assert results[rebuilt.name].status == FAILED
+    assert "host key changed" in results[rebuilt.name].reason
+    assert "known_hosts" in results[rebuilt.name].reason  # says where to fix it
+    assert rebuilt.agent_digest() == first  # refused before anything ran there
+    second = parse_policy(STARS).digest
+    assert [s.agent_digest() for s in bay.slaves[1:]] == [second, second]
+    assert known_host_lines(bay) == recorded  # the new key was not trusted
+
+
+def test_slaves_without_public_address_are_seeded_through_the_master(sshd_bay_factory):
+    bay = sshd_bay_factory(2, master=True)
+    master = bay.master.node(public=True)
+    slaves = bay.nodes(public=False)
+    assert all(node.public_ip is None for node in slaves)
+
+    results = seed_policy(slaves, WEB_DB, bastion=master, **bay.seed_options())
+
+    assert [r.status for r in results] == [SEEDED, SEEDED]
+    assert all(f"via {bay.master.ip}" in r.address for r in results)
+    wanted = parse_policy(WEB_DB).digest
+    assert [s.agent_digest() for s in bay.slaves] == [wanted, wanted]
+    assert len(known_host_lines(bay)) == 3  # the master's key and each slave's
+
+    # With the bastion down every tunnelled slave says so.
+    bay.master.stop_sshd()
+    results = seed_policy(slaves, STARS, bastion=master, raise_on_failure=False, **bay.seed_options())
+    assert [r.status for r in results] == [FAILED, FAILED]
+    assert all(r.reason.startswith(f"bastion {bay.master.ip}") for r in results)
+
+
+def test_an_invalid_policy_stops_before_any_node_is_contacted(sshd_bay_factory):
+    bay = sshd_bay_factory(1)
+    bad = WEB_DB.replace("web: 100", "web: 100\n  dbx: 100")  # duplicate tag
+
+    with pytest.raises(PolicyError):
+        seed_policy(bay.nodes(), bad, **bay.seed_options())
+
+    assert bay.slaves[0].agent_digest() is None
+    assert not os.path.exists(os.path.join(bay.state_dir, "known_hosts"))
