@@ -1,0 +1,89 @@
+"""Seeding's pure parts: host-key trust on first use, reading the node's answers, bad input."""
+
+import os
+
+import asyncssh
+import pytest
+
+from bayctl.errors import NodeError, PolicyError, SeedError
+from bayctl.providers.base import SLAVE, Node
+from bayctl.seed import seed_policy
+from bayctl.seed.hostkeys import HostKeyChanged, TofuKnownHosts, host_pattern
+from bayctl.seed.remote import RemoteAgent
+
+POLICY = """apiVersion: bayctl/v1
+kind: GroupPolicy
+groups: {web: 100, db: 200}
+rules:
+  - {from: web, to: db, ports: [tcp/5432]}
+"""
+
+
+def test_host_pattern_follows_openssh():
+    assert host_pattern("10.0.0.5", 22) == "10.0.0.5"
+    assert host_pattern("127.77.1.2", 22222) == "[127.77.1.2]:22222"
+
+
+def test_first_key_is_recorded_then_enforced(tmp_path):
+    first = asyncssh.generate_private_key("ssh-ed25519")
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    trust = TofuKnownHosts(tmp_path)
+    trust.check_or_record("10.0.0.5", 22, first)
+    trust.check_or_record("10.0.0.5", 22, first)  # same key again: fine
+
+    reloaded = TofuKnownHosts(tmp_path)  # a later run reads the bay's file
+    with pytest.raises(HostKeyChanged, match=r"host key changed for 10\.0\.0\.5 .*known_hosts"):
+        reloaded.check_or_record("10.0.0.5", 22, other)
+    assert "10.0.0.5" in reloaded.refused
+    with open(os.path.join(tmp_path, "known_hosts")) as handle:
+        assert handle.read().count("\n") == 1
+
+
+def test_an_unreadable_known_hosts_fails_closed(tmp_path):
+    (tmp_path / "known_hosts").write_text("10.0.0.5 ssh-ed25519 not-base64!!\n")
+    with pytest.raises(ValueError, match="known_hosts:1"):
+        TofuKnownHosts(tmp_path)
+
+
+def test_cli_answers():
+    agent = RemoteAgent("cli", agent_socket="/run/x y.sock")
+    assert agent.show_command() == "bayctl node show -f json --socket '/run/x y.sock'"
+    assert agent.apply_command() == "bayctl node apply - --socket '/run/x y.sock'"
+    assert agent.parse_digest(0, '{"digest": "abc", "groups": {}}', "") == "abc"
+    assert agent.parse_digest(0, '{"digest": null, "groups": {}}', "") is None
+    with pytest.raises(NodeError, match="agent not running at /s"):
+        agent.parse_digest(1, "", "some warning\nagent not running at /s\n")
+    with pytest.raises(NodeError, match="bayctl not found"):
+        agent.check_applied(127, "", "sh: bayctl: not found")
+
+
+def test_curl_answers():
+    agent = RemoteAgent("curl")
+    assert '"${BAYCTL_AGENT_SOCKET:-/run/bayctl/agent.sock}"' in agent.show_command()
+    assert agent.parse_digest(0, '{"digest": "abc"}\nbayctl-http-status:200', "") == "abc"
+    with pytest.raises(NodeError, match="agent: line 3: bad port"):
+        agent.check_applied(0, '{"error": "line 3: bad port"}\nbayctl-http-status:400', "")
+    with pytest.raises(NodeError, match="agent not running"):
+        agent.parse_digest(7, "", "curl: (7) Couldn't connect to server")
+
+
+def test_an_invalid_policy_is_refused_before_anything_else(tmp_path):
+    nowhere = [Node("s0", SLAVE, "192.0.2.1", None)]
+    with pytest.raises(PolicyError):
+        seed_policy(nowhere, POLICY.replace("tcp/5432", "tcp/99999"), bay_state_dir=tmp_path,
+                    ssh_user="root", ssh_key=tmp_path / "missing")
+    assert not (tmp_path / "known_hosts").exists()
+
+
+def test_a_missing_or_locked_key_is_a_clear_error_without_its_contents(tmp_path):
+    nowhere = [Node("s0", SLAVE, "192.0.2.1", None)]
+    with pytest.raises(SeedError, match="cannot read the SSH key .*missing"):
+        seed_policy(nowhere, POLICY, bay_state_dir=tmp_path, ssh_user="root", ssh_key=tmp_path / "missing")
+    locked = asyncssh.generate_private_key("ssh-ed25519")
+    path = tmp_path / "locked"
+    secret = locked.export_private_key("pkcs8-pem", passphrase="pw")
+    path.write_bytes(secret)
+    with pytest.raises(SeedError) as caught:
+        seed_policy(nowhere, POLICY, bay_state_dir=tmp_path, ssh_user="root", ssh_key=path)
+    assert "cannot read the SSH key" in str(caught.value)
+    assert secret.decode().splitlines()[1][:30] not in str(caught.value)
