@@ -11,6 +11,7 @@ import bayctl
 
 # "verb words" -> "module:Class". Each room registers its commands here, one line each.
 COMMANDS = {
+    "demo": "bayctl.cli.demo:Demo",
     "node agent": "bayctl.cli.node:Agent",
     "node apply": "bayctl.cli.node:Apply",
     "node show": "bayctl.cli.node:Show",

@@ -158,10 +158,14 @@ class Agent:
             tag = self._resolve_group(group)
             endpoint = {"ip": ip, "tag": tag, "registered_as": group, "ifname": ifname, "netns": netns}
             previous = self._endpoints.get(ip)
+            # Classify the address before the program sees its traffic: attached first, the
+            # interface's packets would briefly count as `external`.
             self.datapath.set_endpoint(ip, tag)
             if ifname:
                 try:
-                    self.datapath.attach(ifname, netns)
+                    ifindex = self.datapath.attach(ifname, netns)
+                    if isinstance(ifindex, int) and ifindex > 0:
+                        self.datapath.set_endpoint(ip, tag, ifindex=ifindex)
                 except BaseException:
                     self._undo_set_endpoint(ip, previous)
                     raise
