@@ -1,0 +1,123 @@
+"""What the create steps share: the spec, the provider, the saved state, and progress.
+
+Modelled on kind's ActionContext: a step gets exactly this and nothing else, so the list
+of steps in pipeline.py reads as the description of what `create` does.
+"""
+
+import dataclasses
+import sys
+import time
+from typing import Callable, List, Optional
+
+from bayctl.create.state import BayState
+from bayctl.providers.base import MASTER, SLAVE, BayRequest, Node, Provider
+from bayctl.spec import BaySpec
+
+
+class Status:
+    """Progress of the running step, for people: one line per change, never more than
+    one line a second for the same step unless the message changes."""
+
+    def __init__(self, write: Optional[Callable[[str], None]] = None):
+        self._write = write
+        self._step = None
+        self._last = ("", 0.0)
+
+    @classmethod
+    def to_stderr(cls) -> "Status":
+        return cls(lambda line: print(line, file=sys.stderr, flush=True))
+
+    def start(self, title: str) -> None:
+        self._step = title
+        self._emit(f" * {title} ...")
+
+    def update(self, message: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
+        counter = f" [{done}/{total}]" if done is not None and total else ""
+        line = f"   {self._step}{counter}: {message}"
+        now = time.monotonic()
+        if line == self._last[0] and now - self._last[1] < 5:
+            return
+        self._last = (line, now)
+        self._emit(line)
+
+    def end(self, outcome: str) -> None:
+        self._emit(f" {'✓' if outcome == 'done' else '-'} {self._step}: {outcome}")
+
+    def _emit(self, line: str) -> None:
+        if self._write is not None:
+            self._write(line)
+
+
+@dataclasses.dataclass
+class CreateOptions:
+    retain: bool = False  # keep a failed bay for debugging instead of removing it
+    verify: bool = False  # run the verification step at the end
+
+
+@dataclasses.dataclass
+class CreateContext:
+    spec: BaySpec
+    provider: Provider
+    state: BayState
+    status: Status
+    options: CreateOptions = dataclasses.field(default_factory=CreateOptions)
+    conn: object = None  # openstacksdk Connection for the cloud providers
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def ssh_user(self) -> str:
+        return self.spec.ssh_user or ("root" if self.is_local else "debian")
+
+    @property
+    def ssh_key(self) -> str:
+        return self.spec.ssh_key or bay_key_path(self.state.directory)
+
+    def request(self) -> BayRequest:
+        """The spec as the provider interface asks for it."""
+        extra = {}
+        if self.is_local:
+            extra["ssh_public_key"] = public_key_of(self.ssh_key)
+        return BayRequest(
+            name=self.spec.name, slaves=self.spec.slaves, image=self.spec.image, keypair=self.spec.keypair,
+            master_flavor=self.spec.master_flavor or self.spec.flavor, slave_flavor=self.spec.flavor,
+            external_network=self.spec.external_network, labels=dict(self.spec.labels),
+            timeout=self.spec.timeout, extra=extra,
+        )
+
+    def save(self) -> None:
+        self.state.save()
+
+    @property
+    def nodes(self) -> List[Node]:
+        return [Node(**fields) for fields in self.state.nodes]
+
+    @property
+    def master(self) -> Node:
+        return next(node for node in self.nodes if node.role == MASTER)
+
+    @property
+    def slaves(self) -> List[Node]:
+        return [node for node in self.nodes if node.role == SLAVE]
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider.name == "local"
+
+
+def bay_key_path(bay_dir: str) -> str:
+    """The SSH key bayctl makes for a bay that was given none (a local bay)."""
+    return f"{bay_dir}/id_ed25519"
+
+
+def public_key_of(private_key_path: str) -> str:
+    """The OpenSSH public line of a private key file (the private half is never printed)."""
+    import asyncssh
+
+    from bayctl.errors import SpecError
+
+    try:
+        key = asyncssh.read_private_key(private_key_path)
+    except (OSError, asyncssh.KeyImportError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise SpecError(f"cannot read private key {private_key_path}: {reason}", field="ssh_key") from None
+    return key.export_public_key("openssh").decode().strip()

@@ -1,0 +1,221 @@
+"""`bayctl create mesosbay`: validate everything, then run the steps in order.
+
+    STEPS = ensure-image, ensure-template, create-stack, wait, collect-nodes,
+            wait-for-agents, seed-policy, verify
+
+Like kind's create: validation (spec, provider, cloud connection, name, what exists) comes
+before any side effect; then each step runs over one CreateContext and is recorded in the
+bay's state as it completes. Every step is idempotent, so re-running create on a bay that
+half exists resumes it. On failure:
+
+- a bay this run started from nothing is removed again (so nothing is left behind), unless
+  `retain` is set, which keeps it for debugging;
+- a bay that existed before this run is never removed by create;
+- either way the error names the step that failed and says how to resume or clean up.
+
+Ctrl-C (KeyboardInterrupt) removes nothing: the state on disk is whatever the last finished
+action wrote, and `create` resumes it, `delete` removes it.
+"""
+
+import os
+import subprocess
+from typing import Optional
+
+from bayctl.create.context import CreateContext, CreateOptions, Status, bay_key_path
+from bayctl.create.state import CREATING, DELETING, FAILED, READY, BayState, bay_lock, remove_bay_dir
+from bayctl.create.steps.collect_nodes import CollectNodes
+from bayctl.create.steps.create_stack import CreateStack
+from bayctl.create.steps.ensure_image import EnsureImage
+from bayctl.create.steps.ensure_template import EnsureTemplate
+from bayctl.create.steps.seed_policy import SeedPolicy
+from bayctl.create.steps.verify import Verify
+from bayctl.create.steps.wait import Wait
+from bayctl.create.steps.wait_for_agents import WaitForAgents
+from bayctl.errors import BayctlError, CloudError, SpecError
+from bayctl.providers import get_provider
+from bayctl.spec import CLOUD_PROVIDERS, BaySpec
+
+STEPS = (
+    EnsureImage(),
+    EnsureTemplate(),
+    CreateStack(),
+    Wait(),
+    CollectNodes(),
+    WaitForAgents(),
+    SeedPolicy(),
+    Verify(),
+)
+
+# Fields that decide what a bay IS; a re-run with other values would silently build another bay.
+FIXED_FIELDS = ("provider", "slaves", "image", "flavor", "master_flavor", "keypair", "external_network")
+
+
+class CreateFailed(BayctlError):
+    """A create step failed. `step` names it; `cause` is the underlying typed error."""
+
+    def __init__(self, message, *, step, cause):
+        self.step, self.cause = step, cause
+        super().__init__(message)
+
+
+def cloud_configured(spec: BaySpec) -> bool:
+    return bool(spec.cloud or os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+
+
+def resolve_provider_name(spec: BaySpec, saved: Optional[BayState]) -> str:
+    if saved is not None:
+        return saved.provider
+    if spec.provider != "auto":
+        return spec.provider
+    return "local" if not cloud_configured(spec) else "auto"
+
+
+def connect(spec: BaySpec):
+    """The openstacksdk connection for a cloud bay (CloudError if none can be made)."""
+    from bayctl.cloud.connection import connect as cloud_connect
+
+    return cloud_connect(cloud=spec.cloud)
+
+
+def open_provider(name: str, spec: Optional[BaySpec] = None):
+    """(provider, conn) for a provider name; the cloud connection only where needed."""
+    from bayctl.create.state import state_root
+
+    if name == "local":
+        return get_provider("local", state_root=state_root()), None
+    conn = connect(spec) if spec is not None else connect(BaySpec(name="x"))
+    return get_provider(name, conn), conn
+
+
+def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
+               status: Optional[Status] = None) -> BayState:
+    """Create (or resume) the bay `spec` describes; returns its state once READY."""
+    status = status or Status()
+    options = CreateOptions(retain=retain, verify=verify)
+    with bay_lock(spec.name):
+        saved = BayState.load(spec.name)
+        try:
+            spec = _validated(spec, saved)
+            provider, conn = open_provider(resolve_provider_name(spec, saved), spec)
+            spec = spec.with_provider(provider.name)
+            if hasattr(provider, "check"):
+                provider.check(spec.name)
+        except BaseException:
+            if saved is None:
+                remove_bay_dir(spec.name)  # only the lock file was made
+            raise
+        state = saved or BayState(name=spec.name, provider=provider.name, spec=spec.to_dict())
+        fresh = saved is None
+        # A new policy on a resumed bay is fine (it is seeded); what the bay is made of is not.
+        state.spec, state.status, state.failed_step, state.reason = spec.to_dict(), CREATING, None, None
+        state.save()
+        ctx = CreateContext(spec=spec, provider=provider, state=state, status=status, options=options,
+                            conn=conn)
+        if ctx.is_local and not spec.ssh_key:
+            _ensure_bay_key(state.directory)
+        _run_steps(ctx, fresh)
+        state.status = READY
+        state.save()
+        return state
+
+
+def _validated(spec: BaySpec, saved: Optional[BayState]) -> BaySpec:
+    if saved is None:
+        return spec
+    if saved.status == DELETING:
+        raise SpecError(f"bay {spec.name} is being deleted: finish with `bayctl delete bay {spec.name}`",
+                        field="NAME")
+    before = BaySpec.from_dict(saved.spec)
+    for key in FIXED_FIELDS:
+        now, was = getattr(spec, key), getattr(before, key)
+        if key == "provider" and now == "auto":
+            continue
+        if now != was:
+            raise SpecError(f"bay {spec.name} exists with {key} {was!r} (asked: {now!r}); delete it first "
+                            f"to change that", field=key)
+    return spec
+
+
+def _run_steps(ctx: CreateContext, fresh: bool) -> None:
+    for step in STEPS:
+        reason = step.skip_reason(ctx)
+        if reason:
+            ctx.state.steps[step.name] = "skipped"
+            continue
+        ctx.status.start(step.title)
+        try:
+            step.run(ctx)
+        except KeyboardInterrupt:
+            ctx.state.status, ctx.state.failed_step, ctx.state.reason = FAILED, step.name, "interrupted"
+            ctx.save()
+            raise
+        except Exception as err:  # every failure is reported as the step's, never as a traceback
+            _fail(ctx, step, err, fresh)
+        ctx.state.steps[step.name] = "done"
+        ctx.save()
+        ctx.status.end("done")
+
+
+def _fail(ctx: CreateContext, step, err: Exception, fresh: bool) -> None:
+    name = ctx.spec.name
+    reason = str(err) if isinstance(err, BayctlError) else f"{type(err).__name__}: {err}"
+    ctx.state.status, ctx.state.failed_step, ctx.state.reason = FAILED, step.name, reason
+    ctx.save()
+    ctx.status.end("failed")
+    if ctx.options.retain or not fresh:
+        kept = "kept for debugging" if ctx.options.retain else "kept (it existed before this run)"
+        raise CreateFailed(f"step {step.name} failed: {reason} -- bay {name} {kept}: `bayctl create mesosbay "
+                           f"{name}` resumes it, `bayctl delete bay {name}` removes it",
+                           step=step.name, cause=err) from err
+    try:
+        _delete(ctx.state, ctx.provider, ctx.status)
+        cleanup = f"removed what it had made (--retain keeps a failed bay); nothing of bay {name} is left"
+    except Exception as cleanup_err:  # the original failure stays the headline
+        cleanup = f"cleanup failed too ({cleanup_err}): run `bayctl delete bay {name}`"
+    raise CreateFailed(f"step {step.name} failed: {reason} -- {cleanup}", step=step.name, cause=err) from err
+
+
+def delete_bay(name: str, *, status: Optional[Status] = None) -> bool:
+    """Remove bay `name` and everything bayctl made for it. False if there was no such bay."""
+    status = status or Status()
+    with bay_lock(name):
+        state = BayState.load(name)
+        if state is None:
+            # Nothing recorded; a local bay interrupted before its first save still has objects.
+            from bayctl.providers.local_net import bay_namespaces
+
+            if not bay_namespaces(name):
+                remove_bay_dir(name)
+                return False
+            provider, _ = open_provider("local")
+            provider.delete(name)
+            remove_bay_dir(name)
+            return True
+        provider, _ = open_provider(state.provider, BaySpec.from_dict(state.spec))
+        _delete(state, provider, status)
+        return True
+
+
+def _delete(state: BayState, provider, status: Status) -> None:
+    state.status = DELETING
+    state.save()
+    status.start(f"Deleting bay {state.name}")
+    ref = state.ref or (state.name if provider.name == "local" else None)
+    if ref is None and provider.name in CLOUD_PROVIDERS:
+        found = provider.find(state.name)
+        ref = found.id if found else None
+    if ref is not None:
+        provider.delete(ref, wait=True, progress=lambda event: status.update(event.message, event.done,
+                                                                              event.total))
+    remove_bay_dir(state.name)
+    status.end("done")
+
+
+def _ensure_bay_key(bay_dir: str) -> None:
+    path = bay_key_path(bay_dir)
+    if os.path.exists(path):
+        return
+    done = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bayctl", "-f", path],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CloudError(f"ssh-keygen: {done.stderr.strip()}")

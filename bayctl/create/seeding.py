@@ -1,0 +1,43 @@
+"""Seed a policy on a bay's slaves and record the outcome in the bay's state.
+
+Used by the create pipeline's seed step and by `bayctl policy apply FILE --bay NAME`.
+"""
+
+from bayctl.errors import SeedError
+from bayctl.policy import load_policy
+from bayctl.providers.base import MASTER, SLAVE
+
+
+def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
+    """Push the policy at `policy_path` to every slave; returns the per-node results.
+
+    Raises PolicyError (before any contact) for a bad policy and SeedError naming every node
+    that failed; the others are seeded all the same.
+    """
+    from bayctl.seed.runner import seed_policy
+
+    policy = load_policy(policy_path)
+    with open(policy_path, encoding="utf-8") as handle:
+        text = handle.read()
+    slaves = [node for node in nodes if node.role == SLAVE]
+    master = next(node for node in nodes if node.role == MASTER)
+    done = []
+
+    def progress(result):
+        done.append(result)
+        if status is not None:
+            status.update(str(result), len(done), len(slaves))
+
+    results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key,
+                          bastion=master, progress=progress, raise_on_failure=False)
+    state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        state.policy_digest = policy.digest
+        state.policy_path = policy_path
+    state.save()
+    if failed:
+        named = "; ".join(f"{r.node}: {r.reason}" for r in failed)
+        raise SeedError(f"seeding failed on {len(failed)} of {len(results)} slaves ({named})",
+                        results=results)
+    return results

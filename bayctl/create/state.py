@@ -1,0 +1,156 @@
+"""What exists of a bay: one JSON file in the bay's own state directory.
+
+    ~/.local/state/bayctl/bays/NAME/bay.json      (a user)
+    /var/lib/bayctl/bays/NAME/bay.json            (root)
+    $BAYCTL_STATE_DIR/NAME/bay.json               (override, e.g. tests)
+
+The directory also holds what other steps keep per bay: the nodes' host keys
+(known_hosts, written by bayctl.seed), the bay's SSH key, and the local provider's
+per-node files. bay.json is written atomically (temp file, fsync, rename): a crash or
+Ctrl-C leaves the previous or the new state, never a torn one, so `create` can resume
+and `delete` can find everything.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from bayctl.errors import BayctlError, SpecError
+
+STATE_FILE = "bay.json"
+LOCK_FILE = ".lock"
+ENV_STATE_DIR = "BAYCTL_STATE_DIR"
+
+# Overall status, in bayctl's own words (the provider's words are in `provider_status`).
+CREATING, READY, FAILED, DELETING = "CREATING", "READY", "FAILED", "DELETING"
+
+
+def state_root() -> str:
+    """Directory holding one subdirectory per bay."""
+    override = os.environ.get(ENV_STATE_DIR)
+    if override:
+        return os.path.abspath(override)
+    if os.geteuid() == 0:
+        return "/var/lib/bayctl/bays"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "bayctl", "bays")
+
+
+def bay_dir(name: str) -> str:
+    return os.path.join(state_root(), name)
+
+
+class BayBusy(BayctlError):
+    """Another bayctl process is creating, deleting or verifying this bay."""
+
+
+@dataclasses.dataclass
+class BayState:
+    """The saved record of one bay."""
+
+    name: str
+    provider: str
+    spec: dict
+    status: str = CREATING
+    ref: Optional[str] = None  # stack / cluster id, or the local bay's name
+    nodes: List[dict] = dataclasses.field(default_factory=list)  # Node fields, master first
+    steps: Dict[str, str] = dataclasses.field(default_factory=dict)  # step name -> "done" / "skipped"
+    policy_digest: Optional[str] = None  # last policy seeded on every slave
+    policy_path: Optional[str] = None
+    failed_step: Optional[str] = None
+    reason: Optional[str] = None
+    provider_status: Optional[str] = None
+    created_at: float = dataclasses.field(default_factory=time.time)
+    updated_at: float = dataclasses.field(default_factory=time.time)
+    extra: dict = dataclasses.field(default_factory=dict)  # provider-specific facts
+
+    @property
+    def directory(self) -> str:
+        return bay_dir(self.name)
+
+    def save(self) -> None:
+        self.updated_at = time.time()
+        write_atomically(os.path.join(self.directory, STATE_FILE),
+                         json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, name: str) -> Optional["BayState"]:
+        """The saved state of bay `name`, or None if bayctl knows no such bay."""
+        path = os.path.join(bay_dir(name), STATE_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise SpecError(f"unreadable bay state: {err}", path=path) from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def list_states() -> List[BayState]:
+    root = state_root()
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    states = []
+    for name in names:
+        state = BayState.load(name)
+        if state is not None:
+            states.append(state)
+    return states
+
+
+def ensure_dir(path: str) -> None:
+    # 0700: the directory holds the bay's private SSH key and its trust (known_hosts).
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def remove_bay_dir(name: str) -> None:
+    shutil.rmtree(bay_dir(name), ignore_errors=True)
+
+
+def write_atomically(path: str, text: str, mode: int = 0o600) -> None:
+    directory = os.path.dirname(path)
+    ensure_dir(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def bay_lock(name: str):
+    """Hold the bay's lock for the duration (one create/delete/verify at a time per bay)."""
+    directory = bay_dir(name)
+    ensure_dir(directory)
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BayBusy(f"bay {name}: another bayctl command is working on it; wait for it to finish") \
+                from None
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,49 @@
+"""Read the bay's nodes (master first, then slaves) from the provider into the bay's state.
+
+Where the provider knows its nodes' host keys up front (the local bay made them), they
+are recorded now, so even the first SSH contact is checked rather than trusted.
+"""
+
+import dataclasses
+import os
+
+from bayctl.create.steps import Step
+from bayctl.errors import CloudError
+from bayctl.providers.base import MASTER, SLAVE
+
+
+class CollectNodes(Step):
+    name = "collect-nodes"
+    title = "Collecting the nodes"
+
+    def run(self, ctx):
+        nodes = ctx.provider.nodes(ctx.state.ref)
+        masters = [node for node in nodes if node.role == MASTER]
+        slaves = [node for node in nodes if node.role == SLAVE]
+        if len(masters) != 1 or not masters[0].public_ip:
+            raise CloudError(f"bay {ctx.spec.name}: expected one master with a public address, "
+                             f"the provider reported {len(masters)}")
+        if len(slaves) != ctx.spec.slaves:
+            raise CloudError(f"bay {ctx.spec.name}: expected {ctx.spec.slaves} slaves, "
+                             f"the provider reported {len(slaves)}")
+        ctx.state.nodes = [dataclasses.asdict(node) for node in nodes]
+        ctx.save()
+        known = getattr(ctx.provider, "host_keys", None)
+        if known is not None:
+            record_host_keys(ctx.state.directory, known(ctx.state.ref))
+        ctx.status.update(", ".join(f"{n.name} {n.public_ip or n.private_ip}" for n in nodes))
+
+
+def record_host_keys(bay_dir, keys):
+    """Add `address -> public key` lines to the bay's known_hosts (the file bayctl.seed reads)."""
+    from bayctl.seed.hostkeys import KNOWN_HOSTS_NAME
+
+    path = os.path.join(bay_dir, KNOWN_HOSTS_NAME)
+    present = set()
+    if os.path.exists(path):
+        with open(path) as handle:
+            present = {line.split()[0] for line in handle if line.strip() and not line.startswith("#")}
+    with open(path, "a") as handle:
+        for address, key in keys.items():
+            if address not in present:
+                handle.write(f"{address} {key}\n")

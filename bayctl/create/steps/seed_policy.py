@@ -1,0 +1,22 @@
+"""Seed the bay's group policy on every slave (bayctl.seed: SSH through the master, read-back).
+
+An unchanged node (same digest) is not rewritten, so a re-run costs one read per node.
+"""
+
+from bayctl.create.steps import Step
+
+
+class SeedPolicy(Step):
+    name = "seed-policy"
+    title = "Seeding the group policy"
+
+    def skip_reason(self, ctx):
+        if not ctx.spec.policy:
+            return "no policy given: the slaves deny all container traffic until one is applied"
+        return None
+
+    def run(self, ctx):
+        from bayctl.create.seeding import seed_bay
+
+        seed_bay(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+                 status=ctx.status)
