@@ -1,0 +1,408 @@
+"""The eBPF datapath on the real kernel: namespaces on a bridge, the classifier on the bridge ports.
+
+Topology (all in namespaces this module creates, prefix "bdp"): a switch namespace holding a
+bridge; web1, web2 (group web), db (group db), other (group other) and ext (no group: external)
+each joined to it by a veth. The classifier is attached, by a loader process that has exited,
+on tc ingress and egress of every bridge port (inside the switch namespace).
+Entries are built by hand with layout.PolicyKey.make: these tests pin down the datapath's
+meaning of an entry, independent of the policy compiler.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+from netlab import NetLab
+from prereq import require, require_root, require_tools
+
+from bayctl.node.datapath import Datapath
+from bayctl.policy import layout
+
+pytestmark = pytest.mark.root
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAFFIC = os.path.join(HERE, "bdp_traffic.py")
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+WEB, DB, OTHER = 10, 20, 30
+EXTERNAL = layout.GROUP_EXTERNAL
+TCP, UDP, ICMP = layout.PROTO_TCP, layout.PROTO_UDP, layout.PROTO_ICMP
+SUBNET = "10.66.0"
+HOSTS = {  # name -> (last octet, group or None for external)
+    "web1": (1, WEB), "web2": (2, WEB), "db": (3, DB), "other": (4, OTHER), "ext": (5, None),
+}
+TCP_PORTS = [80, 5432, 7001, 8079, 8080, 8085, 8087, 8088, 8089]
+UDP_PORTS = [53, 54, 7000, 7002, 7003]
+
+
+def ip_of(name):
+    return f"{SUBNET}.{HOSTS[name][0]}"
+
+
+def allow(src, dst, proto=None, port=None, rule_id=1, port_bits=16):
+    """One allow entry: groups only (proto None), a protocol (port None), or a port prefix."""
+    if proto is None:
+        return layout.PolicyKey.make(layout.PREFIX_GROUPS_ONLY, src, dst, 0, 0), layout.PolicyValue(rule_id)
+    if port is None:
+        key = layout.PolicyKey.make(layout.PREFIX_PROTO_ONLY, src, dst, proto, 0)
+        return key, layout.PolicyValue(rule_id)
+    return (layout.PolicyKey.make(layout.PREFIX_PROTO_ONLY + port_bits, src, dst, proto, port),
+            layout.PolicyValue(rule_id))
+
+
+def port_range(src, dst, proto, lo, hi, rule_id=1):
+    """The aligned port prefixes covering exactly lo..hi."""
+    entries = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while lo + size - 1 > hi:
+            size //= 2
+        entries.append(allow(src, dst, proto, lo, rule_id, port_bits=16 - size.bit_length() + 1))
+        lo += size
+    return entries
+
+
+class Lab:
+    def __init__(self, netlab, pin_dir):
+        self.netlab, self.pin_dir = netlab, pin_dir
+        self.sw = netlab.netns("sw")
+        netlab.bridge("br", netns=self.sw)
+        self.ns, self.ports, self.veths = {}, {}, {}
+        for name, (octet, _group) in HOSTS.items():
+            self.ns[name] = netlab.netns(name)
+            veth = netlab.veth(self.ns[name], f"{SUBNET}.{octet}/24", peer_netns=self.sw, bridge="br")
+            self.ports[name], self.veths[name] = veth.peer, veth
+        self.dp = Datapath(pin_dir=pin_dir)
+
+    def traffic(self, name, *argv, **kwargs):
+        return self.ns[name].run(sys.executable, TRAFFIC, *argv, **kwargs)
+
+    def start(self, name, *argv):
+        """Start a traffic verb in the background; servers and sinks are ready when this returns."""
+        proc = self.ns[name].popen(sys.executable, TRAFFIC, *argv, stdin=subprocess.PIPE, text=True)
+        if argv[0].endswith(("sink", "serve")):
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        return proc
+
+    def tcp(self, src, dst, port, timeout=5.0):
+        return self.traffic(src, "probe", "tcp", ip_of(dst), port, "--timeout", timeout,
+                            check=False).returncode == 0
+
+    def udp(self, src, dst, port, timeout=5.0):
+        return self.traffic(src, "probe", "udp", ip_of(dst), port, "--timeout", timeout,
+                            check=False).returncode == 0
+
+    def ping(self, src, dst, count=1):
+        return self.ns[src].run("busybox", "ping", "-c", count, "-W", 2, ip_of(dst),
+                                check=False).returncode == 0
+
+    def counters(self, src, dst):
+        zero = dict.fromkeys(("allowed_packets", "allowed_bytes", "dropped_packets", "dropped_bytes"), 0)
+        return self.dp.counters().get((src, dst), zero)
+
+
+def _run_loader(pin_dir, netns_path, ports, endpoints, code_after=""):
+    """Load, attach and register in a separate Python process that then exits."""
+    script = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+from bayctl.node.datapath import Datapath
+dp = Datapath(pin_dir={pin_dir!r})
+dp.load()
+indexes = {{port: dp.attach(port, {netns_path!r}) for port in {ports!r}}}
+for ip, (group, port) in {endpoints!r}.items():
+    dp.set_endpoint(ip, group, ifindex=indexes[port])
+{code_after}
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    require_root()
+    require_tools("ip", "nsenter", "busybox", "tc", "clang")
+    require(os.path.exists(Datapath().obj_path), "datapath object not built (pip install -e .)")
+    with NetLab("bdp") as netlab:
+        pin_dir = f"/sys/fs/bpf/bdp-{netlab.run_id}"
+        lab = Lab(netlab, pin_dir)
+        try:
+            endpoints = {ip_of(name): (group, lab.ports[name])
+                         for name, (_octet, group) in HOSTS.items() if group is not None}
+            _run_loader(pin_dir, lab.sw.path, list(lab.ports.values()), endpoints)
+            servers = [lab.start(name, "serve", "--tcp", ",".join(map(str, TCP_PORTS)),
+                                 "--udp", ",".join(map(str, UDP_PORTS))) for name in HOSTS]
+            assert all(proc.poll() is None for proc in servers)
+            yield lab
+        finally:
+            for port in lab.ports.values():
+                lab.dp.detach(port, lab.sw.path)
+            lab.dp.unpin()
+
+
+# ----- the loader ---------------------------------------------------------------------------
+
+def test_loader_process_exited_but_pins_and_program_remain(lab):
+    pins = set(os.listdir(lab.pin_dir))
+    assert {layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_CONNTRACK, layout.PIN_COUNTERS,
+            layout.PIN_DROPS, layout.PIN_PROG} <= pins
+    for port in lab.ports.values():
+        for direction in ("ingress", "egress"):
+            shown = lab.sw.run("tc", "filter", "show", "dev", port, direction).stdout
+            assert "bayctl_tc" in shown and "direct-action" in shown, (port, direction, shown)
+    assert lab.dp.endpoints() == {ip_of(n): g for n, (_o, g) in HOSTS.items() if g is not None}
+
+
+def test_reload_reuses_pinned_maps(lab):
+    lab.dp.replace_policy([allow(WEB, DB, TCP, 5432, rule_id=41)])
+    before = lab.dp.endpoints()
+    again = Datapath(pin_dir=lab.pin_dir)
+    again.load()  # a restarted agent: same maps, same policy, enforcement never stopped
+    assert again.endpoints() == before
+    assert again.policy_loaded()
+    assert lab.tcp("web1", "db", 5432)
+    again.close()
+
+
+# ----- verdicts -----------------------------------------------------------------------------
+
+def test_no_policy_fails_closed(lab):
+    lab.dp.clear_policy()
+    assert not lab.dp.policy_loaded()
+    before_pair, before = lab.counters(WEB, DB), lab.dp.drops()
+    assert not lab.ping("web1", "db")
+    assert not lab.tcp("web1", "db", 5432, timeout=1)
+    after = lab.dp.drops()
+    assert after["NO_POLICY"] > before["NO_POLICY"]
+    assert after["POLICY"] == before["POLICY"]
+    assert lab.counters(WEB, DB)["allowed_packets"] == before_pair["allowed_packets"]
+
+
+def test_empty_policy_denies_everything(lab):
+    lab.dp.replace_policy([])
+    assert lab.dp.policy_loaded()
+    before = lab.dp.drops()
+    assert not lab.ping("web1", "db")
+    assert lab.dp.drops()["POLICY"] == before["POLICY"] + 1
+
+
+def test_web_reaches_db_on_5432_db_cannot_reach_web(lab):
+    lab.dp.replace_policy([allow(WEB, DB, TCP, 5432), allow(WEB, DB, UDP, 53), allow(WEB, OTHER, ICMP)])
+    assert lab.tcp("web1", "db", 5432)           # the reply (the echo) passes too
+    assert lab.tcp("web2", "db", 5432)
+    assert lab.udp("web1", "db", 53)
+    assert lab.ping("web1", "other")
+    assert not lab.tcp("web1", "db", 80, timeout=1)    # another port
+    assert not lab.udp("web1", "db", 54, timeout=1)
+    assert not lab.tcp("db", "web1", 5432, timeout=1)  # the other direction
+    assert not lab.ping("other", "web1")
+    assert not lab.ping("web1", "db")                 # a protocol not allowed
+    assert not lab.tcp("other", "db", 5432, timeout=1)  # another group
+    assert not lab.tcp("web1", "web2", 80, timeout=1)   # intra-group is not implicit
+
+
+def test_wildcard_protocol_and_port(lab):
+    lab.dp.replace_policy([allow(WEB, OTHER), allow(DB, WEB, TCP)])
+    assert lab.ping("web1", "other")
+    assert lab.tcp("web1", "other", 8089)
+    assert lab.udp("web2", "other", 7002)
+    assert lab.tcp("db", "web1", 80)
+    assert lab.tcp("db", "web2", 8088)
+    assert not lab.udp("db", "web1", 53, timeout=1)   # tcp only
+    assert not lab.ping("db", "web1")
+
+
+def test_port_range_as_prefixes(lab):
+    entries = port_range(WEB, DB, TCP, 8080, 8088)
+    assert [e[0].prefixlen for e in entries] == [61, 64]   # 8080-8087 and 8088
+    lab.dp.replace_policy(entries)
+    for port in (8080, 8085, 8087, 8088):
+        assert lab.tcp("web1", "db", port), port
+    for port in (8079, 8089):
+        assert not lab.tcp("web1", "db", port, timeout=1), port
+
+
+def test_external_peers_are_group_zero(lab):
+    lab.dp.replace_policy([allow(EXTERNAL, DB, TCP, 5432), allow(WEB, EXTERNAL, UDP, 53)])
+    assert lab.tcp("ext", "db", 5432)
+    assert lab.udp("web1", "ext", 53)
+    assert not lab.tcp("ext", "web1", 5432, timeout=1)
+    assert not lab.udp("db", "ext", 53, timeout=1)
+
+
+def test_policy_change_cuts_established_flows(lab):
+    lab.dp.replace_policy([allow(WEB, DB, UDP, 7000)])
+    sock_script = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
+s.connect(({ip_of('db')!r}, 7000))
+for line in sys.stdin:
+    s.send(b"x")
+    try:
+        print(s.recv(16) == b"x", flush=True)
+    except OSError:
+        print(False, flush=True)
+"""
+    proc = lab.ns["web1"].popen(sys.executable, "-c", sock_script, stdin=subprocess.PIPE, text=True)
+
+    def exchange():
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().strip() == "True"
+
+    assert exchange()                        # the flow is established (conntrack entry exists)
+    lab.dp.replace_policy([allow(WEB, DB, UDP, 53)])
+    dropped = lab.dp.drops()["POLICY"]
+    assert not exchange()                    # same 5-tuple, no longer allowed
+    assert lab.dp.drops()["POLICY"] == dropped + 1
+    lab.dp.replace_policy([allow(WEB, DB, UDP, 7000)])
+    assert exchange()
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+# ----- counters -----------------------------------------------------------------------------
+
+def test_pair_counters_count_each_packet_once(lab):
+    lab.dp.replace_policy([allow(WEB, DB, UDP, 53)])
+    allowed_fwd, allowed_back = lab.counters(WEB, DB), lab.counters(DB, WEB)
+    for _ in range(5):
+        assert lab.udp("web1", "db", 53)
+    for _ in range(3):
+        assert not lab.udp("web1", "db", 54, timeout=0.5)
+    fwd, back = lab.counters(WEB, DB), lab.counters(DB, WEB)
+    # requests cross web1's port and db's port, yet count once; replies are db -> web
+    assert fwd["allowed_packets"] - allowed_fwd["allowed_packets"] == 5
+    assert back["allowed_packets"] - allowed_back["allowed_packets"] == 5
+    assert fwd["dropped_packets"] - allowed_fwd["dropped_packets"] == 3
+    # 14 bytes Ethernet + 20 IPv4 + 8 UDP + the 12-byte probe
+    assert fwd["allowed_bytes"] - allowed_fwd["allowed_bytes"] == 5 * (14 + 20 + 8 + 12)
+
+
+def _send_raw_frame(lab, name, ethertype, payload):
+    code = f"""
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+s.send(b"\\xff" * 6 + b"\\x02\\x00\\x00\\x00\\x00\\x01" + {struct.pack('!H', ethertype)!r} + {payload!r})
+"""
+    lab.ns[name].python(code)
+
+
+def test_drop_reasons(lab):
+    lab.dp.replace_policy([allow(WEB, DB)])
+    before = lab.dp.drops()
+    ipv6 = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes(32) + bytes(8)
+    _send_raw_frame(lab, "web1", 0x86DD, ipv6)
+    _send_raw_frame(lab, "web1", 0x0800, bytes([0x45, 0, 0]))  # a truncated IPv4 header
+    assert not lab.tcp("web1", "other", 80, timeout=1)
+    after = lab.dp.drops()
+    assert after["UNSUPPORTED"] - before["UNSUPPORTED"] == 1
+    assert after["MALFORMED"] - before["MALFORMED"] == 1
+    assert after["POLICY"] > before["POLICY"]
+
+
+def test_arp_passes_without_policy(lab):
+    lab.dp.clear_policy()
+    lab.ns["web1"].ip("neigh", "flush", "dev", "eth0")
+    assert not lab.ping("web1", "db")           # the echo is dropped, the ARP exchange before it is not
+    assert "lladdr" in lab.ns["web1"].ip("neigh", "show", ip_of("db")).stdout
+
+
+# ----- errors -------------------------------------------------------------------------------
+
+def test_bad_input_is_a_clear_error(lab):
+    from bayctl.errors import NodeError
+
+    with pytest.raises(NodeError, match="not an IPv4 address"):
+        lab.dp.set_endpoint("fe80::1", WEB)
+    with pytest.raises(NodeError, match="group must be"):
+        lab.dp.set_endpoint("10.66.0.9", 0)
+    with pytest.raises(NodeError, match="prefixlen 65"):
+        bad = layout.PolicyKey.make(64, WEB, DB, TCP, 1)
+        bad.prefixlen = 65
+        lab.dp.replace_policy([(bad, layout.PolicyValue(1))])
+    with pytest.raises(NodeError, match="no such interface"):
+        lab.dp.attach("bdp-missing", lab.sw.path)
+    lab.dp.detach("bdp-missing", lab.sw.path)           # idempotent
+    lab.dp.detach("eth0", "/run/netns/bdp-no-such-ns")  # gone namespace: nothing to do
+    lab.dp.delete_endpoint("10.66.0.99")                # absent: fine
+    with pytest.raises(NodeError, match="not loaded"):
+        Datapath(pin_dir=lab.pin_dir + "-absent").endpoints()
+
+
+def test_endpoint_updates(lab):
+    lab.dp.replace_policy([allow(WEB, DB, TCP, 5432)])
+    assert not lab.tcp("other", "db", 5432, timeout=1)
+    ifindex = lab.veths["other"].peer_ifindex()
+    lab.dp.set_endpoint(ip_of("other"), WEB, ifindex=ifindex)   # other joins web
+    try:
+        assert lab.tcp("other", "db", 5432)
+        lab.dp.delete_endpoint(ip_of("other"))                  # now external
+        assert ip_of("other") not in lab.dp.endpoints()
+        assert not lab.tcp("other", "db", 5432, timeout=1)
+    finally:
+        lab.dp.set_endpoint(ip_of("other"), OTHER, ifindex=ifindex)
+
+
+# ----- atomic replacement under load --------------------------------------------------------
+
+def _filler(count, seed):
+    """Entries between groups no host is in, so two policies differ in bulk, not only in C."""
+    return [allow(1000 + i % 500, 2000 + seed, TCP, 1 + i, rule_id=10_000 + i) for i in range(count)]
+
+
+def test_atomic_replacement_under_continuous_traffic(lab):
+    """Flow A (web1 -> db: a UDP stream, a TCP stream, pings) is allowed by both policies, flow B
+    (other -> db) by neither, flow C (web1 -> other) only by the first. 200 swaps while A and B
+    run: A loses nothing (every datagram arrives, the TCP byte stream is intact, and the
+    datapath counted zero drops for web <-> db), B gets nothing through (the sink saw nothing and
+    the datapath counted zero allowed packets other -> db), and C follows every swap."""
+    common = [allow(WEB, DB, UDP, 7010), allow(WEB, DB, TCP, 7012), allow(WEB, DB, ICMP)]
+    first = common + [allow(WEB, OTHER, UDP, 7002)] + _filler(1000, 1)
+    second = common + _filler(1000, 2)
+    lab.dp.replace_policy(first)
+
+    a_udp_sink = lab.start("db", "udp-sink", "7010")
+    b_udp_sink = lab.start("db", "udp-sink", "7011")
+    a_tcp_sink = lab.start("db", "tcp-sink", "7012")
+    a_pair, a_back, b_pair = lab.counters(WEB, DB), lab.counters(DB, WEB), lab.counters(OTHER, DB)
+
+    a_udp = lab.start("web1", "udp-stream", ip_of("db"), "7010")
+    a_tcp = lab.start("web1", "tcp-stream", ip_of("db"), "7012")
+    b_udp = lab.start("other", "udp-stream", ip_of("db"), "7011")
+    pinger = lab.ns["web1"].popen("busybox", "ping", "-A", "-q", ip_of("db"))
+    c_results = []
+    try:
+        for swap in range(200):
+            policy = second if swap % 2 == 0 else first
+            lab.dp.replace_policy(policy)
+            if swap % 50 in (48, 49):  # C follows the policy in force, both ways
+                c_results.append((policy is first, lab.udp("web1", "other", 7002, timeout=0.5)))
+    finally:
+        pinger.terminate()
+        outcomes = {}
+        for name, proc in (("a_udp", a_udp), ("a_tcp", a_tcp), ("b_udp", b_udp)):
+            out, _ = proc.communicate("", timeout=60)
+            outcomes[name] = json.loads(out)
+        sinks = (("a_udp_sink", a_udp_sink), ("b_udp_sink", b_udp_sink), ("a_tcp_sink", a_tcp_sink))
+        for name, proc in sinks:
+            out, _ = proc.communicate("", timeout=60)
+            outcomes[name] = json.loads(out)
+        pinger.wait(timeout=10)
+
+    print("atomic swap traffic:", outcomes, c_results)
+    assert outcomes["a_udp"]["sent"] > 0 and outcomes["a_tcp"]["sent"] > 0 and outcomes["b_udp"]["sent"] > 0
+    assert outcomes["a_udp_sink"]["distinct"] == outcomes["a_udp"]["sent"], outcomes
+    assert outcomes["a_udp_sink"]["max_seq"] == outcomes["a_udp"]["sent"] - 1
+    assert outcomes["a_tcp_sink"] == {"received": outcomes["a_tcp"]["sent"], "intact": True, "reset": False}
+    assert outcomes["b_udp_sink"]["received"] == 0
+    assert lab.counters(WEB, DB)["dropped_packets"] == a_pair["dropped_packets"]
+    assert lab.counters(DB, WEB)["dropped_packets"] == a_back["dropped_packets"]
+    assert lab.counters(WEB, DB)["allowed_packets"] > a_pair["allowed_packets"] + outcomes["a_udp"]["sent"]
+    assert lab.counters(OTHER, DB)["allowed_packets"] == b_pair["allowed_packets"]
+    assert lab.counters(OTHER, DB)["dropped_packets"] - b_pair["dropped_packets"] == outcomes["b_udp"]["sent"]
+    assert c_results == [(allowed, allowed) for allowed, _ in c_results] and len(c_results) == 8
+
