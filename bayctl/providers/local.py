@@ -204,6 +204,12 @@ class LocalProvider(Provider):
             keys[address] = local_nodes.ensure_host_key(self.node_files(ref, node))
         return keys
 
+    def container_subnets(self, ref: str) -> dict:
+        """slave name -> the subnet its containers get (routed to it by every other node)."""
+        record = self._require(ref)
+        addressing = local_net.Addressing(record["index"])
+        return {f"slave{i}": addressing.container_subnet(i) for i in range(record["slaves"])}
+
     def node_files(self, bay: str, node: str) -> local_nodes.NodeFiles:
         return local_nodes.NodeFiles(bay, node, self._dir(bay))
 

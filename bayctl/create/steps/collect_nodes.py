@@ -28,6 +28,13 @@ class CollectNodes(Step):
                              f"the provider reported {len(slaves)}")
         ctx.state.nodes = [dataclasses.asdict(node) for node in nodes]
         ctx.save()
+        subnets = getattr(ctx.provider, "container_subnets", None)
+        if subnets is not None:
+            from bayctl.verify.run import probe_subnets
+
+            ctx.state.extra["container_subnets"] = subnets(ctx.state.ref)
+            ctx.state.extra["probe_subnets"] = probe_subnets(ctx.state.extra["container_subnets"])
+            ctx.save()
         known = getattr(ctx.provider, "host_keys", None)
         if known is not None:
             record_host_keys(ctx.state.directory, known(ctx.state.ref))
