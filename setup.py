@@ -82,7 +82,9 @@ setup(
     install_requires=["PyYAML>=5.4", "cliff>=4.0"],
     extras_require=EXTRAS,
     entry_points={
-        "console_scripts": ["bayctl = bayctl.cli.main:main", "bayctl-agent = bayctl.node.agent:main"],
+        "console_scripts": ["bayctl = bayctl.cli.main:main", "bayctl-agent = bayctl.node.agent:main",
+                            "bayctl-docker-plugin = bayctl.node.docker_driver:main",
+                            "bayctl-cni = bayctl.node.cni:main"],
         "pytest11": [],
     },
     cmdclass={

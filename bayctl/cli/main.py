@@ -11,6 +11,12 @@ import bayctl
 
 # "verb words" -> "module:Class". Each room registers its commands here, one line each.
 COMMANDS = {
+    "create mesosbay": "bayctl.cli.bay:CreateMesosBay",
+    "delete bay": "bayctl.cli.bay:DeleteBay",
+    "list": "bayctl.cli.bay:ListBays",
+    "show": "bayctl.cli.bay:ShowBay",
+    "policy apply": "bayctl.cli.bay:PolicyApply",
+    "verify": "bayctl.cli.bay:Verify",
     "demo": "bayctl.cli.demo:Demo",
     "node agent": "bayctl.cli.node:Agent",
     "node apply": "bayctl.cli.node:Apply",
@@ -20,6 +26,7 @@ COMMANDS = {
     "node endpoint add": "bayctl.cli.node:EndpointAdd",
     "node endpoint remove": "bayctl.cli.node:EndpointRemove",
     "policy stats": "bayctl.cli.node:PolicyStats",
+    "node docker-plugin": "bayctl.cli.node_plugins:DockerPlugin",
     "policy drops": "bayctl.cli.node:PolicyDrops",
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",

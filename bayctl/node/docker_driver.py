@@ -364,8 +364,8 @@ def main(argv=None):
         prog="bayctl-docker-plugin", description="bayctl's Docker network + IPAM driver"))
     parser.add_argument("--debug", action="store_true", help="log every request")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bayctl").setLevel(logging.DEBUG if args.debug else logging.INFO)
     try:
         return serve(args)
     except BayctlError as e:

@@ -37,6 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._answer(400, {"Err": f"{self.path}: bad request body ({e})"})
             return
+        LOG.debug("%s %s", self.path, raw.decode("utf-8", "replace"))
         try:
             answer = route(request)
         except BayctlError as e:
