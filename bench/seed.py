@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Seeding N real sshd nodes on loopback: bayctl vs a sequential `ssh` loop doing the same writes.
+
+Every node is a real `/usr/sbin/sshd` on its own loopback address with its own host key, and
+runs a real `bayctl node agent` (its own socket, bpffs pin dir and state dir) that its sshd
+hands to each session (tests/fixtures_sshd.py). For each N and each remote mode both sides
+run exactly the same commands on every node, over SSH:
+
+  show   read the agent's digest        cli: `bayctl node show -f json`  curl: GET /v1/policy
+  apply  policy text on stdin            cli: `bayctl node apply -`       curl: PUT /v1/policy
+  show   read back and verify the digest
+
+bayctl: `bayctl.seed.seed_policy` (asyncssh, one connection per node, `--concurrency` at a
+time). The loop: one `ssh` per command, node after node, as a shell script would (it reuses
+the known_hosts bayctl recorded, with StrictHostKeyChecking=yes). Each side moves every node
+to a policy it does not hold yet, so each does all three steps on every node. Also timed:
+bayctl re-seeding the same policy (every node `unchanged`: one show per node).
+
+Prints ONE JSON document (progress on stderr). Needs root (agents load the eBPF datapath).
+Usage: python3 bench/seed.py [--sizes 10,50,200] [--modes cli,curl] [--concurrency 32]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from fixtures_sshd import SshdBay  # noqa: E402  (tests/ holds the real-sshd node harness)
+
+from bayctl.policy import parse_policy  # noqa: E402
+from bayctl.seed import SEEDED, UNCHANGED, seed_policy  # noqa: E402
+from bayctl.seed.remote import RemoteAgent  # noqa: E402
+
+EXAMPLES = os.path.join(HERE, "..", "policy", "examples")
+# Per mode: the policy bayctl seeds, then the one the loop seeds (each differs from what the
+# nodes hold at that moment, so both sides do show + apply + show on every node).
+POLICIES = {"cli": ("web-db.yaml", "stars.yaml"), "curl": ("netgroups.yaml", "gist-numeric.yaml")}
+
+
+def log(message):
+    print(f"bench/seed: {message}", file=sys.stderr, flush=True)
+
+
+def read_example(name):
+    with open(os.path.join(EXAMPLES, name)) as handle:
+        return handle.read()
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kb(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def mem_available_kb():
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_busy_seconds():
+    """Machine-wide busy CPU time (all cores), to see how CPU-bound a phase was."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(function, *args):
+    busy, start = cpu_busy_seconds(), time.monotonic()
+    result = function(*args)
+    return result, round(time.monotonic() - start, 3), round(cpu_busy_seconds() - busy, 2)
+
+
+def bayctl_seed(bay, policy_text, mode, concurrency):
+    results = seed_policy(bay.nodes(), policy_text, remote=mode, concurrency=concurrency,
+                          raise_on_failure=False, **bay.seed_options())
+    counts = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    failures = [str(result) for result in results if not result.ok][:5]
+    return counts, failures
+
+
+def ssh_loop(bay, policy_text, mode):
+    """The same three remote commands per node, one `ssh` each, node after node."""
+    agent = RemoteAgent(mode)
+    wanted = parse_policy(policy_text).digest
+    base = ["ssh", "-F", "/dev/null", "-q", "-i", bay.key, "-p", str(bay.port),
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={os.path.join(bay.state_dir, 'known_hosts')}"]
+    counts = {"seeded": 0, "unchanged": 0, "failed": 0}
+    failures = []
+
+    def run(target, command, stdin=None):
+        done = subprocess.run(base + [target, command], input=stdin, capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+
+    for slave in bay.slaves:
+        target = f"root@{slave.ip}"
+        try:
+            if agent.parse_digest(*run(target, agent.show_command())) == wanted:
+                counts["unchanged"] += 1
+                continue
+            agent.check_applied(*run(target, agent.apply_command(), policy_text))
+            if agent.parse_digest(*run(target, agent.show_command())) == wanted:
+                counts["seeded"] += 1
+            else:
+                counts["failed"] += 1
+        except Exception as exc:  # counted and shown, like bayctl's failures
+            counts["failed"] += 1
+            failures.append(f"{slave.name}: {exc}")
+    return {k: v for k, v in counts.items() if v}, failures[:5]
+
+
+def memory_figures(bay):
+    agents = [slave.agent.pid for slave in bay.slaves if slave.agent]
+    sshds = [slave.sshd.pid for slave in bay.slaves if slave.sshd]
+    return {
+        "agent_rss_kb_mean": round(sum(rss_kb(pid) for pid in agents) / max(1, len(agents))),
+        "agent_pss_kb_mean": round(sum(pss_kb(pid) for pid in agents[:10]) / max(1, min(10, len(agents)))),
+        "sshd_rss_kb_mean": round(sum(rss_kb(pid) for pid in sshds) / max(1, len(sshds))),
+        "sshd_pss_kb_mean": round(sum(pss_kb(pid) for pid in sshds[:10]) / max(1, min(10, len(sshds)))),
+    }
+
+
+def bench_size(size, modes, concurrency):
+    available_before = mem_available_kb()
+    log(f"starting {size} sshd nodes, each with its agent")
+    start = time.monotonic()
+    bay = SshdBay(size)
+    figures = {"nodes": size, "startup_seconds": round(time.monotonic() - start, 1)}
+    try:
+        figures["memory"] = memory_figures(bay)
+        figures["memory"]["mem_available_drop_mb"] = round((available_before - mem_available_kb()) / 1024)
+        for mode in modes:
+            first, second = (read_example(name) for name in POLICIES[mode])
+            log(f"N={size} mode={mode}: bayctl seed")
+            (counts, failures), seconds, cpu = timed(bayctl_seed, bay, first, mode, concurrency)
+            (again, again_failures), again_seconds, again_cpu = timed(
+                bayctl_seed, bay, first, mode, concurrency)
+            log(f"N={size} mode={mode}: sequential ssh loop")
+            (loop_counts, loop_failures), loop_seconds, loop_cpu = timed(ssh_loop, bay, second, mode)
+            figures[mode] = {
+                "bayctl": {"seconds": seconds, "machine_cpu_seconds": cpu, "results": counts,
+                           "failures": failures},
+                "bayctl_reseed_unchanged": {"seconds": again_seconds, "machine_cpu_seconds": again_cpu,
+                                            "results": again, "failures": again_failures},
+                "ssh_loop": {"seconds": loop_seconds, "machine_cpu_seconds": loop_cpu, "results": loop_counts,
+                             "failures": loop_failures},
+                "speedup_vs_loop": round(loop_seconds / seconds, 2) if seconds else None,
+                "all_seeded_and_verified": counts.get(SEEDED) == size and loop_counts.get(SEEDED) == size,
+                "reseed_all_unchanged": again.get(UNCHANGED) == size,
+            }
+            log(f"N={size} mode={mode}: bayctl {seconds}s, loop {loop_seconds}s")
+    finally:
+        bay.close()
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,50,200")
+    parser.add_argument("--modes", default="cli,curl")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/seed.py: run as root (each node's agent loads the eBPF datapath)")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    modes = [mode for mode in args.modes.split(",") if mode]
+    runs = [bench_size(size, modes, args.concurrency) for size in sizes]
+    print(json.dumps({
+        "benchmark": "seed",
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                    "openssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()},
+        "concurrency": args.concurrency,
+        "remote_side": {
+            "every_node": "real /usr/sbin/sshd (own host key, key auth) + real `bayctl node agent` "
+                          "(own socket, bpffs pin dir, state dir), all on this machine",
+            "cli": "bayctl node show -f json; bayctl node apply - (policy on stdin); "
+                   "bayctl node show -f json",
+            "curl": "curl --unix-socket $BAYCTL_AGENT_SOCKET: GET /v1/policy; PUT /v1/policy; GET /v1/policy",
+        },
+        "target": "200 nodes seeded and verified < 10 s, >= 10x the sequential loop",
+        "runs": runs,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
