@@ -1,0 +1,157 @@
+"""bayctl as a library: the same verbs for bays as the CLI (and as openstacksdk has for its
+resources), for test harnesses and scripts.
+
+    from bayctl import create_bay, get_bay, list_bays, delete_bay, apply_policy, verify_bay
+
+    bay = create_bay("demo", policy="policy/examples/web-db.yaml", slaves=2)   # local bay
+    report = bay.verify()            # or verify_bay("demo")
+    assert not report.mismatches
+    bay.apply_policy("policy/examples/stars.yaml")
+    bay.delete()
+
+Every failure is a typed bayctl error (bayctl.errors) with a one-line message.
+"""
+
+import dataclasses
+import time
+from typing import List, Optional
+
+from bayctl.create.context import Status, bay_key_path
+from bayctl.create.pipeline import create_bay as _create
+from bayctl.create.pipeline import delete_bay as _delete
+from bayctl.create.seeding import seed_bay
+from bayctl.create.state import BayState, bay_lock, list_states
+from bayctl.errors import BayctlError
+from bayctl.providers.base import MASTER, SLAVE, Node
+from bayctl.spec import BaySpec, load_spec
+
+
+class BayNotFound(BayctlError):
+    """No bay of that name is known here (no state in bayctl's state directory)."""
+
+
+@dataclasses.dataclass
+class Bay:
+    """A handle on one bay (a snapshot of its state; `refresh()` reloads it)."""
+
+    state: BayState
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def provider(self) -> str:
+        return self.state.provider
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+    @property
+    def spec(self) -> BaySpec:
+        return BaySpec.from_dict(self.state.spec)
+
+    @property
+    def nodes(self) -> List[Node]:
+        return [Node(**fields) for fields in self.state.nodes]
+
+    @property
+    def master(self) -> Optional[Node]:
+        return next((node for node in self.nodes if node.role == MASTER), None)
+
+    @property
+    def slaves(self) -> List[Node]:
+        return [node for node in self.nodes if node.role == SLAVE]
+
+    @property
+    def ssh_user(self) -> str:
+        return self.spec.ssh_user or ("root" if self.provider == "local" else "debian")
+
+    @property
+    def ssh_key(self) -> str:
+        return self.spec.ssh_key or bay_key_path(self.state.directory)
+
+    def refresh(self) -> "Bay":
+        self.state = get_bay(self.name).state
+        return self
+
+    def apply_policy(self, policy_path: str, status: Optional[Status] = None):
+        return apply_policy(self.name, policy_path, status=status)
+
+    def verify(self, status: Optional[Status] = None):
+        return verify_bay(self.name, status=status)
+
+    def delete(self, status: Optional[Status] = None) -> bool:
+        return delete_bay(self.name, status=status)
+
+    def to_dict(self) -> dict:
+        """What `bayctl show` prints."""
+        state = self.state
+        return {
+            "name": state.name,
+            "provider": state.provider,
+            "status": state.status,
+            "ref": state.ref,
+            "master": (self.master.public_ip if self.master else None),
+            "slaves": [f"{n.name} {n.private_ip}" for n in self.slaves],
+            "policy": state.policy_path,
+            "policy_digest": state.policy_digest,
+            "failed_step": state.failed_step,
+            "reason": state.reason,
+            "steps": state.steps,
+            "state_dir": state.directory,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.updated_at)),
+        }
+
+
+def create_bay(name: str, *, spec_file: Optional[str] = None, retain: bool = False, verify: bool = False,
+               status: Optional[Status] = None, **fields) -> Bay:
+    """Create (or resume) a bay. `fields` are bay.yaml keys (provider, slaves, policy, ...) and
+    override `spec_file`. Returns the bay once its policy is seeded (and verified, if asked)."""
+    spec = load_spec(spec_file, name=name, overrides=fields)
+    return Bay(_create(spec, retain=retain, verify=verify, status=status))
+
+
+def get_bay(name: str) -> Bay:
+    state = BayState.load(name)
+    if state is None:
+        raise BayNotFound(f"no bay {name!r} (see `bayctl list`)")
+    return Bay(state)
+
+
+def find_bay(name: str) -> Optional[Bay]:
+    state = BayState.load(name)
+    return Bay(state) if state is not None else None
+
+
+def list_bays() -> List[Bay]:
+    return [Bay(state) for state in list_states()]
+
+
+def delete_bay(name: str, *, status: Optional[Status] = None) -> bool:
+    """Remove the bay and everything bayctl made for it; False if there was none."""
+    return _delete(name, status=status)
+
+
+def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None):
+    """Seed a policy on every slave of the bay (live: the datapath swaps it atomically).
+
+    Returns per-node results; raises SeedError naming each node that failed."""
+    bay = get_bay(name)
+    with bay_lock(name):
+        return seed_bay(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
+                        status=status)
+
+
+def verify_bay(name: str, *, status: Optional[Status] = None):
+    """Measure the bay's connectivity matrix against its policy; returns a verify Report."""
+    from bayctl.verify import verify_bay_state
+
+    bay = get_bay(name)
+    if not bay.nodes:
+        raise BayctlError(f"bay {name} has no nodes yet ({bay.status}): `bayctl create mesosbay {name}` "
+                          "finishes it")
+    with bay_lock(name):
+        return verify_bay_state(bay.state, bay.nodes, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
+                                status=status)
