@@ -263,6 +263,30 @@ for line in sys.stdin:
     proc.wait(timeout=10)
 
 
+def test_compiled_policy_end_to_end(lab):
+    """The policy compiler's entries mean to the datapath what the policy says."""
+    from bayctl.policy import compile_policy, parse_policy
+
+    policy = parse_policy(f"""
+apiVersion: bayctl/v1
+kind: GroupPolicy
+groups: {{web: {WEB}, db: {DB}, other: {OTHER}}}
+intraGroup: allow
+rules:
+  - {{from: web, to: db, ports: [tcp/5432, udp/7000-7002]}}
+  - {{from: external, to: web, ports: [tcp/80]}}
+""", source="<test>")
+    lab.dp.replace_policy(compile_policy(policy))
+    assert lab.tcp("web1", "db", 5432)
+    assert lab.udp("web2", "db", 7002)
+    assert lab.tcp("ext", "web1", 80)
+    assert lab.tcp("web1", "web2", 8080)              # intraGroup: allow
+    assert not lab.tcp("db", "web1", 5432, timeout=1)
+    assert not lab.udp("web1", "db", 7003, timeout=1)
+    assert not lab.tcp("ext", "db", 5432, timeout=1)
+    assert not lab.tcp("other", "web1", 80, timeout=1)
+
+
 # ----- counters -----------------------------------------------------------------------------
 
 def test_pair_counters_count_each_packet_once(lab):
