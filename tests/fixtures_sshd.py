@@ -94,6 +94,8 @@ class SshdNode:
         self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
         self.socket = os.path.join(self.dir, "agent.sock")
         self.state_dir = os.path.join(self.dir, "state")
+        self.home = os.path.join(self.dir, "home")
+        os.makedirs(self.home)
         self.pin_dir = pin_dir or os.path.join(PIN_ROOT, f"{PREFIX}-{os.getpid()}-{name}")
         self.with_agent = agent
         self.sshd = None
@@ -122,7 +124,10 @@ class SshdNode:
             "PrintMotd no",
             "MaxStartups 200:30:400",
             "LogLevel ERROR",
-            f"SetEnv BAYCTL_AGENT_SOCKET={self.socket} PATH={path_value}",
+            # A slave's environment, not this machine's: the node's own HOME (so bash does not
+            # source the host's ~/.bashrc, whose pyenv set-up costs ~0.5 s per command and
+            # puts pyenv's shims first on PATH), this Python's bayctl on PATH, the agent's socket.
+            f"SetEnv BAYCTL_AGENT_SOCKET={self.socket} PATH={path_value} HOME={self.home}",
         ]
         self.config = os.path.join(self.dir, "sshd_config")
         with open(self.config, "w") as handle:
