@@ -114,10 +114,10 @@ class Policy:
 
     def allows(self, src_tag: int, dst_tag: int, proto: int, port: int) -> bool:
         """Does the policy allow the first packet of this flow? (The reference semantics.)"""
-        if self.intra_group == INTRA_ALLOW and src_tag == dst_tag and src_tag != layout.GROUP_EXTERNAL:
+        if self.intra_group == INTRA_ALLOW and src_tag == dst_tag and src_tag in self._declared_tags:
             return True
-        for rule in self.rules:
-            if src_tag in self.expand(rule.sources) and dst_tag in self.expand(rule.destinations):
+        for rule, sources, destinations in self._expanded_rules:
+            if src_tag in sources and dst_tag in destinations:
                 if not rule.ports or any(spec.covers(proto, port) for spec in rule.ports):
                     return True
         return False
@@ -136,6 +136,15 @@ class Policy:
     def digest(self) -> str:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @functools.cached_property
+    def _declared_tags(self):
+        return frozenset(self.named_groups.values())
+
+    @functools.cached_property
+    def _expanded_rules(self):
+        return [(rule, frozenset(self.expand(rule.sources)), frozenset(self.expand(rule.destinations)))
+                for rule in self.rules]
 
     @functools.cached_property
     def _names_by_tag(self) -> Dict[int, str]:
