@@ -34,7 +34,7 @@ def paths(prefix):
     }
 
 
-def run_demo(policy_files=None, prefix="bdemo", keep=False, timeout=1.0, out=sys.stdout):
+def run_demo(policy_files=None, prefix="bdemo", keep=False, timeout=2.0, out=sys.stdout):
     """Run the demo; returns 0 when every measured probe agrees with its policy, else 1."""
     from bayctl.policy import load_policy
 

@@ -159,7 +159,7 @@ def reaches(src_netns, dst_ip, probe, timeout=1.0):
     return _in_netns(src_netns, _socket_probe, probe.proto, dst_ip, probe.port, timeout)
 
 
-def measure(jobs, timeout=1.0, workers=24):
+def measure(jobs, timeout=1.0, workers=48):
     """[reached] for each (src netns, dst ip, probe) in `jobs`, probed concurrently.
 
     Denied probes cost a timeout each; running them side by side keeps a matrix to seconds.

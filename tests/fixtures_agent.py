@@ -21,6 +21,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO, "policy", "examples")
 DATAPATH_OBJECT = os.path.join(REPO, "bayctl", "node", "bpf", "bayctl_tc.bpf.o")
 SUBNET = "10.251.0"
+# Seconds a probe waits for its reply. Generous: an allowed probe answers in milliseconds, but
+# this machine is shared; a denied one costs the whole wait (probes run side by side).
+PROBE_TIMEOUT = 2.0
 MEMBERS = 7          # the largest example (stars) places 6 group members and one external peer
 
 
@@ -82,7 +85,7 @@ class AgentLab:
         self.listen(probes)
         pairs = pairs or [(a, b) for a in roles for b in roles if a is not b]
         jobs = [(a, b, p) for a, b in pairs for p in probes]
-        reached = measure([(a.member.netns, b.member.ip, p) for a, b, p in jobs])
+        reached = measure([(a.member.netns, b.member.ip, p) for a, b, p in jobs], timeout=PROBE_TIMEOUT)
         wrong, seen = [], {True: 0, False: 0}
         for (a, b, p), got in zip(jobs, reached):
             expected = policy_allows(policy, a.tag, b.tag, p)

@@ -21,7 +21,7 @@ class Demo(Command):
         parser.add_argument("--clean", action="store_true",
                             help="only remove what an earlier `bayctl demo --keep` left")
         parser.add_argument("--prefix", default="bdemo", help="name prefix of namespaces, pins and socket")
-        parser.add_argument("--timeout", type=float, default=1.0,
+        parser.add_argument("--timeout", type=float, default=2.0,
                             help="seconds to wait for a probe's reply before calling it dropped")
         return parser
 

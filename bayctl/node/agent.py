@@ -250,8 +250,10 @@ class Agent:
     # -- observation ---------------------------------------------------------------------------
 
     def stats(self):
+        with self._lock:        # the datapath opens its pins lazily: one thread at a time
+            counters, drops = self.datapath.counters(), self.datapath.drops()
         pairs = []
-        for (src, dst), counts in sorted(self.datapath.counters().items()):
+        for (src, dst), counts in sorted(counters.items()):
             pair = {
                 "from": self._group_name(src) or str(src),
                 "to": self._group_name(dst) or str(dst),
@@ -261,7 +263,7 @@ class Agent:
             for field in ("allowed_packets", "allowed_bytes", "dropped_packets", "dropped_bytes"):
                 pair[field] = int(counts.get(field, 0))
             pairs.append(pair)
-        return {"pairs": pairs, "drops": {str(k): int(v) for k, v in self.datapath.drops().items()}}
+        return {"pairs": pairs, "drops": {str(k): int(v) for k, v in drops.items()}}
 
     def health(self):
         policy = self._policy
