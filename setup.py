@@ -85,7 +85,7 @@ setup(
         "console_scripts": ["bayctl = bayctl.cli.main:main", "bayctl-agent = bayctl.node.agent:main",
                             "bayctl-docker-plugin = bayctl.node.docker_driver:main",
                             "bayctl-cni = bayctl.node.cni:main"],
-        "pytest11": [],
+        "pytest11": ["bayctl = bayctl.pytest_plugin"],
     },
     cmdclass={
         "build_bpf": BuildBpf,

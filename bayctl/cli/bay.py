@@ -3,6 +3,7 @@
 Argument parsing and output only; each command calls one function of bayctl.api.
 """
 
+import logging
 import sys
 
 from cliff.command import Command
@@ -17,6 +18,8 @@ from bayctl.spec import FIELDS
 
 def _status(command, title=None):
     """Progress on standard error, unless the global -q/--quiet was given."""
+    if command.app_args.verbose_level < 2:
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per SSH packet otherwise
     status = Status() if command.app_args.verbose_level == 0 else Status.to_stderr()
     if title:
         status.start(title)

@@ -69,7 +69,7 @@ def render(report: Report) -> str:
             f'<g class="group{" external" if external else ""}" data-group="{_e(group)}" '
             f'data-node="{_e(where.get("node", ""))}" data-ip="{_e(where.get("ip", ""))}">'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_RADIUS}" fill="{color}"/>'
-            f'<text x="{x:.1f}" y="{y:.1f}">{_e(group)}</text></g>')
+            f'<text x="{x:.1f}" y="{y:.1f}" style="font-size:{_label_size(group)}px">{_e(group)}</text></g>')
     parts.append("</svg>")
 
     mismatches = report.mismatches
@@ -93,6 +93,11 @@ def render(report: Report) -> str:
         f"{summary}{''.join(parts)}"
         "<table><thead><tr><th>from</th><th>to</th><th>service</th><th>policy</th><th>measured</th>"
         f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table></body></html>\n")
+
+
+def _label_size(name: str) -> float:
+    # Long names shrink to stay inside their circle.
+    return round(min(13.0, 13.0 * 9 / max(1, len(name))), 1)
 
 
 def _edge_class(probes) -> str:
