@@ -9,7 +9,7 @@
  * whether the packet opens a flow or belongs to one (original or reply); the
  * flow's ORIGINAL direction is then checked against the CURRENT policy, so
  * replies of allowed flows pass and a policy change cuts flows it no longer
- * allows. No policy loaded, or no allow entry: drop and count.
+ * allows. ICMP errors travel with the flow they quote (classify.h). No policy loaded, or no allow entry: drop and count.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -63,6 +63,12 @@ int bayctl_tc(struct __sk_buff *skb)
 		orig_src = src_group;
 		orig_dst = dst_group;
 		orig_dport = flow.policy_dport;
+	}
+
+	/* An ICMP error about no known flow relates to nothing: it is not let in. */
+	if (flow.related && direction == CT_NEW) {
+		count_pair(src_group, dst_group, skb->len, 0);
+		return drop_packet(BAYCTL_DROP_POLICY);
 	}
 
 	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);

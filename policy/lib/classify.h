@@ -13,8 +13,11 @@
 
 /* The start of an ICMP echo header. Declared here because <linux/icmp.h>
  * drags in libc headers that do not exist for the bpf target. */
-#define ICMP_ECHOREPLY 0
-#define ICMP_ECHO      8
+#define ICMP_ECHOREPLY      0
+#define ICMP_DEST_UNREACH   3
+#define ICMP_ECHO           8
+#define ICMP_TIME_EXCEEDED  11
+#define ICMP_PARAMETERPROB  12
 
 struct icmp_echo {
 	__u8 type;
@@ -33,7 +36,58 @@ struct flow {
 	__u8 proto;
 	__u8 tracked;        /* 1 = has a conntrack entry of its own (TCP, UDP, ICMP echo) */
 	__u8 echo_reply;     /* ICMP echo reply: only ever a reply, never opens a flow */
+	__u8 related;        /* an ICMP error: the tuple is the packet it quotes, reversed */
 };
+
+static __always_inline int is_icmp_error(__u8 type)
+{
+	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+}
+
+/*
+ * An ICMP error (unreachable, fragmentation needed, time exceeded) quotes the
+ * header of the packet that caused it. The error belongs to that packet's flow,
+ * travelling the other way: describe it as the quoted tuple reversed, so that
+ * conntrack finds the flow and the policy decides as for the flow itself.
+ */
+static __always_inline int classify_icmp_error(struct __sk_buff *skb, __u32 quoted, struct flow *flow)
+{
+	struct iphdr inner;
+	__be16 ports[2];
+	struct icmp_echo echo;
+	__u32 l4;
+
+	if (bpf_skb_load_bytes(skb, quoted, &inner, sizeof(inner)) < 0 || inner.ihl < 5)
+		return BAYCTL_DROP_MALFORMED;
+	l4 = quoted + inner.ihl * 4;
+	flow->saddr = inner.daddr;
+	flow->daddr = inner.saddr;
+	flow->proto = inner.protocol;
+	flow->related = 1;
+	switch (inner.protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+			return BAYCTL_DROP_MALFORMED;
+		flow->sport = ports[1];
+		flow->dport = ports[0];
+		flow->policy_dport = ports[0];
+		flow->tracked = 1;
+		break;
+	case IPPROTO_ICMP:
+		if (bpf_skb_load_bytes(skb, l4, &echo, sizeof(echo)) < 0)
+			return BAYCTL_DROP_MALFORMED;
+		if (echo.type != ICMP_ECHO)
+			return BAYCTL_DROP_UNSUPPORTED;  /* an error about an error */
+		flow->sport = echo.id;
+		flow->dport = echo.id;
+		flow->tracked = 1;
+		break;
+	default:
+		return BAYCTL_DROP_UNSUPPORTED;  /* nothing to relate it to */
+	}
+	return 0;
+}
 
 /* Returns 0, or the drop reason that makes the packet unacceptable. */
 static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flow)
@@ -75,6 +129,8 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flo
 
 		if (bpf_skb_load_bytes(skb, l4, &icmp, sizeof(icmp)) < 0)
 			return BAYCTL_DROP_MALFORMED;
+		if (is_icmp_error(icmp.type))
+			return classify_icmp_error(skb, l4 + sizeof(icmp), flow);
 		if (icmp.type == ICMP_ECHO || icmp.type == ICMP_ECHOREPLY) {
 			flow->sport = icmp.id;
 			flow->dport = icmp.id;

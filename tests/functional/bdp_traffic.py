@@ -2,7 +2,8 @@
 
     serve --tcp 80,443 --udp 53       echo servers; prints "ready" once every port is bound
     probe tcp|udp HOST PORT [--timeout S]
-                                      exit 0 if the echo came back, 1 if not (denied or lost)
+                                      exit 0 if the echo came back, 2 if the peer refused
+                                      (RST, ICMP port unreachable), 1 if nothing came back
     udp-stream HOST PORT              numbered datagrams until stdin closes; prints {"sent": N}
     udp-sink PORT                     counts numbered datagrams until stdin closes and the wire
                                       is quiet; prints {"received", "distinct", "max_seq"}
@@ -77,10 +78,12 @@ def probe(args):
         try:
             s.connect((args.host, args.port))
             s.sendall(b"bayctl-probe")
-            ok = s.recv(64) == b"bayctl-probe"
+            outcome = 0 if s.recv(64) == b"bayctl-probe" else 1
+        except ConnectionRefusedError:
+            outcome = 2
         except OSError:
-            ok = False
-    sys.exit(0 if ok else 1)
+            outcome = 1
+    sys.exit(outcome)
 
 
 def udp_stream(args):

@@ -10,6 +10,7 @@ meaning of an entry, independent of the policy compiler.
 
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -36,6 +37,8 @@ HOSTS = {  # name -> (last octet, group or None for external)
 }
 TCP_PORTS = [80, 5432, 7001, 8079, 8080, 8085, 8087, 8088, 8089]
 UDP_PORTS = [53, 54, 7000, 7002, 7003]
+CLOSED_PORT = 7005  # nobody listens here
+REFUSED = 2
 
 
 def ip_of(name):
@@ -87,13 +90,16 @@ class Lab:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         return proc
 
+    def probe(self, proto, src, dst, port, timeout=5.0):
+        """0: the echo came back; REFUSED: the peer refused (RST / port unreachable); 1: nothing."""
+        return self.traffic(src, "probe", proto, ip_of(dst), port, "--timeout", timeout,
+                            check=False).returncode
+
     def tcp(self, src, dst, port, timeout=5.0):
-        return self.traffic(src, "probe", "tcp", ip_of(dst), port, "--timeout", timeout,
-                            check=False).returncode == 0
+        return self.probe("tcp", src, dst, port, timeout) == 0
 
     def udp(self, src, dst, port, timeout=5.0):
-        return self.traffic(src, "probe", "udp", ip_of(dst), port, "--timeout", timeout,
-                            check=False).returncode == 0
+        return self.probe("udp", src, dst, port, timeout) == 0
 
     def ping(self, src, dst, count=1):
         return self.ns[src].run("busybox", "ping", "-c", count, "-W", 2, ip_of(dst),
@@ -285,6 +291,23 @@ rules:
     assert not lab.udp("web1", "db", 7003, timeout=1)
     assert not lab.tcp("ext", "db", 5432, timeout=1)
     assert not lab.tcp("other", "web1", 80, timeout=1)
+
+
+def test_icmp_errors_travel_with_their_flow(lab):
+    lab.dp.replace_policy([allow(WEB, DB, UDP, CLOSED_PORT), allow(WEB, DB, TCP, CLOSED_PORT)])
+    # db's port unreachable is an ICMP error db -> web: it passes as part of web's flow
+    assert lab.probe("udp", "web1", "db", CLOSED_PORT) == REFUSED
+    assert lab.probe("tcp", "web1", "db", CLOSED_PORT) == REFUSED      # the RST is a reply
+    # an error quoting a flow that never existed relates to nothing and is dropped
+    before = lab.dp.drops()
+    quoted = (bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]) + socket.inet_aton(ip_of("web1"))
+              + socket.inet_aton(ip_of("db")) + struct.pack("!HHHH", 40000, 9999, 8, 0))
+    lab.ns["db"].python(f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.sendto(bytes([3, 3, 0, 0, 0, 0, 0, 0]) + {quoted!r}, ({ip_of("web1")!r}, 0))
+""")
+    assert lab.dp.drops()["POLICY"] == before["POLICY"] + 1
 
 
 # ----- counters -----------------------------------------------------------------------------
