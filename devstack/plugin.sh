@@ -1,0 +1,104 @@
+#!/bin/bash
+# shellcheck shell=bash
+#
+# devstack plugin for bayctl: policy-isolated Mesos bays on this devstack cloud.
+#
+#   stack install      install bayctl (and what its builds need) on the controller
+#   stack post-config  make bayctl's state directory
+#   stack extra        build the node image and upload it to Glance; with
+#                      BAYCTL_CREATE_BAY=True create a bay and seed its policy
+#   unstack            nothing runs on the controller (bays are Nova servers): no-op
+#   clean              delete the bay created here and bayctl's state
+#
+# devstack sources this file as `plugin.sh <mode> [<phase>]` after `settings`.
+
+# Save trace setting (devstack's plugins convention) and trace from here on.
+_XTRACE_BAYCTL=$(set +o | grep xtrace)
+set -o xtrace
+
+# Debian/Ubuntu packages: clang/libbpf build the datapath object at install time,
+# diskimage-builder's host tools build the image, ssh seeds the slaves.
+BAYCTL_PACKAGES=(make clang llvm libbpf-dev openssh-client curl debootstrap qemu-utils
+    squashfs-tools gdisk dosfstools parted e2fsprogs xfsprogs kpartx)
+
+# Run bayctl as devstack's admin, keeping bays' state where this plugin put it.
+function bayctl_cli {
+    OS_CLOUD=$BAYCTL_CLOUD BAYCTL_STATE_DIR=$BAYCTL_STATE_DIR bayctl "$@"
+}
+
+function install_bayctl {
+    echo_summary "Installing bayctl"
+    install_package "${BAYCTL_PACKAGES[@]}"
+    setup_develop "$BAYCTL_DIR" "$BAYCTL_EXTRAS"
+}
+
+function configure_bayctl {
+    echo_summary "Configuring bayctl"
+    sudo install -d -o "$STACK_USER" -m 0700 "$BAYCTL_STATE_DIR"
+}
+
+function upload_bayctl_image {
+    if [[ "$BAYCTL_BUILD_IMAGE" != "True" ]]; then
+        return 0
+    fi
+    if ! is_service_enabled glance; then
+        die $LINENO "bayctl: BAYCTL_BUILD_IMAGE=True needs glance (enable it, or set BAYCTL_BUILD_IMAGE=False)"
+    fi
+    echo_summary "Building and uploading the bayctl node image $BAYCTL_IMAGE_NAME"
+    bayctl_cli image build --upload --name "$BAYCTL_IMAGE_NAME" \
+        || die $LINENO "bayctl: building or uploading the node image failed"
+}
+
+function create_bayctl_bay {
+    if [[ "$BAYCTL_CREATE_BAY" != "True" ]]; then
+        return 0
+    fi
+    if ! is_service_enabled heat && [[ "$BAYCTL_PROVIDER" == "heat" ]]; then
+        die $LINENO "bayctl: BAYCTL_CREATE_BAY=True with the heat provider needs heat enabled"
+    fi
+    echo_summary "Creating bay $BAYCTL_BAY_NAME ($BAYCTL_PROVIDER, $BAYCTL_SLAVES slaves)"
+    local args=(create mesosbay "$BAYCTL_BAY_NAME"
+        --provider "$BAYCTL_PROVIDER"
+        --slaves "$BAYCTL_SLAVES"
+        --image "$BAYCTL_IMAGE_NAME"
+        --flavor "$BAYCTL_FLAVOR"
+        --external-network "$BAYCTL_EXTERNAL_NETWORK"
+        --policy "$BAYCTL_POLICY")
+    if [[ -n "$BAYCTL_KEYPAIR" ]]; then
+        args+=(--keypair "$BAYCTL_KEYPAIR")
+    fi
+    bayctl_cli "${args[@]}" || die $LINENO "bayctl: creating bay $BAYCTL_BAY_NAME failed (see above)"
+    bayctl_cli show "$BAYCTL_BAY_NAME"
+}
+
+function cleanup_bayctl {
+    if [[ "$BAYCTL_CREATE_BAY" == "True" && "$BAYCTL_DELETE_BAY_ON_CLEAN" == "True" ]]; then
+        # The cloud may already be gone on clean: a failed delete must not stop clean.sh.
+        bayctl_cli delete bay "$BAYCTL_BAY_NAME" || echo "bayctl: could not delete bay $BAYCTL_BAY_NAME"
+    fi
+    sudo rm -rf "$BAYCTL_STATE_DIR"
+}
+
+if is_service_enabled bayctl; then
+    if [[ "$1" == "stack" && "$2" == "install" ]]; then
+        install_bayctl
+    elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
+        configure_bayctl
+    elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
+        upload_bayctl_image
+        create_bayctl_bay
+    fi
+
+    if [[ "$1" == "unstack" ]]; then
+        # Bays are Nova servers of the cloud, not processes of the controller: unstack
+        # stops nothing of ours; `clean` deletes the bay.
+        :
+    fi
+
+    if [[ "$1" == "clean" ]]; then
+        cleanup_bayctl
+    fi
+fi
+
+# Restore xtrace
+$_XTRACE_BAYCTL
