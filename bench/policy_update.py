@@ -6,8 +6,11 @@ replaced --repeat times; the figures are wall-clock milliseconds of the whole ca
 packing, a fresh inner LPM trie, the batch update, the swap into slot 0), with the packing
 part and the kernel part also timed on their own. For comparison, 100k entries are also
 written one BPF_MAP_UPDATE_ELEM at a time (the fallback where a kernel cannot batch-update an
-LPM trie). Entries are generated with bayctl.policy.layout (a mix of port, port-prefix,
-protocol and group-pair prefixes). Prints one JSON document. Run as root.
+LPM trie), and batch-written into a plain hash map as a yardstick of the machine's current speed.
+The swap itself includes the kernel waiting for running programs to leave the old policy
+(synchronize_rcu in the BPF_MAP_UPDATE_ELEM of a map-of-maps). Entries are generated with
+bayctl.policy.layout (a mix of port, port-prefix, protocol and group-pair prefixes).
+Prints one JSON document. Run as root.
 """
 
 import argparse
@@ -73,6 +76,18 @@ def kernel_fill_ms(key_array, value_array, count, batch):
         os.close(fd)
 
 
+def hash_batch_fill_ms(key_array, value_array, count):
+    """The same keys batch-written into a plain HASH map: a yardstick of this machine's speed
+    right now (PLATFORM.md measured ~37 ms for 100k on a quiet machine)."""
+    fd = libbpf.map_create(1, "bench_hash", ctypes.sizeof(layout.PolicyKey),
+                           ctypes.sizeof(layout.PolicyValue), layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC)
+    try:
+        ms, _ = timed(libbpf.map_update_batch, fd, key_array, value_array, count)
+        return ms
+    finally:
+        os.close(fd)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -97,6 +112,7 @@ def main():
                                   "kernel_batch_fill": summary(kernel)}
         keys, values, count = datapath_module._policy_arrays(entries(SIZES[-1]))
         per_element = kernel_fill_ms(keys, values, count, batch=False)
+        hash_fill = hash_batch_fill_ms(keys, values, count)
         assert dp.policy_loaded()
     finally:
         dp.unpin()
@@ -108,6 +124,7 @@ def main():
         "lpm_batch_update_supported": datapath_module._batch_supported,
         "entries": results,
         "per_element_fill_100k_ms": round(per_element, 2),
+        "hash_map_batch_fill_100k_ms": round(hash_fill, 2),
         "batch_speedup_100k": round(per_element / largest_fill, 2),
         "target_100k_ms": TARGET_MS_100K,
         "median_100k_over_target": round(largest / TARGET_MS_100K, 3),

@@ -13,9 +13,12 @@ the outer ARRAY_OF_MAPS in one update; packets see the old or the new policy, ne
 import array
 import ctypes
 import errno
+import gc
 import ipaddress
+import operator
 import os
 import socket
+import threading
 
 from bayctl.errors import NodeError
 from bayctl.node import libbpf
@@ -35,6 +38,7 @@ MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_CONNTRACK, layou
             layout.PIN_DROPS)
 INNER_POLICY_NAME = "bayctl_pol_in"
 
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _batch_supported = None  # does this kernel batch-update LPM tries? learned on first policy
 
 
@@ -43,6 +47,7 @@ class Datapath:
         self.pin_dir = str(pin_dir)
         self.obj_path = str(obj_path or DEFAULT_OBJECT)
         self._fds = {}
+        self._fds_lock = threading.Lock()  # pins are opened lazily, possibly from several threads
 
     # ----- loading ------------------------------------------------------------------------
 
@@ -67,9 +72,10 @@ class Datapath:
 
     def close(self):
         """Close this process's file descriptors (pins and attachments stay)."""
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._fds_lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
     def unpin(self):
         """Remove every pin under pin_dir (node teardown). Attached filters keep the program
@@ -90,13 +96,14 @@ class Datapath:
         return os.path.join(self.pin_dir, name)
 
     def _fd(self, name):
-        fd = self._fds.get(name)
-        if fd is None:
-            fd = libbpf.obj_get(self._pin(name))
+        with self._fds_lock:
+            fd = self._fds.get(name)
             if fd is None:
-                raise NodeError(f"datapath not loaded: nothing pinned at {self._pin(name)} (run load())")
-            self._fds[name] = fd
-        return fd
+                fd = libbpf.obj_get(self._pin(name))
+                if fd is None:
+                    raise NodeError(f"datapath not loaded: nothing pinned at {self._pin(name)} (run load())")
+                self._fds[name] = fd
+            return fd
 
     # ----- interfaces ---------------------------------------------------------------------
 
@@ -234,23 +241,35 @@ def _policy_arrays(entries):
         raise NodeError(f"policy has {count} entries; the datapath holds at most {layout.MAX_POLICY}")
     if count == 0:
         return None, None, 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection pass over 100k fresh objects would cost more than the packing
     try:
-        keys, values = zip(*pairs)
-        well_typed = len(keys) == count and all(
-            issubclass(t, layout.PolicyKey) for t in set(map(type, keys))) and all(
-            issubclass(t, layout.PolicyValue) for t in set(map(type, values)))
-    except (TypeError, ValueError):
-        well_typed = False
-    if not well_typed:
-        _explain_bad_entry(pairs)
-    packed_keys = b"".join(map(bytes, keys))
+        try:
+            if set(map(len, pairs)) != {2}:
+                _explain_bad_entry(pairs)
+            keys = list(map(_FIRST, pairs))
+            values = list(map(_SECOND, pairs))
+            well_formed = all(
+                issubclass(t, layout.PolicyKey) for t in set(map(type, keys))) and all(
+                issubclass(t, layout.PolicyValue) for t in set(map(type, values)))
+        except (TypeError, KeyError):
+            well_formed = False
+        if not well_formed:
+            _explain_bad_entry(pairs)
+        # ctypes structures expose their bytes through the buffer protocol: join copies them
+        # straight into one buffer, with no per-entry bytes object.
+        packed_keys = b"".join(keys)
+        packed_values = b"".join(values)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     prefixlens = array.array("I", packed_keys)[0::3]  # prefixlen: the first u32 of each 12-byte key
     key_size = ctypes.sizeof(layout.PolicyKey)
     pad_offset = layout.PolicyKey.pad.offset
     if max(prefixlens) > layout.POLICY_FULL_PREFIX or packed_keys[pad_offset::key_size].count(0) != count:
         _explain_bad_entry(pairs)
     key_array = (layout.PolicyKey * count).from_buffer_copy(packed_keys)
-    value_array = (layout.PolicyValue * count).from_buffer_copy(b"".join(map(bytes, values)))
+    value_array = (layout.PolicyValue * count).from_buffer_copy(packed_values)
     return key_array, value_array, count
 
 
