@@ -1,0 +1,426 @@
+"""CNI plugin (spec 1.0: ADD, DEL, CHECK, VERSION, STATUS) for Mesos' network/cni isolator.
+
+The runtime calls the executable `bayctl-cni` with CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS,
+CNI_IFNAME, CNI_ARGS, CNI_PATH in the environment and the network config on stdin. The
+container gets the same interface as with the Docker driver (links.py: ipvlan slave, or veth
+pair on a per-network bridge where the kernel has no ipvlan), an address from bayctl's IPAM
+(or from a delegated IPAM plugin such as host-local), and its IP -> group registered with the
+node agent, which attaches the policy program before ADD returns.
+
+Plugin config keys (besides cniVersion, name, type, ipam, args):
+  group        the group of every container on this network (a policy name or a numeric tag)
+  linkMode     auto | veth | ipvlan-l2 | ipvlan-l3 | ipvlan-l3s   (default auto)
+  parent       ipvlan parent interface (default: the interface of the default route)
+  agentSocket  the node agent's socket (default: the agent's default)
+  stateDir     bayctl IPAM state (default /var/lib/bayctl/cni)
+  linkPrefix   prefix of the node-side interface names (default "bay")
+The group of one container can come from Mesos instead: a NetworkInfo label `bayctl.group`
+(or `group`), which Mesos passes in args["org.apache.mesos"]["network_info"]["labels"].
+Precedence: the label, then `group`, then the network's name.
+
+Errors go to stdout as CNI error JSON (`{"cniVersion", "code", "msg", "details"}`), exit 1.
+"""
+
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+
+from bayctl.errors import BayctlError, NodeError
+from bayctl.node import links
+from bayctl.node.ipam import Ipam
+
+SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runtimeConfig", "capabilities",
+               "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix"}
+GROUP_LABELS = ("bayctl.group", "group")
+DEFAULT_STATE_DIR = "/var/lib/bayctl/cni"
+
+# Well-known error codes of the CNI spec; 100+ are this plugin's own.
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODE_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+PLUGIN_NOT_AVAILABLE = 50
+LINK_FAILURE = 100
+AGENT_FAILURE = 101
+CHECK_FAILED = 102
+INTERNAL_ERROR = 199
+
+
+class CniError(Exception):
+    def __init__(self, code, msg, details=""):
+        self.code, self.msg, self.details = code, msg, details
+        super().__init__(msg)
+
+
+class Invocation:
+    """One call of the plugin: environment + config, validated before anything is touched."""
+
+    def __init__(self, environ, stdin_text):
+        self.command = environ.get("CNI_COMMAND", "")
+        if self.command not in ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"):
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND {self.command!r} is not ADD, DEL, CHECK, "
+                                                "VERSION or STATUS")
+        self.container_id = environ.get("CNI_CONTAINERID", "")
+        self.netns = environ.get("CNI_NETNS", "")
+        self.ifname = environ.get("CNI_IFNAME", "")
+        self.cni_path = [p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p]
+        self.environ = environ
+        self.raw_config = stdin_text
+        self.config = {}
+        if self.command == "VERSION":
+            return
+        try:
+            self.config = json.loads(stdin_text or "")
+        except ValueError as e:
+            raise CniError(DECODE_FAILURE, f"network config on stdin is not JSON: {e}") from None
+        if not isinstance(self.config, dict):
+            raise CniError(DECODE_FAILURE, "network config on stdin is not a JSON object")
+        self.version = str(self.config.get("cniVersion", ""))
+        if self.version not in SUPPORTED_VERSIONS:
+            raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
+                           f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        if self.command in ("STATUS", "GC"):
+            return
+        for var, value in (("CNI_CONTAINERID", self.container_id), ("CNI_IFNAME", self.ifname)):
+            if not value:
+                raise CniError(INVALID_ENVIRONMENT, f"{var} is not set")
+        if self.command != "DEL" and not self.netns:
+            raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is not set")
+        if len(self.ifname) > links.IFNAMSIZ or "/" in self.ifname:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {self.ifname!r} is not a valid interface name")
+        self._check_config()
+
+    def _check_config(self):
+        config = self.config
+        unknown = sorted(set(config) - PLUGIN_KEYS)
+        if unknown:
+            raise _bad(f"unknown key {unknown[0]!r}",
+                           f"known keys: {', '.join(sorted(PLUGIN_KEYS))}")
+        if not isinstance(config.get("name"), str) or not config["name"]:
+            raise _bad("'name' (the network's name) is required")
+        mode = config.get("linkMode", links.AUTO)
+        if mode not in (links.AUTO, *links.MODES):
+            raise _bad(f"linkMode {mode!r} is not one of "
+                                           f"{', '.join((links.AUTO, *links.MODES))}")
+        ipam = config.get("ipam")
+        if not isinstance(ipam, dict) or not ipam.get("type"):
+            raise _bad("'ipam' with a 'type' is required "
+                                           '(e.g. {"type": "bayctl", "subnet": "10.20.0.0/16"})')
+        if ipam["type"] == "bayctl":
+            try:
+                network = ipaddress.ip_network(ipam.get("subnet", ""), strict=True)
+            except ValueError as e:
+                raise _bad(f"ipam.subnet: {e}") from None
+            if network.version != 4 or network.num_addresses < 4:
+                raise _bad(f"ipam.subnet {network} must be IPv4, /30 or larger")
+            if ipam.get("gateway"):
+                try:
+                    gateway = ipaddress.ip_address(ipam["gateway"])
+                except ValueError as e:
+                    raise _bad(f"ipam.gateway: {e}") from None
+                if gateway not in network:
+                    raise _bad(f"ipam.gateway {gateway} is outside {network}")
+        prefix = config.get("linkPrefix", "bay")
+        if not isinstance(prefix, str) or not prefix.isalnum() or not 0 < len(prefix) <= 5:
+            raise _bad(f"linkPrefix {prefix!r} must be 1-5 letters or digits")
+
+    # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def group(self):
+        labels = ((((self.config.get("args") or {}).get("org.apache.mesos") or {}).get("network_info") or {})
+                  .get("labels") or {}).get("labels") or []
+        for wanted in GROUP_LABELS:
+            for label in labels:
+                if isinstance(label, dict) and label.get("key") == wanted and label.get("value"):
+                    return _group_value(label["value"])
+        if self.config.get("group") not in (None, ""):
+            return _group_value(self.config["group"])
+        return self.config["name"]
+
+    @property
+    def owner(self):
+        return f"{self.container_id}/{self.ifname}"
+
+    @property
+    def names(self):
+        network_key = hashlib.sha256(self.config["name"].encode()).hexdigest()
+        endpoint_key = hashlib.sha256(self.owner.encode()).hexdigest()
+        prefix = self.config.get("linkPrefix", "bay")
+        return links.LinkNames(prefix, network_key).network, links.LinkNames(prefix, endpoint_key)
+
+    def agent(self):
+        from bayctl.node.client import AgentClient
+
+        return AgentClient(self.config.get("agentSocket"))
+
+
+def _bad(message, details=""):
+    return CniError(INVALID_CONFIG, f"network config: {message}", details)
+
+
+def _group_value(value):
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+# -- addresses: bayctl's IPAM or a delegated plugin --------------------------------------------------
+
+class BayctlAddresses:
+    def __init__(self, inv):
+        self.inv = inv
+        ipam = inv.config["ipam"]
+        self.subnet = str(ipaddress.ip_network(ipam["subnet"]))
+        self.ipam = Ipam(os.path.join(inv.config.get("stateDir", DEFAULT_STATE_DIR), "ipam.json"))
+        network = ipaddress.ip_network(self.subnet)
+        self.gateway = str(ipam.get("gateway") or next(network.hosts()))
+
+    def add(self):
+        pool = self.ipam.create_pool(self.subnet, reuse=True)
+        if self.gateway not in self.ipam.addresses(pool):
+            try:
+                self.ipam.allocate(pool, self.gateway, owner="gateway")
+            except NodeError:
+                pass  # a concurrent ADD reserved it first
+        held = self.ipam.owned(pool, self.inv.owner)
+        address = held[0] if held else self.ipam.allocate(pool, owner=self.inv.owner)
+        return address, self.gateway
+
+    def delete(self):
+        if self.subnet in self.ipam.pools():
+            return self.ipam.release_owner(self.subnet, self.inv.owner)
+        return []
+
+    def held(self):
+        if self.subnet not in self.ipam.pools():
+            return []
+        return [a.split("/")[0] for a in self.ipam.owned(self.subnet, self.inv.owner)]
+
+
+class DelegatedAddresses:
+    """Runs the IPAM plugin named in ipam.type from CNI_PATH, as the spec's delegation does."""
+
+    def __init__(self, inv):
+        self.inv = inv
+        self.type = inv.config["ipam"]["type"]
+
+    def _run(self, command):
+        for directory in self.inv.cni_path:
+            path = os.path.join(directory, self.type)
+            if os.access(path, os.X_OK):
+                break
+        else:
+            raise CniError(INVALID_CONFIG, f"IPAM plugin {self.type!r} not found in CNI_PATH")
+        env = dict(self.inv.environ, CNI_COMMAND=command)
+        result = subprocess.run([path], input=self.inv.raw_config.encode(), capture_output=True, env=env,
+                                timeout=60)
+        try:
+            answer = json.loads(result.stdout or b"{}")
+        except ValueError:
+            answer = {}
+        if result.returncode != 0:
+            reason = answer.get("msg") or result.stderr.decode(errors="replace").strip()
+            raise CniError(answer.get("code", IO_FAILURE), f"IPAM plugin {self.type}: {reason}")
+        return answer
+
+    def add(self):
+        answer = self._run("ADD")
+        ips = [ip for ip in answer.get("ips", []) if ipaddress.ip_interface(ip["address"]).version == 4]
+        if not ips:
+            raise CniError(INVALID_CONFIG, f"IPAM plugin {self.type} returned no IPv4 address")
+        return ips[0]["address"], ips[0].get("gateway")
+
+    def delete(self):
+        self._run("DEL")
+        return []
+
+    def held(self):
+        prev = self.inv.config.get("prevResult") or {}
+        return [ip["address"].split("/")[0] for ip in prev.get("ips", [])]
+
+
+def _addresses(inv):
+    return BayctlAddresses(inv) if inv.config["ipam"]["type"] == "bayctl" else DelegatedAddresses(inv)
+
+
+# -- the verbs -------------------------------------------------------------------------------------
+
+def cmd_add(inv):
+    if not os.path.exists(inv.netns):
+        raise CniError(UNKNOWN_CONTAINER, f"network namespace {inv.netns} does not exist")
+    mode = links.choose_mode(inv.config.get("linkMode", links.AUTO), inv.config.get("parent"))
+    parent = inv.config.get("parent") or (links.default_parent() if links.is_ipvlan(mode) else None)
+    network_link, names = inv.names
+    group = inv.group
+    agent = inv.agent()
+    _check_group(agent, group)
+    addresses = _addresses(inv)
+    address, gateway = addresses.add()
+    ip = address.split("/")[0]
+    subnet = ipaddress.ip_interface(address).network
+    try:
+        if gateway:
+            links.create_network_link(mode, network_link, f"{gateway}/{subnet.prefixlen}", parent)
+        host_end = links.create_endpoint_link(mode, names, network_link, parent)
+        configured = links.move_and_configure(names.container, inv.netns, inv.ifname, address, gateway)
+        if host_end:
+            agent.add_endpoint(ip, group, ifname=host_end)
+        else:
+            agent.add_endpoint(ip, group, ifname=inv.ifname, netns=inv.netns)
+    except BaseException:
+        _undo(inv, names, ip, agent, addresses)
+        raise
+    interfaces = []
+    if host_end:
+        interfaces.append({"name": host_end, "mac": _host_mac(host_end)})
+    interfaces.append({"name": inv.ifname, "mac": configured["mac"], "sandbox": inv.netns})
+    ip_entry = {"address": address, "interface": len(interfaces) - 1}
+    if gateway:
+        ip_entry["gateway"] = gateway
+    if inv.version.startswith("0."):
+        ip_entry["version"] = "4"
+    result = {"cniVersion": inv.version, "interfaces": interfaces, "ips": [ip_entry], "dns": {}}
+    if gateway:
+        result["routes"] = [{"dst": "0.0.0.0/0", "gw": gateway}]
+    return result
+
+
+def _check_group(agent, group):
+    if isinstance(group, int):
+        return
+    try:
+        groups = agent.show_policy().get("groups") or {}
+    except NodeError as e:
+        raise CniError(AGENT_FAILURE, f"node agent: {e}") from None
+    if group not in groups:
+        raise CniError(INVALID_CONFIG, f"group {group!r} is not in the node's policy",
+                       f"groups: {', '.join(sorted(groups)) or 'none (no policy applied)'}")
+
+
+def _host_mac(ifname):
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=ifname)
+        return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else ""
+
+
+def _undo(inv, names, ip, agent, addresses):
+    for step in (lambda: agent.remove_endpoint(ip),
+                 lambda: links.delete_in_netns(inv.netns, inv.ifname),
+                 lambda: links.delete_endpoint_link(names),
+                 addresses.delete):
+        try:
+            step()
+        except Exception:  # undo is best effort: the original error is the one to report
+            pass
+
+
+def cmd_del(inv):
+    """Remove everything ADD made; whatever is already gone is fine (DEL may be called twice)."""
+    _, names = inv.names
+    addresses = _addresses(inv)
+    agent = inv.agent()
+    for ip in addresses.held():
+        try:
+            agent.remove_endpoint(ip)
+        except NodeError as e:
+            # The address must stay reserved while the agent may still hold it: retry later.
+            raise CniError(TRY_AGAIN_LATER, f"node agent: {e}") from None
+    links.delete_in_netns(inv.netns, inv.ifname)
+    links.delete_endpoint_link(names)
+    addresses.delete()
+    return None
+
+
+def cmd_check(inv):
+    prev = inv.config.get("prevResult")
+    if not isinstance(prev, dict) or not prev.get("ips"):
+        raise CniError(INVALID_CONFIG, "CHECK needs prevResult with the ips ADD returned")
+    if not os.path.exists(inv.netns):
+        raise CniError(UNKNOWN_CONTAINER, f"network namespace {inv.netns} does not exist")
+    want = {ip["address"] for ip in prev["ips"]}
+    seen = links.describe_in_netns(inv.netns, inv.ifname)
+    if seen is None:
+        raise CniError(CHECK_FAILED, f"interface {inv.ifname} is missing from {inv.netns}")
+    if not seen["up"]:
+        raise CniError(CHECK_FAILED, f"interface {inv.ifname} in {inv.netns} is down")
+    missing = sorted(want - set(seen["addresses"]))
+    if missing:
+        raise CniError(CHECK_FAILED, f"interface {inv.ifname} lacks address {missing[0]}")
+    _, names = inv.names
+    if seen["kind"] == "veth" and not links.link_exists(names.host):
+        raise CniError(CHECK_FAILED, f"the node end {names.host} of {inv.ifname}'s veth pair is missing")
+    try:
+        registered = {e["ip"]: e for e in inv.agent().endpoints()}
+    except NodeError as e:
+        raise CniError(AGENT_FAILURE, f"node agent: {e}") from None
+    group = inv.group
+    for address in sorted(want):
+        ip = address.split("/")[0]
+        entry = registered.get(ip)
+        if entry is None:
+            raise CniError(CHECK_FAILED, f"{ip} is not registered with the node agent")
+        if group not in (entry.get("group"), entry.get("tag")):
+            actual = entry.get("group") or entry.get("tag")
+            raise CniError(CHECK_FAILED, f"{ip} is registered in group {actual}, not {group}")
+        if not entry.get("ifname"):
+            raise CniError(CHECK_FAILED, f"{ip} has no policy program attached")
+    return None
+
+
+def cmd_status(inv):
+    try:
+        health = inv.agent().health()
+    except NodeError as e:
+        raise CniError(PLUGIN_NOT_AVAILABLE, f"node agent: {e}") from None
+    if not health.get("ok"):
+        raise CniError(PLUGIN_NOT_AVAILABLE, "node agent is not healthy")
+    return None
+
+
+def run(environ, stdin_text):
+    """(stdout document or None, exit status). Never raises."""
+    version = "1.0.0"
+    try:
+        inv = Invocation(environ, stdin_text)
+        version = getattr(inv, "version", version) or version
+        if inv.command == "VERSION":
+            return {"cniVersion": "1.0.0", "supportedVersions": SUPPORTED_VERSIONS}, 0
+        verb = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status,
+                "GC": lambda inv: None}[inv.command]
+        return verb(inv), 0
+    except CniError as e:
+        return _error(version, e.code, e.msg, e.details), 1
+    except NodeError as e:
+        code = AGENT_FAILURE if "agent" in str(e) else LINK_FAILURE
+        return _error(version, code, str(e)), 1
+    except BayctlError as e:
+        return _error(version, INTERNAL_ERROR, str(e)), 1
+    except OSError as e:
+        return _error(version, IO_FAILURE, f"{e.strerror or e}", str(getattr(e, "filename", "") or "")), 1
+    except Exception as e:  # the runtime must get CNI error JSON, never a traceback
+        return _error(version, INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}"), 1
+
+
+def _error(version, code, msg, details=""):
+    return {"cniVersion": version, "code": code, "msg": " ".join(str(msg).split()), "details": details}
+
+
+def main():
+    document, status = run(dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "")
+    if document is not None:
+        sys.stdout.write(json.dumps(document) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The CNI plugin, invoked exactly as a runtime (Mesos' network/cni isolator) does it.
+
+`bayctl-cni` runs with CNI_* in its environment and the network config on stdin, against
+real network namespaces and the real node agent; its stdout is the CNI result or error JSON.
+"""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from fixtures_docker import host_links
+from prereq import require_tools
+
+pytestmark = [pytest.mark.root]
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "policy", "examples")
+CNI_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins (host-local for delegation)
+
+
+class Cni:
+    def __init__(self, agent, root, tag):
+        self.agent = agent
+        self.state_dir = os.path.join(root, "cni-state")
+        self.tag = tag
+        self.netns = []
+        self.networks = set()
+        self.servers = []
+        self.plugin = shutil.which("bayctl-cni")
+        self.cni_path = os.path.dirname(self.plugin)
+
+    def config(self, name, subnet, **extra):
+        config = {"cniVersion": "1.0.0", "name": f"bplg-{self.tag}-{name}", "type": "bayctl-cni",
+                  "agentSocket": self.agent.socket, "stateDir": self.state_dir, "linkPrefix": "bplg",
+                  "ipam": {"type": "bayctl", "subnet": subnet}}
+        config.update(extra)
+        self.networks.add(config["name"])
+        return config
+
+    def make_netns(self, name):
+        ns = f"bplg-{self.tag}-{name}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        self.netns.append(ns)
+        return f"/run/netns/{ns}"
+
+    def call(self, command, config, netns="", container="", ifname="eth0", raw=None, env=None):
+        environ = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+                   "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_ARGS": "",
+                   "CNI_PATH": os.pathsep.join([self.cni_path, CNI_DIR])}
+        environ.update(env or {})
+        stdin = raw if raw is not None else json.dumps(config)
+        result = subprocess.run([self.plugin], input=stdin.encode(), capture_output=True, env=environ,
+                                timeout=60)
+        assert b"Traceback" not in result.stderr and b"Traceback" not in result.stdout
+        out = json.loads(result.stdout) if result.stdout.strip() else None
+        return result.returncode, out
+
+    def add(self, config, name, **kw):
+        netns = self.make_netns(name)
+        code, result = self.call("ADD", config, netns=netns, container=f"{self.tag}-{name}", **kw)
+        assert code == 0, result
+        return netns, result
+
+    def sh(self, netns, *argv, **kw):
+        return subprocess.run(["nsenter", f"--net={netns}", "busybox", *argv], capture_output=True, **kw)
+
+    def serve(self, netns, port):
+        www = os.path.join(self.state_dir, "www")
+        os.makedirs(www, exist_ok=True)
+        server = subprocess.Popen(["nsenter", f"--net={netns}", "busybox", "httpd", "-f", "-p", str(port),
+                                   "-h", www])
+        self.servers.append(server)
+
+    def tcp(self, netns, ip, port, tries=1):
+        return any(self.sh(netns, "nc", "-w", "1", ip, str(port), input=b"").returncode == 0
+                   for _ in range(tries))
+
+    def ping(self, netns, ip, tries=1):
+        return any(self.sh(netns, "ping", "-c", "1", "-W", "1", ip).returncode == 0 for _ in range(tries))
+
+    def cleanup(self):
+        for server in self.servers:
+            server.kill()
+            server.wait()
+        for ns in self.netns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        # The per-network bridges (the node side of each CNI network) of this session's networks.
+        for name in self.networks:
+            key = hashlib.sha256(name.encode()).hexdigest()
+            subprocess.run(["ip", "link", "del", f"bplgn{key[:8]}"], capture_output=True)
+
+
+@pytest.fixture
+def cni(bplg_agent, bplg_root, bplg_tag):
+    require_tools("bayctl-cni", "busybox", "nsenter", "ip")
+    helper = Cni(bplg_agent, bplg_root, bplg_tag)
+    yield helper
+    helper.cleanup()
+
+
+def ip_of(result):
+    return result["ips"][0]["address"].split("/")[0]
+
+
+def registered(agent):
+    return {e["ip"]: e for e in agent.client().endpoints()}
+
+
+def test_add_connects_namespaces_as_the_web_db_policy_says_then_check_and_del(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    links_before = host_links()
+    web = cni.config("web", "10.221.0.0/24", group="web")
+    db = cni.config("db", "10.222.0.0/24", group="db")
+    web1, r_web1 = cni.add(web, "w1")
+    web2, r_web2 = cni.add(web, "w2")
+    db1, r_db1 = cni.add(db, "d1")
+    assert r_web1["cniVersion"] == "1.0.0" and r_web1["ips"][0]["gateway"] == "10.221.0.1"
+    assert r_web1["interfaces"][r_web1["ips"][0]["interface"]]["sandbox"] == web1
+    assert {registered(bplg_agent)[ip_of(r)]["group"] for r in (r_web1, r_web2)} == {"web"}
+    assert registered(bplg_agent)[ip_of(r_db1)]["group"] == "db"
+
+    cni.serve(db1, 5432)
+    cni.serve(web1, 80)
+    assert cni.tcp(web2, ip_of(r_db1), 5432, tries=3)       # web -> db:5432 allowed (routed by the node)
+    assert not cni.ping(web2, ip_of(r_db1))                   # nothing else of db
+    assert not cni.tcp(db1, ip_of(r_web1), 80)                # db -> web denied
+    assert cni.ping(web2, ip_of(r_web1), tries=3)             # intra-group
+
+    for netns, config, container, result in ((web1, web, "w1", r_web1), (db1, db, "d1", r_db1)):
+        code, out = cni.call("CHECK", {**config, "prevResult": result}, netns=netns,
+                             container=f"{cni.tag}-{container}")
+        assert (code, out) == (0, None)
+
+    for netns, config, container in ((web1, web, "w1"), (web2, web, "w2"), (db1, db, "d1")):
+        for _ in range(2):  # DEL is idempotent
+            code, out = cni.call("DEL", config, netns=netns, container=f"{cni.tag}-{container}")
+            assert (code, out) == (0, None)
+    assert not {ip_of(r) for r in (r_web1, r_web2, r_db1)} & set(registered(bplg_agent))
+    # only the per-network bridges stay (they are the node side of the network, like Docker's)
+    assert {link for link in host_links() - links_before if not link.startswith("bplgn")} == set()
+    with open(os.path.join(cni.state_dir, "ipam.json")) as f:
+        pools = json.load(f)["pools"]
+    assert pools["10.221.0.0/24"]["addresses"] == {"10.221.0.1": "gateway"}
+
+
+def test_check_reports_a_broken_interface_as_cni_error(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("chk", "10.223.0.0/24", group="web")
+    netns, result = cni.add(config, "chk1")
+    subprocess.run(["nsenter", f"--net={netns}", "ip", "addr", "flush", "dev", "eth0"], check=True)
+    code, out = cni.call("CHECK", {**config, "prevResult": result}, netns=netns, container=f"{cni.tag}-chk1")
+    assert code != 0 and out["code"] == 102 and "lacks address" in out["msg"]
+    assert cni.call("DEL", config, netns=netns, container=f"{cni.tag}-chk1")[0] == 0
+
+
+def test_del_after_the_namespace_is_gone_succeeds_and_frees_everything(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("web", "10.221.0.0/24", group="web")
+    before = host_links()
+    netns, result = cni.add(config, "gone")
+    subprocess.run(["ip", "netns", "del", os.path.basename(netns)], check=True)
+    code, out = cni.call("DEL", config, netns=netns, container=f"{cni.tag}-gone")
+    assert (code, out) == (0, None)
+    assert ip_of(result) not in registered(bplg_agent)
+    # (veth names are the prefix + hex digits; "bplgn..." are the networks' bridges)
+    assert {link for link in host_links() - before if not link.startswith("bplgn")} == set()
+
+
+def test_group_from_mesos_network_info_labels(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    args = {"org.apache.mesos": {"network_info": {"name": "bplg-lbl", "labels": {
+        "labels": [{"key": "rack", "value": "r1"}, {"key": "bayctl.group", "value": "db"}]}}}}
+    config = cni.config("lbl", "10.224.0.0/24", group="web", args=args)
+    netns, result = cni.add(config, "lbl1")
+    assert registered(bplg_agent)[ip_of(result)]["group"] == "db"
+    check = {**config, "prevResult": result}
+    assert cni.call("CHECK", check, netns=netns, container=f"{cni.tag}-lbl1")[0] == 0
+    assert cni.call("DEL", config, netns=netns, container=f"{cni.tag}-lbl1")[0] == 0
+
+
+def test_delegated_ipam_host_local(cni, bplg_agent, bplg_root):
+    require_tools(os.path.join(CNI_DIR, "host-local"))
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    data_dir = os.path.join(bplg_root, "host-local")
+    config = cni.config("hl", "unused", group="web")
+    config["ipam"] = {"type": "host-local", "dataDir": data_dir,
+                      "ranges": [[{"subnet": "10.225.0.0/24", "gateway": "10.225.0.1"}]]}
+    netns, result = cni.add(config, "hl1")
+    assert ip_of(result).startswith("10.225.0.")
+    assert registered(bplg_agent)[ip_of(result)]["group"] == "web"
+    held = os.listdir(os.path.join(data_dir, config["name"]))
+    assert ip_of(result) in held
+    code, _ = cni.call("DEL", {**config, "prevResult": result}, netns=netns, container=f"{cni.tag}-hl1")
+    assert code == 0
+    assert ip_of(result) not in os.listdir(os.path.join(data_dir, config["name"]))
+    assert ip_of(result) not in registered(bplg_agent)
+
+
+def test_concurrent_adds_in_separate_processes_never_share_an_address(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("many", "10.226.0.0/24", group="web")
+    spaces = [cni.make_netns(f"m{i}") for i in range(20)]
+
+    def add(i):
+        return cni.call("ADD", config, netns=spaces[i], container=f"{cni.tag}-m{i}")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(add, range(20)))
+    assert all(code == 0 for code, _ in results), results
+    ips = [ip_of(r) for _, r in results]
+    assert len(set(ips)) == 20
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(
+            lambda i: cni.call("DEL", config, netns=spaces[i], container=f"{cni.tag}-m{i}")[0], range(20)))
+    assert codes == [0] * 20
+    assert not set(ips) & set(registered(bplg_agent))
+
+
+@pytest.mark.parametrize("case, env, raw, code, words", [
+    ("not json", {}, "{not json", 6, "not JSON"),
+    ("bad version", {}, '{"cniVersion": "9.9.9", "name": "x", "type": "bayctl-cni"}', 1, "not supported"),
+    ("unknown key", {}, None, 7, "unknown key 'grup'"),
+    ("no netns", {"CNI_NETNS": ""}, None, 4, "CNI_NETNS is not set"),
+    ("no such netns", {"CNI_NETNS": "/run/netns/bplg-does-not-exist"}, None, 3, "does not exist"),
+    ("bad command", {"CNI_COMMAND": "FROB"}, None, 4, "CNI_COMMAND"),
+    ("bad subnet", {}, "subnet", 7, "ipam.subnet"),
+    ("unknown group", {}, "group", 7, "group 'nosuch' is not in the node's policy"),
+])
+def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case, env, raw, code, words):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("web", "10.221.0.0/24", group="web")
+    if case == "unknown key":
+        config["grup"] = "web"
+    if raw == "subnet":
+        config["ipam"]["subnet"] = "10.221.0.7/24"
+        raw = None
+    if raw == "group":
+        config["group"] = "nosuch"
+        raw = None
+    netns = "" if "CNI_NETNS" in env else cni.make_netns(f"bad{abs(hash(case)) % 1000}")
+    status, out = cni.call("ADD", config, netns=env.get("CNI_NETNS", netns), container=f"{cni.tag}-bad",
+                           raw=raw, env={k: v for k, v in env.items() if k != "CNI_NETNS"})
+    assert status != 0
+    assert out["code"] == code and words in out["msg"], out
+    assert set(out) == {"cniVersion", "code", "msg", "details"}
+
+
+def test_version_lists_the_supported_spec_versions(cni):
+    code, out = cni.call("VERSION", None, raw="")
+    assert code == 0 and "1.0.0" in out["supportedVersions"] and out["cniVersion"] == "1.0.0"
+
+
+def test_example_conflist_is_a_valid_bayctl_config(cni, bplg_agent):
+    """The shipped example, with only the node-specific paths changed, passes ADD and DEL."""
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    with open(os.path.join(EXAMPLES, "cni", "bayctl-web.conflist")) as f:
+        conflist = json.load(f)
+    plugin = dict(conflist["plugins"][0], cniVersion=conflist["cniVersion"], name=conflist["name"])
+    plugin.update(agentSocket=cni.agent.socket, stateDir=cni.state_dir, linkPrefix="bplg")
+    plugin["ipam"] = dict(plugin["ipam"], subnet="10.227.0.0/24", gateway="10.227.0.1")
+    plugin["name"] = f"bplg-{cni.tag}-web"
+    cni.networks.add(plugin["name"])
+    netns, result = cni.add(plugin, "ex1")
+    assert registered(bplg_agent)[ip_of(result)]["group"] == "web"
+    assert cni.call("DEL", plugin, netns=netns, container=f"{cni.tag}-ex1")[0] == 0
