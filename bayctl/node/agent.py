@@ -100,14 +100,12 @@ class Agent:
             self.datapath.delete_endpoint(ip)
             LOG.info("endpoint %s dropped: not in saved state", ip)
         for ip, ep in sorted(saved.items()):
-            self.datapath.set_endpoint(ip, int(ep["tag"]))
             self._endpoints[ip] = dict(ep)
-            if ep.get("ifname"):
-                try:
-                    self.datapath.attach(ep["ifname"], ep.get("netns"))
-                except (NodeError, OSError) as exc:
-                    # The container may be gone; its address stays registered until removed.
-                    LOG.warning("endpoint %s: cannot re-attach %s: %s", ip, _where(ep), exc)
+            try:
+                self._register(ip, int(ep["tag"]), ep.get("ifname"), ep.get("netns"))
+            except (NodeError, OSError) as exc:
+                # The container may be gone; its address stays registered until removed.
+                LOG.warning("endpoint %s: cannot re-attach %s: %s", ip, _where(ep), exc)
         if saved:
             LOG.info("endpoints restored: %d", len(saved))
 
@@ -158,17 +156,11 @@ class Agent:
             tag = self._resolve_group(group)
             endpoint = {"ip": ip, "tag": tag, "registered_as": group, "ifname": ifname, "netns": netns}
             previous = self._endpoints.get(ip)
-            # Classify the address before the program sees its traffic: attached first, the
-            # interface's packets would briefly count as `external`.
-            self.datapath.set_endpoint(ip, tag)
-            if ifname:
-                try:
-                    ifindex = self.datapath.attach(ifname, netns)
-                    if isinstance(ifindex, int) and ifindex > 0:
-                        self.datapath.set_endpoint(ip, tag, ifindex=ifindex)
-                except BaseException:
-                    self._undo_set_endpoint(ip, previous)
-                    raise
+            try:
+                self._register(ip, tag, ifname, netns)
+            except BaseException:
+                self._undo_set_endpoint(ip, previous)
+                raise
             self._endpoints[ip] = endpoint
             if previous and previous.get("ifname") and _iface(previous) != _iface(endpoint):
                 self._detach_if_unused(previous)
@@ -210,6 +202,16 @@ class Agent:
             known = ", ".join(sorted(name for name, t in self._policy.groups.items() if t))
             raise ApiError(400, f"unknown group '{group}' (the policy has: {known})")
         return tag
+
+    def _register(self, ip, tag, ifname, netns):
+        # Classify the address before the program sees its traffic: attached first, the
+        # interface's packets would briefly count as `external`.
+        self.datapath.set_endpoint(ip, tag)
+        if ifname:
+            ifindex = self.datapath.attach(ifname, netns)
+            if isinstance(ifindex, int) and ifindex > 0:
+                # Lets the datapath count a packet once, at the sender's interface.
+                self.datapath.set_endpoint(ip, tag, ifindex=ifindex)
 
     def _undo_set_endpoint(self, ip, previous):
         try:
