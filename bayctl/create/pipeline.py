@@ -21,7 +21,7 @@ import os
 import subprocess
 from typing import Optional
 
-from bayctl.create.context import CreateContext, CreateOptions, Status, bay_key_path
+from bayctl.create.context import CreateContext, CreateOptions, Status, bay_key_path, public_key_of
 from bayctl.create.state import CREATING, DELETING, FAILED, READY, BayState, bay_lock, remove_bay_dir
 from bayctl.create.steps.collect_nodes import CollectNodes
 from bayctl.create.steps.create_stack import CreateStack
@@ -100,6 +100,8 @@ def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
             spec = spec.with_provider(provider.name)
             if hasattr(provider, "check"):
                 provider.check(spec.name)
+            if spec.ssh_key:
+                public_key_of(spec.ssh_key)  # a key that cannot be read stops create here, not half-way
         except BaseException:
             if saved is None:
                 remove_bay_dir(spec.name)  # only the lock file was made

@@ -1,0 +1,273 @@
+"""The local bay end to end, on the real machine: namespaces, sshd, agents, eBPF, SSH seeding.
+
+One bay (2 slaves, web-db) serves the module: it is verified, re-seeded live with the stars
+policy, re-created (resume, nothing doubled), and finally deleted (nothing left). A second,
+small bay is interrupted with Ctrl-C half-way and resumed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from prereq import require, require_root, require_tools
+
+from bayctl import api
+from bayctl.create.context import Status
+from bayctl.node.client import AgentClient
+from bayctl.policy import load_policy
+from bayctl.providers import local_net, local_nodes
+
+pytestmark = [pytest.mark.root, pytest.mark.sshd]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+STARS = os.path.join(ROOT, "policy", "examples", "stars.yaml")
+BAY = "bbt-webdb"
+
+
+def require_local_bay():
+    require_root()
+    require_tools("ip", "nsenter", "setsid", "ssh-keygen", "sshd")
+    require(os.path.exists(local_nodes.SSHD), f"needs {local_nodes.SSHD} (openssh-server)")
+
+
+@pytest.fixture(scope="module")
+def state_root(tmp_path_factory):
+    """bayctl's bay state for this module only (never the machine's /var/lib/bayctl)."""
+    root = str(tmp_path_factory.mktemp("bb-bays"))
+    before = os.environ.get("BAYCTL_STATE_DIR")
+    os.environ["BAYCTL_STATE_DIR"] = root
+    yield root
+    if before is None:
+        os.environ.pop("BAYCTL_STATE_DIR", None)
+    else:
+        os.environ["BAYCTL_STATE_DIR"] = before
+
+
+@pytest.fixture(scope="module")
+def web_db_bay(state_root):
+    require_local_bay()
+    lines = []
+    bay = api.create_bay(BAY, provider="local", slaves=2, policy=WEB_DB, status=Status(lines.append))
+    bay.progress = lines
+    yield bay
+    api.delete_bay(BAY)  # idempotent: the last test deletes it already and checks
+
+
+@pytest.fixture(scope="module")
+def web_db_report(web_db_bay):
+    return web_db_bay.verify()
+
+
+def bay_processes(bay_name):
+    pids = []
+    for name in local_net.bay_namespaces(bay_name):
+        pids += local_net.processes_in(os.path.join(local_net.NETNS_DIR, name))
+    return sorted(pids)
+
+
+def leftovers(bay_name, state_root):
+    """Everything of the bay still on this machine (empty when it is really gone)."""
+    left = [f"netns {name}" for name in local_net.bay_namespaces(bay_name)]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    bridge = local_net.bridge_name(bay_name)
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    left += [f"link {name}" for name in names if name == bridge or name.startswith(bridge + "-")]
+    left += [f"pins {name}" for name in os.listdir(local_nodes.BPFFS)
+             if name.startswith(f"{local_net.PREFIX}{bay_name}-")]
+    if os.path.exists(local_nodes.socket_dir(bay_name)):
+        left.append(f"sockets {local_nodes.socket_dir(bay_name)}")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and os.path.join(state_root, bay_name) in " ".join(local_nodes.cmdline(int(pid))):
+            left.append(f"process {pid}")
+    if os.path.exists(os.path.join(state_root, bay_name)):
+        left.append(f"state {os.path.join(state_root, bay_name)}")
+    return left
+
+
+def test_create_builds_master_and_slaves_and_seeds_every_agent(web_db_bay, state_root):
+    bay = api.get_bay(BAY)
+    assert bay.status == "READY"
+    assert [n.name for n in bay.nodes] == ["master", "slave0", "slave1"]
+    assert bay.master.public_ip and all(s.public_ip is None for s in bay.slaves)  # reached via the master
+    for node in ["master", "slave0", "slave1"]:
+        assert os.path.exists(local_net.netns_path(BAY, node))
+    digest = load_policy(WEB_DB).digest
+    assert bay.state.policy_digest == digest
+    for slave in bay.slaves:
+        # Ask each slave's agent directly on its socket: the SSH seeding really reached it.
+        files = local_nodes.NodeFiles(BAY, slave.name, bay.state.directory)
+        assert AgentClient(files.agent_socket).show_policy()["digest"] == digest
+    steps = bay.state.steps
+    assert steps["ensure-image"] == "skipped" and steps["seed-policy"] == "done"
+    assert any("Seeding the group policy" in line for line in web_db_bay.progress)
+
+
+def test_verify_web_db_shows_zero_mismatches(web_db_report):
+    report = web_db_report
+    assert report.pairs and not report.mismatches, [p.describe() for p in report.mismatches]
+    assert all(p.observed is not None for p in report.pairs)
+
+    def observed(source, target, service):
+        return next(p.observed for p in report.pairs if (p.source, p.target, p.service) ==
+                    (source, target, service))
+
+    # The seeds' scenario: web reaches db on 5432; db cannot reach web; the outside reaches web on 80.
+    assert observed("web", "db", "tcp/5432")
+    assert not observed("db", "web", "tcp/5432")
+    assert not observed("web", "db", "tcp/40000")
+    assert observed("external", "web", "tcp/80")
+    assert not observed("external", "db", "tcp/5432")
+    # Probes were spread over both slaves, and removed afterwards.
+    assert {where["node"] for group, where in report.placement.items() if group != "external"} == \
+        {"slave0", "slave1"}
+    assert not [n for n in local_net.bay_namespaces(BAY) if "-p-" in n]
+
+
+def test_verify_cli_json_is_pairs_and_mismatches(web_db_bay):
+    done = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "-q", "verify", BAY, "-f", "json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["mismatches"] == []
+    assert {"from", "to", "proto", "port", "expected", "observed"} <= set(doc["pairs"][0])
+    assert {(p["from"], p["to"], p["proto"], p["port"], p["observed"]) for p in doc["pairs"]} >= {
+        ("web", "db", "tcp", 5432, "allow"), ("db", "web", "tcp", 5432, "deny")}
+
+
+def test_list_and_show_follow_openstack_client_conventions(web_db_bay):
+    listed = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "list", "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [row["name"] for row in rows] == [BAY] and rows[0]["status"] == "READY"
+    shown = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "show", BAY, "-f", "value", "-c",
+                            "provider", "-c", "policy_digest"], capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split() == ["local", load_policy(WEB_DB).digest]
+
+
+def test_apply_stars_live_then_verify_again(web_db_bay):
+    results = web_db_bay.apply_policy(STARS)
+    assert sorted((r.node, r.status) for r in results) == [("slave0", "seeded"), ("slave1", "seeded")]
+    report = web_db_bay.verify()
+    assert not report.mismatches, [p.describe() for p in report.mismatches]
+    assert report.groups == ["backend", "client", "frontend", "management-ui", "external"]
+
+    def observed(source, target, service):
+        return next(p.observed for p in report.pairs if (p.source, p.target, p.service) ==
+                    (source, target, service))
+
+    assert observed("management-ui", "client", "tcp/9000")
+    assert observed("client", "frontend", "tcp/9001")
+    assert observed("frontend", "backend", "tcp/9001")
+    assert not observed("client", "backend", "tcp/9001")
+    assert observed("external", "management-ui", "tcp/9001")
+    assert not observed("backend", "frontend", "tcp/9001")
+    # Seeding the same policy again rewrites nothing.
+    again = web_db_bay.apply_policy(STARS)
+    assert {r.status for r in again} == {"unchanged"}
+    # Back to web-db for the tests that follow.
+    web_db_bay.apply_policy(WEB_DB)
+
+
+def test_create_again_resumes_without_duplicates(web_db_bay):
+    namespaces = local_net.bay_namespaces(BAY)
+    pids = bay_processes(BAY)
+    assert len(pids) == 5  # 3 sshd + 2 agents
+    bay = api.create_bay(BAY, provider="local", slaves=2, policy=WEB_DB)
+    assert bay.status == "READY"
+    assert local_net.bay_namespaces(BAY) == namespaces
+    assert bay_processes(BAY) == pids
+    assert {entry["status"] for entry in bay.state.extra["seed"]} == {"unchanged"}
+
+
+def test_create_again_with_other_slave_count_is_refused_before_touching_anything(web_db_bay):
+    from bayctl.errors import SpecError
+
+    pids = bay_processes(BAY)
+    with pytest.raises(SpecError, match="exists with slaves 2"):
+        api.create_bay(BAY, provider="local", slaves=3, policy=WEB_DB)
+    assert bay_processes(BAY) == pids
+
+
+def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(state_root):
+    require_local_bay()
+    name = "bbt-intr"
+    argv = [sys.executable, "-m", "bayctl.cli.main", "create", "mesosbay", name, "--provider", "local",
+            "--slaves", "1", "--policy", WEB_DB]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Interrupt once the nodes exist (the wait step has started): a half-made bay.
+    for line in process.stderr:
+        if "Waiting for the nodes" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "Traceback" not in err
+    state = api.get_bay(name).state
+    assert state.status == "FAILED" and state.reason == "interrupted"
+    assert local_net.bay_namespaces(name)  # nothing was removed by the interrupt
+
+    bay = api.create_bay(name, provider="local", slaves=1, policy=WEB_DB)
+    assert bay.status == "READY" and bay.state.policy_digest == load_policy(WEB_DB).digest
+    assert len(bay_processes(name)) == 3
+
+    assert api.delete_bay(name)
+    assert leftovers(name, state_root) == []
+
+
+def test_unreadable_key_is_refused_before_anything_is_made(state_root, tmp_path):
+    require_local_bay()
+    from bayctl.errors import SpecError
+
+    bad_key = tmp_path / "not-a-key"
+    bad_key.write_text("this is not a private key\n")
+    with pytest.raises(SpecError, match="cannot read private key"):
+        api.create_bay("bbt-badkey", provider="local", slaves=1, policy=WEB_DB, ssh_key=str(bad_key))
+    assert leftovers("bbt-badkey", state_root) == []
+
+
+def test_failed_create_is_removed_and_says_what_failed(state_root):
+    require_local_bay()
+    from bayctl.create.pipeline import CreateFailed
+
+    name = "bbt-fail"
+    with pytest.raises(CreateFailed) as caught:
+        # A login user the nodes do not have: the nodes come up, the agents cannot be reached.
+        api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, ssh_user="nobody-here")
+    message = str(caught.value)
+    assert message.startswith("step wait-for-agents failed: slave0: ")
+    assert "refused the bay's key" in message
+    assert "nothing of bay bbt-fail is left" in message
+    assert leftovers(name, state_root) == []
+
+
+def test_retain_keeps_a_failed_bay_for_debugging(state_root):
+    require_local_bay()
+    from bayctl.create.pipeline import CreateFailed
+
+    name = "bbt-keep"
+    with pytest.raises(CreateFailed) as caught:
+        api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, retain=True, ssh_user="nobody-here")
+    assert "kept for debugging" in str(caught.value)
+    assert f"bayctl delete bay {name}" in str(caught.value)
+    state = api.get_bay(name).state
+    assert state.status == "FAILED" and state.failed_step == "wait-for-agents"
+    assert len(bay_processes(name)) == 3  # master sshd, slave sshd, slave agent: all kept
+    assert api.delete_bay(name)
+    assert leftovers(name, state_root) == []
+
+
+def test_delete_leaves_nothing_behind(web_db_bay, state_root):
+    assert bay_processes(BAY)
+    done = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "delete", "bay", BAY],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"bay {BAY} deleted"
+    assert leftovers(BAY, state_root) == []
+    again = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "delete", "bay", BAY],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "no bay" in again.stderr
