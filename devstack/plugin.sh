@@ -35,6 +35,7 @@ function install_bayctl {
 function configure_bayctl {
     echo_summary "Configuring bayctl"
     sudo install -d -o "$STACK_USER" -m 0700 "$BAYCTL_STATE_DIR"
+    sudo install -d -o "$STACK_USER" "$BAYCTL_IMAGE_DIR"
 }
 
 function upload_bayctl_image {
@@ -45,8 +46,18 @@ function upload_bayctl_image {
         die $LINENO "bayctl: BAYCTL_BUILD_IMAGE=True needs glance (enable it, or set BAYCTL_BUILD_IMAGE=False)"
     fi
     echo_summary "Building and uploading the bayctl node image $BAYCTL_IMAGE_NAME"
-    bayctl_cli image build --upload --name "$BAYCTL_IMAGE_NAME" \
-        || die $LINENO "bayctl: building or uploading the node image failed"
+    local args=(image build --upload --image-name "$BAYCTL_IMAGE_NAME"
+        --output "$BAYCTL_IMAGE_DIR/$BAYCTL_IMAGE_NAME.qcow2"
+        --log-file "$BAYCTL_IMAGE_DIR/$BAYCTL_IMAGE_NAME.log"
+        --cache-dir "$BAYCTL_IMAGE_DIR/cache")
+    if [[ -n "$BAYCTL_MESOS_APT_REPO" ]]; then
+        args+=(--mesos-apt-repo "$BAYCTL_MESOS_APT_REPO")
+    fi
+    if [[ -n "$BAYCTL_MESOS_DEB_DIR" ]]; then
+        args+=(--mesos-deb-dir "$BAYCTL_MESOS_DEB_DIR")
+    fi
+    # Reuses the image (and the Glance upload) when its inputs did not change.
+    bayctl_cli "${args[@]}" || die $LINENO "bayctl: building or uploading the node image failed"
 }
 
 function create_bayctl_bay {
@@ -76,7 +87,7 @@ function cleanup_bayctl {
         # The cloud may already be gone on clean: a failed delete must not stop clean.sh.
         bayctl_cli delete bay "$BAYCTL_BAY_NAME" || echo "bayctl: could not delete bay $BAYCTL_BAY_NAME"
     fi
-    sudo rm -rf "$BAYCTL_STATE_DIR"
+    sudo rm -rf "$BAYCTL_STATE_DIR" "$BAYCTL_IMAGE_DIR"
 }
 
 if is_service_enabled bayctl; then
