@@ -46,6 +46,7 @@ class DropReason(enum.IntEnum):
     NO_POLICY = 1
     UNSUPPORTED = 2
     MALFORMED = 3
+    FRAGMENT = 4
 
 
 DROP_REASONS = len(DropReason)

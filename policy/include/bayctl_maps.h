@@ -139,7 +139,8 @@ enum bayctl_drop_reason {
 	BAYCTL_DROP_NO_POLICY   = 1,  /* no policy loaded: fail closed */
 	BAYCTL_DROP_UNSUPPORTED = 2,  /* not IPv4 or ARP (e.g. IPv6) */
 	BAYCTL_DROP_MALFORMED   = 3,  /* headers truncated */
-	BAYCTL_DROP_REASONS     = 4,
+	BAYCTL_DROP_FRAGMENT    = 4,  /* a later IPv4 fragment whose first was not seen */
+	BAYCTL_DROP_REASONS     = 5,
 };
 
 #endif /* BAYCTL_MAPS_H */

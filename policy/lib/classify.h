@@ -8,7 +8,9 @@
 #define BAYCTL_LIB_CLASSIFY_H
 
 #include "common.h"
+#include "fragments.h"
 
+#define IP_MF     0x2000
 #define IP_OFFSET 0x1fff
 
 /* The start of an ICMP echo header. Declared here because <linux/icmp.h>
@@ -89,29 +91,10 @@ static __always_inline int classify_icmp_error(struct __sk_buff *skb, __u32 quot
 	return 0;
 }
 
-/* Returns 0, or the drop reason that makes the packet unacceptable. */
-static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flow)
+/* The transport part of classify_ipv4: ports, ICMP echo ids, ICMP errors. */
+static __always_inline int classify_l4(struct __sk_buff *skb, __u32 l4, struct flow *flow)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct iphdr *ip = data + sizeof(struct ethhdr);
-	__u32 l4;
-
-	if ((void *)(ip + 1) > data_end)
-		return BAYCTL_DROP_MALFORMED;
-	if (ip->ihl < 5)
-		return BAYCTL_DROP_MALFORMED;
-	/* A non-first fragment carries no ports to decide on: IPv4-only v1
-	 * does not reassemble, so it fails closed. */
-	if (ip->frag_off & bpf_htons(IP_OFFSET))
-		return BAYCTL_DROP_UNSUPPORTED;
-
-	flow->saddr = ip->saddr;
-	flow->daddr = ip->daddr;
-	flow->proto = ip->protocol;
-	l4 = sizeof(struct ethhdr) + ip->ihl * 4;
-
-	switch (ip->protocol) {
+	switch (flow->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP: {
 		__be16 ports[2];
@@ -143,6 +126,59 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flo
 		break;  /* other protocols: decided on protocol alone */
 	}
 	return 0;
+}
+
+
+/* Returns 0, or the drop reason that makes the packet unacceptable. */
+static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flow)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct frag_key fkey;
+	struct frag_ports *first;
+	__be16 frag_off;
+	__u32 l4;
+	int reason;
+
+	if ((void *)(ip + 1) > data_end)
+		return BAYCTL_DROP_MALFORMED;
+	if (ip->ihl < 5)
+		return BAYCTL_DROP_MALFORMED;
+
+	flow->saddr = ip->saddr;
+	flow->daddr = ip->daddr;
+	flow->proto = ip->protocol;
+	l4 = sizeof(struct ethhdr) + ip->ihl * 4;
+	frag_off = ip->frag_off;
+	frag_key_of(ip, &fkey);
+
+	if (frag_off & bpf_htons(IP_OFFSET)) {
+		/* a later fragment: no transport header, borrow the first one's ports */
+		first = bpf_map_lookup_elem(&bayctl_fragments, &fkey);
+		if (!first)
+			return BAYCTL_DROP_FRAGMENT;
+		flow->sport = first->sport;
+		flow->dport = first->dport;
+		flow->policy_dport = first->policy_dport;
+		flow->tracked = first->tracked;
+		flow->echo_reply = first->echo_reply;
+		return 0;
+	}
+
+	reason = classify_l4(skb, l4, flow);
+	if (!reason && (frag_off & bpf_htons(IP_MF)) && !flow->related) {
+		struct frag_ports ports = {
+			.sport = flow->sport,
+			.dport = flow->dport,
+			.policy_dport = flow->policy_dport,
+			.tracked = flow->tracked,
+			.echo_reply = flow->echo_reply,
+		};
+
+		bpf_map_update_elem(&bayctl_fragments, &fkey, &ports, BPF_ANY);
+	}
+	return reason;
 }
 
 #endif /* BAYCTL_LIB_CLASSIFY_H */

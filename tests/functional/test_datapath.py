@@ -101,8 +101,8 @@ class Lab:
     def udp(self, src, dst, port, timeout=5.0):
         return self.probe("udp", src, dst, port, timeout) == 0
 
-    def ping(self, src, dst, count=1):
-        return self.ns[src].run("busybox", "ping", "-c", count, "-W", 2, ip_of(dst),
+    def ping(self, src, dst, count=1, size=56, wait=2):
+        return self.ns[src].run("busybox", "ping", "-c", count, "-W", wait, "-s", size, ip_of(dst),
                                 check=False).returncode == 0
 
     def counters(self, src, dst):
@@ -293,6 +293,17 @@ rules:
     assert not lab.tcp("other", "web1", 80, timeout=1)
 
 
+def test_fragmented_datagrams_follow_their_first_fragment(lab):
+    lab.dp.replace_policy([allow(WEB, DB, ICMP)])
+    big = 4000  # three fragments each way over a 1500-byte MTU
+    assert lab.ping("web1", "db", count=2, size=big)
+    before = lab.dp.drops()
+    assert not lab.ping("db", "web1", size=big, wait=1)
+    after = lab.dp.drops()
+    assert after["POLICY"] - before["POLICY"] == 3   # every fragment of the denied datagram
+    assert after["FRAGMENT"] == before["FRAGMENT"]
+
+
 def test_icmp_errors_travel_with_their_flow(lab):
     lab.dp.replace_policy([allow(WEB, DB, UDP, CLOSED_PORT), allow(WEB, DB, TCP, CLOSED_PORT)])
     # db's port unreachable is an ICMP error db -> web: it passes as part of web's flow
@@ -344,10 +355,14 @@ def test_drop_reasons(lab):
     ipv6 = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes(32) + bytes(8)
     _send_raw_frame(lab, "web1", 0x86DD, ipv6)
     _send_raw_frame(lab, "web1", 0x0800, bytes([0x45, 0, 0]))  # a truncated IPv4 header
+    orphan = (bytes([0x45, 0, 0, 28, 0x12, 0x34, 0x00, 0x10, 64, 17, 0, 0]) + socket.inet_aton(ip_of("web1"))
+              + socket.inet_aton(ip_of("db")) + bytes(8))  # offset 128 of a datagram never begun
+    _send_raw_frame(lab, "web1", 0x0800, orphan)
     assert not lab.tcp("web1", "other", 80, timeout=1)
     after = lab.dp.drops()
     assert after["UNSUPPORTED"] - before["UNSUPPORTED"] == 1
     assert after["MALFORMED"] - before["MALFORMED"] == 1
+    assert after["FRAGMENT"] - before["FRAGMENT"] == 1
     assert after["POLICY"] > before["POLICY"]
 
 
