@@ -13,23 +13,26 @@ stdin and answers one JSON line on stdout:
                                           -> {"results": [{"id", "observed", "detail"}]}
     {"op": "teardown"}                    -> {"ok": true}
 
-A probe endpoint is a network namespace attached to this node exactly as a container is:
-a veth pair on a bridge holding the subnet's gateway (bayctl.node.links) and registered
-with the node's agent under its group, which attaches the datapath to it. Each endpoint
+A probe endpoint is a network namespace attached to this node exactly as a Mesos container
+is: the node's CNI plugin (`bayctl-cni`) is invoked as the Mesos CNI isolator invokes it
+(CNI_* environment, network config on stdin, the group in the NetworkInfo labels), so it
+gets its veth, its address and its registration with the node's agent from the same code. Each endpoint
 listens on every probed TCP and UDP port; probes connect (TCP), ask for an echo (UDP) or
 ping (ICMP) and report whether an answer came. End of input, or teardown, removes every
 endpoint, registration and link this process made.
 """
 
 import concurrent.futures
-import ipaddress
+import hashlib
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -39,6 +42,7 @@ from bayctl.node.client import AgentClient
 from bayctl.node.netns import run_in_netns
 
 LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
+CNI_NETWORK = "bb-verify"
 NETNS_DIR = "/run/netns"
 
 
@@ -48,6 +52,7 @@ class ProbeNode:
         self.endpoints = []  # {"name", "group", "ip", "netns", "names": LinkNames}
         self.registered = []  # ips registered with the agent (local and remote)
         self.network_link = None
+        self.cni_state = None
         self.sockets = []  # listening sockets (TCP) and UDP sockets served by one thread
         self.stop = threading.Event()
         self.server = None
@@ -62,30 +67,49 @@ class ProbeNode:
         return {"node": socket.gethostname(), "digest": shown.get("digest"), "source": shown.get("source")}
 
     def setup(self, request):
-        network = ipaddress.ip_network(request["subnet"])
-        hosts = list(network.hosts())
-        gateway, addresses = hosts[0], hosts[1:]
         prefix = request["netns_prefix"]
-        self.network_link = links.LinkNames(LINK_PREFIX, _key(prefix, "net")).network
-        links.create_network_link(links.VETH, self.network_link, f"{gateway}/{network.prefixlen}")
+        self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
+        network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
+        self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
         made = []
-        for index, endpoint in enumerate(request["endpoints"]):
+        for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
             netns = os.path.join(NETNS_DIR, name)
-            names = links.LinkNames(LINK_PREFIX, _key(prefix, endpoint["name"]))
-            ip = str(addresses[index])
-            record = {"name": endpoint["name"], "group": endpoint["group"], "ip": ip, "netns": netns,
-                      "names": names}
+            record = {"name": endpoint["name"], "group": endpoint["group"], "netns": netns,
+                      "subnet": request["subnet"]}
             self.endpoints.append(record)
             _run(["ip", "netns", "add", name])
-            host_end = links.create_endpoint_link(links.VETH, names, self.network_link)
-            links.move_and_configure(names.container, netns, "eth0", f"{ip}/{network.prefixlen}", gateway)
-            self.agent.add_endpoint(ip, endpoint["group"], ifname=host_end)
-            self.registered.append(ip)
+            result = self._cni("ADD", record)
+            record["ip"] = result["ips"][0]["address"].split("/")[0]
             self._listen(netns, request["ports"])
-            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": ip})
+            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"]})
         self._serve()
         return {"endpoints": made}
+
+    def _cni(self, command, record):
+        """Invoke the node's CNI plugin as the Mesos CNI isolator does."""
+        config = {
+            "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "bayctl-cni", "linkMode": links.VETH,
+            "linkPrefix": LINK_PREFIX, "stateDir": self.cni_state,
+            "ipam": {"type": "bayctl", "subnet": record["subnet"]},
+            "args": {"org.apache.mesos": {"network_info": {"name": CNI_NETWORK, "labels": {"labels": [
+                {"key": "bayctl.group", "value": str(record["group"])}]}}}},
+        }
+        plugin = shutil.which("bayctl-cni")
+        if plugin is None:
+            raise NodeError("bayctl-cni is not installed on this node")
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=os.path.basename(record["netns"]),
+                   CNI_NETNS=record["netns"], CNI_IFNAME="eth0", CNI_PATH=os.path.dirname(plugin))
+        done = subprocess.run([plugin], input=json.dumps(config), capture_output=True, text=True, env=env,
+                              timeout=120)
+        try:
+            answer = json.loads(done.stdout) if done.stdout.strip() else {}
+        except ValueError:
+            answer = {}
+        if done.returncode != 0:
+            reason = answer.get("msg") or done.stderr.strip() or f"exit {done.returncode}"
+            raise NodeError(f"bayctl-cni {command} {record['name']}: {reason}")
+        return answer
 
     def setup_external(self, request):
         self.endpoints.append({"name": "external", "group": "external", "ip": request["ip"], "netns": None})
@@ -96,7 +120,7 @@ class ProbeNode:
     def register(self, request):
         for endpoint in request["endpoints"]:
             self.agent.add_endpoint(endpoint["ip"], endpoint["group"])
-            self.registered.append(endpoint["ip"])
+            self.registered.append(endpoint["ip"])  # remote: undone by teardown
         return {"registered": len(request["endpoints"])}
 
     def probe(self, request):
@@ -124,12 +148,18 @@ class ProbeNode:
         self.registered = []
         for endpoint in self.endpoints:
             if endpoint.get("netns"):
-                links.delete_endpoint_link(endpoint["names"])
+                try:
+                    self._cni("DEL", endpoint)
+                except NodeError:
+                    pass  # the namespace goes below either way; the agent entry went above
                 _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
         self.endpoints = []
         if self.network_link:
-            links.delete_link(self.network_link)
+            links.delete_link(self.network_link)  # CNI DEL keeps a network's bridge; verify's is its own
             self.network_link = None
+        if self.cni_state:
+            shutil.rmtree(self.cni_state, ignore_errors=True)
+            self.cni_state = None
         return {"ok": True}
 
     # -- listening --------------------------------------------------------------------------
@@ -266,12 +296,6 @@ def _checksum(data: bytes) -> int:
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
-
-
-def _key(prefix, name):
-    import hashlib
-
-    return hashlib.sha256(f"{prefix}/{name}".encode()).hexdigest()[:8]
 
 
 def _run(argv, check=True):
