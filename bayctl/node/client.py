@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import time
 import urllib.parse
 
 from bayctl.errors import NodeError
@@ -15,6 +16,7 @@ from bayctl.errors import NodeError
 DEFAULT_SOCKET = "/run/bayctl/agent.sock"
 ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
 SOURCE_HEADER = "X-Bayctl-Source"
+CONNECT_BUSY_WAIT = 10.0     # seconds to retry while the agent's listen backlog is full
 
 
 def default_socket():
@@ -27,14 +29,24 @@ class _UnixConnection(http.client.HTTPConnection):
         self.socket_path = socket_path
 
     def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+        deadline = time.monotonic() + min(self.timeout, CONNECT_BUSY_WAIT)
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except BlockingIOError:
+                # EAGAIN: the agent's backlog is full (a burst of clients); it is alive, wait.
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+            return
 
 
 class AgentClient:
@@ -99,7 +111,7 @@ class AgentClient:
         except PermissionError:
             raise NodeError(f"permission denied on {self.socket_path} (the agent's socket is root-only)") \
                 from None
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):
             raise NodeError(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
             raise NodeError(f"agent at {self.socket_path}: {exc or type(exc).__name__}") from None

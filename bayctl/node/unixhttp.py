@@ -66,6 +66,9 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
     daemon_threads = True           # a kept-alive client must not hold up shutdown
     allow_reuse_address = False
+    # A unix socket refuses connect() with EAGAIN once the backlog is full (socketserver's
+    # default is 5): a burst of container starts must queue, not fail.
+    request_queue_size = 128
 
     def __init__(self, path, handler_class, app):
         self.app = app

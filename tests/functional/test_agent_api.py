@@ -64,6 +64,9 @@ def test_second_agent_on_the_same_socket_is_refused(bare_agent):
     assert f"another agent is already running at {bare_agent.socket_path}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(other_pins), "a refused agent must not touch the datapath"
+    via_cli = bayctl("node", "agent", "--pin-dir", other_pins, "--state-dir", bare_agent.state_dir + "x",
+                     socket=bare_agent.socket_path)
+    one_line_error(via_cli, f"another agent is already running at {bare_agent.socket_path}")
     assert bare_agent.client.health()["ok"] is True
 
 
@@ -222,3 +225,14 @@ def test_log_has_one_line_per_mutation_and_never_the_policy(bare_agent):
                  if "policy applied" in line or "endpoint added" in line or "endpoint removed" in line]
     assert len(mutations) == 3, log
     assert "source=marked.yaml" in mutations[0]
+
+
+def test_concurrent_registrations_are_all_kept(bare_agent):
+    wanted = {f"10.251.10.{n}": 300 + n for n in range(1, 41)}
+    # More clients at once than socketserver's default listen backlog (5).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        added = list(pool.map(lambda item: bare_agent.client.add_endpoint(*item), wanted.items()))
+    assert sorted(ep["ip"] for ep in added) == sorted(wanted)
+    bare_agent.stop()
+    bare_agent.start()
+    assert {ep["ip"]: ep["tag"] for ep in bare_agent.client.endpoints()} == wanted
