@@ -60,8 +60,8 @@ class Datapath:
             try:
                 obj.load()
             except NodeError as exc:
-                raise NodeError(f"{exc} (pins in {self.pin_dir} from an incompatible build? "
-                                "remove them with Datapath.unpin)") from exc
+                raise NodeError(f"{exc}; if a pin in {self.pin_dir} is from an incompatible build, "
+                                "remove the pins (Datapath.unpin) and load again") from exc
             # Pin under a temporary name, then rename over the old pin: at every moment the
             # pin names a loaded program, so a concurrent attach never finds it missing.
             staging = self._pin(layout.PIN_PROG + "_new")  # bpffs refuses names with a dot

@@ -6,6 +6,7 @@ Structures mirror libbpf 1.1's <bpf/bpf.h> and <bpf/libbpf.h>; each names its C 
 checks their `sz` field, so a newer libbpf with longer structs still accepts these.
 """
 
+import collections
 import ctypes
 import ctypes.util
 import errno
@@ -114,6 +115,7 @@ def _load_library():
 _lib = None
 _print_callback = None  # kept alive: libbpf holds a pointer to it
 LOG = logging.getLogger("bayctl.libbpf")
+_recent_warnings = collections.deque(maxlen=16)  # the why behind libbpf's bare -EINVAL
 
 # libbpf reports the kernel's extended ack for an already existing clsact on every
 # bpf_tc_hook_create; we treat EEXIST as success, so that message is noise.
@@ -132,7 +134,10 @@ def _route_prints_to_logging(lib):
         libc.vsnprintf(buf, len(buf), fmt, args)
         text = buf.value.rstrip()
         if level <= 1 and not any(noise in text for noise in _EXPECTED_NOISE):
-            LOG.log(logging.WARNING if level == 0 else logging.INFO, "%s", text.decode(errors="replace"))
+            message = text.decode(errors="replace")
+            if level == 0:
+                _recent_warnings.append(message.removeprefix("libbpf: "))
+            LOG.log(logging.WARNING if level == 0 else logging.INFO, "%s", message)
         return 0
 
     _print_callback = _PRINT_FN(forward)
@@ -205,7 +210,12 @@ class BpfObject:
         return BpfProgram(ptr, name)
 
     def load(self):
-        check(lib().bpf_object__load(self._obj), f"load {self.path} into the kernel")
+        _recent_warnings.clear()
+        ret = lib().bpf_object__load(self._obj)
+        if ret < 0:
+            # libbpf's first complaint names the map or program and why ("parameter mismatch")
+            why = f" ({_recent_warnings[0]})" if _recent_warnings else ""
+            _fail(f"load {self.path} into the kernel{why}", ret)
 
     def close(self):
         if self._obj:

@@ -395,6 +395,35 @@ def test_bad_input_is_a_clear_error(lab):
         Datapath(pin_dir=lab.pin_dir + "-absent").endpoints()
 
 
+def test_incompatible_pin_is_named(lab):
+    from bayctl.errors import NodeError
+    from bayctl.node import libbpf
+
+    stale = Datapath(pin_dir=lab.pin_dir + "-stale")
+    os.makedirs(stale.pin_dir)
+    try:
+        fd = libbpf.map_create(6, "bayctl_drops", 4, 8, 3)  # a PERCPU_ARRAY of another shape
+        libbpf.obj_pin(fd, os.path.join(stale.pin_dir, layout.PIN_DROPS))
+        os.close(fd)
+        with pytest.raises(NodeError, match="bayctl_drops.*parameter mismatch.*unpin"):
+            stale.load()
+    finally:
+        stale.unpin()
+    assert not os.path.exists(stale.pin_dir)
+
+
+def test_run_in_netns_sees_that_namespace(lab):
+    from bayctl.node.netns import NetnsGone, run_in_netns
+
+    inside = {name for _, name in run_in_netns(lab.ns["web1"].path, socket.if_nameindex)}
+    assert inside == {"lo", "eth0"}
+    assert "eth0" not in {name for _, name in run_in_netns(lab.sw.path, socket.if_nameindex)}
+    with pytest.raises(ZeroDivisionError):
+        run_in_netns(lab.sw.path, lambda: 1 / 0)
+    with pytest.raises(NetnsGone):
+        run_in_netns("/run/netns/bdp-no-such-ns", socket.if_nameindex)
+
+
 def test_endpoint_updates(lab):
     lab.dp.replace_policy([allow(WEB, DB, TCP, 5432)])
     assert not lab.tcp("other", "db", 5432, timeout=1)
