@@ -57,6 +57,10 @@ class StateStore:
             endpoints = data["endpoints"]
             if not isinstance(endpoints, list):
                 raise TypeError("endpoints is not a list")
+            for index, ep in enumerate(endpoints):
+                if not isinstance(ep, dict) or not isinstance(ep.get("ip"), str) or \
+                        not isinstance(ep.get("tag"), int) or isinstance(ep.get("tag"), bool):
+                    raise TypeError(f"endpoints[{index}] needs an \"ip\" string and a \"tag\" number")
             return endpoints
         except (ValueError, KeyError, TypeError) as exc:
             raise NodeError(f"{self._path(ENDPOINTS_FILE)}: unreadable endpoint state: {exc}") from exc

@@ -62,6 +62,9 @@ def test_unreadable_endpoint_state_names_the_file(tmp_path):
     (tmp_path / "endpoints.json").write_text(json.dumps({"endpoints": "nope"}))
     with pytest.raises(NodeError, match="not a list"):
         store.load_endpoints()
+    (tmp_path / "endpoints.json").write_text(json.dumps({"endpoints": [{"ip": "10.0.0.1", "tag": "web"}]}))
+    with pytest.raises(NodeError, match=r"endpoints\[0\] needs"):
+        store.load_endpoints()
 
 
 def test_socket_is_created_0600_and_answers(server):
