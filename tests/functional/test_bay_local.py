@@ -5,11 +5,14 @@ policy, re-created (resume, nothing doubled), and finally deleted (nothing left)
 small bay is interrupted with Ctrl-C half-way and resumed.
 """
 
+import html.parser as html_parser
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 from prereq import require, require_root, require_tools
@@ -125,6 +128,94 @@ def test_verify_web_db_shows_zero_mismatches(web_db_report):
     assert {where["node"] for group, where in report.placement.items() if group != "external"} == \
         {"slave0", "slave1"}
     assert not [n for n in local_net.bay_namespaces(BAY) if "-p-" in n]
+
+
+@pytest.mark.chromium
+def test_html_report_rendered_in_headless_chromium_shows_groups_and_edges(web_db_report, tmp_path):
+    require_tools("chromium")
+    from bayctl.verify.html import render
+
+    page = tmp_path / "report.html"
+    page.write_text(render(web_db_report))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=180)
+    assert dom.returncode == 0, dom.stderr[-500:]
+    drawn = _DrawnPage()
+    drawn.feed(dom.stdout)
+    assert drawn.groups == {"db", "web", "external"}
+    # Edges as measured: web -> db and external -> web get through, nothing else does.
+    assert drawn.edges[("web", "db")] == {"edge", "allowed"}
+    assert drawn.edges[("external", "web")] == {"edge", "allowed"}
+    assert drawn.edges[("db", "web")] == {"edge", "blocked"}
+    assert drawn.edges[("external", "db")] == {"edge", "blocked"}
+    assert len(drawn.edges) == 6 and not any("mismatch" in css for css in drawn.edges.values())
+    assert "24 probes, all as the policy says." in drawn.text
+
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", *flags, "--window-size=700,900", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=180, check=True)
+    pixels = _png_pixels(shot.read_bytes())
+    # What a person sees: the green of allowed edges, and no red of a mismatch.
+    assert _count(pixels, (0x2E, 0x9E, 0x44)) > 200
+    assert _count(pixels, (0xD3, 0x2F, 0x2F)) == 0
+
+
+class _DrawnPage(html_parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.groups, self.edges, self.text = set(), {}, ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        css = set((attrs.get("class") or "").split())
+        if tag == "g" and "group" in css:
+            self.groups.add(attrs["data-group"])
+        if tag == "path" and "edge" in css:
+            self.edges[(attrs["data-from"], attrs["data-to"])] = css
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def _png_pixels(data):
+    """RGB(A) 8-bit pixels of a non-interlaced PNG (what Chromium writes), decoded with zlib."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and color in (2, 6)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return [tuple(row[x:x + 3]) for row in rows for x in range(0, stride, channels)]
+
+
+def _count(pixels, rgb, tolerance=12):
+    return sum(1 for pixel in pixels if all(abs(a - b) <= tolerance for a, b in zip(pixel, rgb)))
 
 
 def test_verify_cli_json_is_pairs_and_mismatches(web_db_bay):
