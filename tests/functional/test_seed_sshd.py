@@ -8,11 +8,13 @@ reached through the master as bastion.
 
 import logging
 import os
+import socket
 
 import pytest
 
 from bayctl.errors import PolicyError, SeedError
 from bayctl.policy import parse_policy
+from bayctl.providers.base import SLAVE, Node
 from bayctl.seed import FAILED, SEEDED, UNCHANGED, seed_policy
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root]
@@ -83,6 +85,20 @@ def test_a_node_that_is_down_is_named_and_the_others_are_seeded(sshd_bay_factory
         assert slave.agent_digest() == wanted
 
 
+def test_a_node_that_never_answers_times_out_and_the_others_are_seeded(sshd_bay_factory):
+    bay = sshd_bay_factory(2)
+    silent_ip = "127.77.249.250"
+    with socket.socket() as silent:  # accepts TCP, never speaks SSH
+        silent.bind((silent_ip, bay.port))
+        silent.listen()
+        nodes = bay.nodes() + [Node("bseed-silent", SLAVE, silent_ip, None)]
+        results = by_name(seed_policy(nodes, WEB_DB, raise_on_failure=False, connect_timeout=3,
+                                      **bay.seed_options()))
+    assert results["bseed-silent"].status == FAILED
+    assert "timed out" in results["bseed-silent"].reason
+    assert [results[s.name].status for s in bay.slaves] == [SEEDED, SEEDED]
+
+
 def test_a_node_whose_agent_is_not_running_is_named_with_the_agents_reason(sshd_bay_factory):
     bay = sshd_bay_factory(3)
     broken = bay.slaves[2]
@@ -130,9 +146,17 @@ def test_slaves_without_public_address_are_seeded_through_the_master(sshd_bay_fa
     assert [s.agent_digest() for s in bay.slaves] == [wanted, wanted]
     assert len(known_host_lines(bay)) == 3  # the master's key and each slave's
 
+    # A slave behind the master that is down: the master says it cannot reach it.
+    bay.slaves[1].stop_sshd()
+    results = by_name(seed_policy(slaves, STARS, bastion=master, raise_on_failure=False,
+                                  **bay.seed_options()))
+    assert results[bay.slaves[0].name].status == SEEDED
+    assert results[bay.slaves[1].name].status == FAILED
+    assert f"the bastion could not reach {bay.slaves[1].ip}" in results[bay.slaves[1].name].reason
+
     # With the bastion down every tunnelled slave says so.
     bay.master.stop_sshd()
-    results = seed_policy(slaves, STARS, bastion=master, raise_on_failure=False, **bay.seed_options())
+    results = seed_policy(slaves, WEB_DB, bastion=master, raise_on_failure=False, **bay.seed_options())
     assert [r.status for r in results] == [FAILED, FAILED]
     assert all(r.reason.startswith(f"bastion {bay.master.ip}") for r in results)
 
