@@ -143,15 +143,26 @@ def memory_figures(bay):
     }
 
 
-def bench_size(size, modes, concurrency):
+# Memory a node costs (agent process + its pinned eBPF maps, sshd), until measured here.
+ASSUMED_NODE_MB = 80
+RESERVE_MB = 4096  # left to everything else on this (shared) machine
+
+
+def bench_size(size, modes, concurrency, node_mb):
     available_before = mem_available_kb()
+    needed_mb = size * node_mb + RESERVE_MB
+    if needed_mb > available_before / 1024:
+        return {"nodes": size, "skipped": f"needs ~{needed_mb} MB ({node_mb} MB per node + {RESERVE_MB} MB "
+                                          f"reserve), {available_before // 1024} MB available"}
     log(f"starting {size} sshd nodes, each with its agent")
     start = time.monotonic()
-    bay = SshdBay(size)
+    bay = SshdBay(size, ready_timeout=60 + size * 2)
     figures = {"nodes": size, "startup_seconds": round(time.monotonic() - start, 1)}
     try:
         figures["memory"] = memory_figures(bay)
-        figures["memory"]["mem_available_drop_mb"] = round((available_before - mem_available_kb()) / 1024)
+        drop_mb = (available_before - mem_available_kb()) / 1024
+        figures["memory"]["mem_available_drop_mb"] = round(drop_mb)
+        figures["memory"]["per_node_mb"] = round(drop_mb / size, 1)
         for mode in modes:
             first, second = (read_example(name) for name in POLICIES[mode])
             log(f"N={size} mode={mode}: bayctl seed")
@@ -187,7 +198,12 @@ def main():
         sys.exit("bench/seed.py: run as root (each node's agent loads the eBPF datapath)")
     sizes = [int(size) for size in args.sizes.split(",")]
     modes = [mode for mode in args.modes.split(",") if mode]
-    runs = [bench_size(size, modes, args.concurrency) for size in sizes]
+    runs, node_mb = [], ASSUMED_NODE_MB
+    for size in sizes:
+        runs.append(bench_size(size, modes, args.concurrency, node_mb))
+        measured = runs[-1].get("memory", {}).get("per_node_mb")
+        if measured:  # plan the next size with what this one really cost (with a margin)
+            node_mb = max(node_mb, int(measured * 1.5))
     print(json.dumps({
         "benchmark": "seed",
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),

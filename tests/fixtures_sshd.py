@@ -144,13 +144,13 @@ class SshdNode:
         if wait:
             self.wait_sshd()
 
-    def wait_sshd(self):
+    def wait_sshd(self, timeout=15):
         def ready():
             if self.sshd.poll() is not None:
                 raise RuntimeError(f"sshd of {self.name} exited: {self.sshd_log()}")
             return port_open(self.ip, self.port)
 
-        wait_until(ready, 15, f"sshd of {self.name} on {self.ip}:{self.port}")
+        wait_until(ready, timeout, f"sshd of {self.name} on {self.ip}:{self.port}")
 
     def stop_sshd(self):
         _stop(self.sshd)
@@ -180,14 +180,14 @@ class SshdNode:
         if wait:
             self.wait_agent()
 
-    def wait_agent(self):
+    def wait_agent(self, timeout=30):
         def ready():
             if self.agent.poll() is not None:
                 with open(os.path.join(self.dir, "agent.log")) as handle:
                     raise RuntimeError(f"agent of {self.name} exited: {handle.read()[-2000:]}")
             return os.path.exists(self.socket)
 
-        wait_until(ready, 30, f"agent of {self.name} at {self.socket}")
+        wait_until(ready, timeout, f"agent of {self.name} at {self.socket}")
 
     def stop_agent(self):
         _stop(self.agent)
@@ -227,7 +227,7 @@ def _stop(process):
 class SshdBay:
     """A master and N slaves as real sshd nodes, a client key, and a bay state dir."""
 
-    def __init__(self, slaves, agents=True, master=False, workdir=None):
+    def __init__(self, slaves, agents=True, master=False, workdir=None, ready_timeout=30):
         self.number = next(_bay_numbers) + (os.getpid() % 50) * 4
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"{PREFIX}-bay-")
         self.state_dir = os.path.join(self.workdir, "bay-state")
@@ -257,9 +257,9 @@ class SshdBay:
                 if node.with_agent:
                     node.start_agent(wait=False)
             for node in self._all:
-                node.wait_sshd()
+                node.wait_sshd(ready_timeout)
                 if node.with_agent:
-                    node.wait_agent()
+                    node.wait_agent(ready_timeout)
         except BaseException:
             self.close()
             raise
