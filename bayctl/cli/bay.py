@@ -19,7 +19,10 @@ from bayctl.spec import FIELDS
 def _status(command, title=None):
     """Progress on standard error, unless the global -q/--quiet was given."""
     if command.app_args.verbose_level < 2:
-        logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per SSH packet otherwise
+        # Progress goes through Status; the libraries' INFO lines would say it twice (asyncssh:
+        # one line per channel event).
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+        logging.getLogger("bayctl.seed").setLevel(logging.WARNING)
     status = Status() if command.app_args.verbose_level == 0 else Status.to_stderr()
     if title:
         status.start(title)
@@ -33,7 +36,7 @@ def _show(bay):
 
     order = [step.name for step in STEPS]
     steps = sorted(data["steps"].items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
-    data["steps"] = ", ".join(f"{step} {outcome}" for step, outcome in steps)
+    data["steps"] = "\n".join(f"{step}: {outcome}" for step, outcome in steps)
     return tuple(data), tuple("" if value is None else value for value in data.values())
 
 
