@@ -44,10 +44,8 @@ class AgentProcess:
         """Start the agent and wait until its API answers. Raises NodeError with its log if not."""
         if self.process and self.process.poll() is None:
             raise NodeError(f"agent at {self.socket_path} is already running (pid {self.process.pid})")
-        if self.log_path:
-            self._log = open(self.log_path, "ab")
-        else:
-            self._log = tempfile.TemporaryFile()
+        if self._log is None:       # a restarted agent appends to the same log
+            self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             # The agent's own session: a Ctrl-C meant for the caller does not kill enforcement's owner.
