@@ -63,9 +63,10 @@ def run_demo(policy_files=None, prefix="bdemo", keep=False, timeout=2.0, out=sys
         verdict = "every probe as the policies say" if not mismatches else f"{mismatches} probe(s) DISAGREE"
         out.write(f"\nresult: {verdict}\n")
         if keep:
+            clean_flags = "--clean" if prefix == "bdemo" else f"--clean --prefix {prefix}"
             out.write(f"kept: namespaces {prefix}-*, agent pid {agent.process.pid} "
                       f"(bayctl node endpoints --socket {where['socket']}); "
-                      f"remove with: bayctl demo --clean\n")
+                      f"remove with: bayctl demo {clean_flags}\n")
         return 1 if mismatches else 0
     finally:
         if not keep:
