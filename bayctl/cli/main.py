@@ -30,6 +30,7 @@ COMMANDS = {
     "policy drops": "bayctl.cli.node:PolicyDrops",
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",
+    "image build": "bayctl.cli.image:Build",
 }
 
 

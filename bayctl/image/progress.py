@@ -62,7 +62,9 @@ class BuildProgress:
         match = _HOOKS.match(line)
         if match:
             return self._move(Step(match["phase"], None, None))
-        if _BLOCK_DEVICE.match(line) and self.step.phase != "block-device" and self.running is None:
+        # DIB also queries its block-device config before root.d: not the block-device phase.
+        if (_BLOCK_DEVICE.match(line) and self.step.phase not in ("start", "block-device")
+                and self.running is None):
             return self._move(Step("block-device", None, None))
         if line == _CONVERT:
             self.running = None
