@@ -41,16 +41,26 @@ def _setting(config, name, default):
 
 
 @pytest.fixture(scope="session")
-def bay(request):
+def bay(request, tmp_path_factory):
     """A local bay (master + slaves as namespaces, each with sshd and agent), policy seeded."""
     from bayctl import api
+    from bayctl.create.state import ENV_STATE_DIR
 
     config = request.config
     name = _setting(config, "name", f"bb-pytest-{os.getpid()}")
     policy = _setting(config, "policy", DEFAULT_POLICY)
     slaves = int(_setting(config, "slaves", 2))
-    handle = api.create_bay(name, provider="local", slaves=slaves, policy=policy)
+    # The bay's state lives with the session's temporary files unless BAYCTL_STATE_DIR says
+    # otherwise: a test run never mixes its bay with the machine's own bays.
+    set_here = ENV_STATE_DIR not in os.environ
+    if set_here:
+        os.environ[ENV_STATE_DIR] = str(tmp_path_factory.mktemp("bayctl-bays"))
     try:
-        yield handle
+        handle = api.create_bay(name, provider="local", slaves=slaves, policy=policy)
+        try:
+            yield handle
+        finally:
+            api.delete_bay(name)
     finally:
-        api.delete_bay(name)
+        if set_here:
+            os.environ.pop(ENV_STATE_DIR, None)
