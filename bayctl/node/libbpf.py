@@ -117,9 +117,9 @@ _print_callback = None  # kept alive: libbpf holds a pointer to it
 LOG = logging.getLogger("bayctl.libbpf")
 _recent_warnings = collections.deque(maxlen=16)  # the why behind libbpf's bare -EINVAL
 
-# libbpf reports the kernel's extended ack for an already existing clsact on every
-# bpf_tc_hook_create; we treat EEXIST as success, so that message is noise.
-_EXPECTED_NOISE = (b"Exclusivity flag on",)
+# libbpf repeats the kernel's extended ack for outcomes we handle as normal: a clsact that
+# already exists (hook create, EEXIST), and nothing to detach (no clsact, no filter).
+_EXPECTED_NOISE = (b"Exclusivity flag on", b"Parent Qdisc doesn't exist", b"Cannot find specified filter chain")
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
