@@ -119,7 +119,8 @@ _recent_warnings = collections.deque(maxlen=16)  # the why behind libbpf's bare 
 
 # libbpf repeats the kernel's extended ack for outcomes we handle as normal: a clsact that
 # already exists (hook create, EEXIST), and nothing to detach (no clsact, no filter).
-_EXPECTED_NOISE = (b"Exclusivity flag on", b"Parent Qdisc doesn't exist", b"Cannot find specified filter chain")
+_EXPECTED_NOISE = (b"Exclusivity flag on", b"Parent Qdisc doesn't exist",
+                   b"Cannot find specified filter chain")
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
