@@ -8,6 +8,9 @@ methods open the pins on first use, so a second process (stats, CLI) needs no `l
 
 A policy is replaced whole: a fresh inner LPM trie is filled, then written into slot 0 of
 the outer ARRAY_OF_MAPS in one update; packets see the old or the new policy, never a mix.
+That update returns only once no running program can still be reading the old policy (the
+kernel waits an RCU grace period for map-of-maps updates), so when replace_policy returns, the
+new policy decides every packet.
 """
 
 import array
