@@ -162,9 +162,18 @@ class Agent:
                 self._undo_set_endpoint(ip, previous)
                 raise
             self._endpoints[ip] = endpoint
+            try:
+                self._save_endpoints()
+            except NodeError:
+                # Registered but not saved would be silently lost at the next restart: undo.
+                if previous:
+                    self._endpoints[ip] = previous
+                else:
+                    del self._endpoints[ip]
+                self._undo_set_endpoint(ip, previous)
+                raise
             if previous and previous.get("ifname") and _iface(previous) != _iface(endpoint):
                 self._detach_if_unused(previous)
-            self._save_endpoints()
         LOG.info("endpoint added ip=%s tag=%d %s", ip, tag, _where(endpoint))
         return self._describe(endpoint)
 
