@@ -91,3 +91,17 @@ def test_client_says_when_no_agent_runs(tmp_path, monkeypatch):
         AgentClient(missing).health()
     monkeypatch.setenv("BAYCTL_AGENT_SOCKET", missing)
     assert AgentClient().socket_path == missing
+
+
+def test_agent_locations_follow_the_environment(monkeypatch):
+    from bayctl.node import agent
+
+    for name in ("BAYCTL_AGENT_SOCKET", "BAYCTL_AGENT_PIN_DIR", "BAYCTL_AGENT_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert (agent.default_socket(), agent.default_pin_dir(), agent.default_state_dir()) == (
+        "/run/bayctl/agent.sock", "/sys/fs/bpf/bayctl", "/var/lib/bayctl")
+    monkeypatch.setenv("BAYCTL_AGENT_SOCKET", "/run/n1/agent.sock")
+    monkeypatch.setenv("BAYCTL_AGENT_PIN_DIR", "/sys/fs/bpf/n1")
+    monkeypatch.setenv("BAYCTL_AGENT_STATE_DIR", "/var/lib/n1")
+    assert (agent.default_socket(), agent.default_pin_dir(), agent.default_state_dir()) == (
+        "/run/n1/agent.sock", "/sys/fs/bpf/n1", "/var/lib/n1")
