@@ -79,6 +79,7 @@ def build(request, on_step: Optional[Callable] = None, environ: Optional[Mapping
         old = record.read_record(output)
         if not request.force and record.image_matches(output, old, plan.digest):
             return _result(request, output, old, reused=True, seconds=time.monotonic() - started)
+        mirrors.check_reachable(plan.env, request.release)
         log_path = request.log_path or output + ".log"
         with open(log_path, "w", encoding="utf-8") as log:
             env = plan.env

@@ -8,8 +8,13 @@ sources name one.
 
 import glob
 import os
+import socket
+import urllib.error
+import urllib.request
 from collections import namedtuple
 from urllib.parse import urlsplit, urlunsplit
+
+from bayctl.errors import ImageError
 
 AptSource = namedtuple("AptSource", "uri suites")
 Mirrors = namedtuple("Mirrors", "distribution security")
@@ -94,3 +99,23 @@ def mirror_env(release, environ, apt_dir=DEFAULT_SOURCES_DIR):
     if not environ.get("DIB_DEBIAN_SECURITY_MIRROR") and found.security:
         env["DIB_DEBIAN_SECURITY_MIRROR"] = found.security
     return env
+
+
+def check_reachable(env, release, timeout=20):
+    """Fail in seconds, before the build, if a Debian mirror the build will use does not answer."""
+    checks = (("DIB_DISTRIBUTION_MIRROR", release), ("DIB_DEBIAN_SECURITY_MIRROR", f"{release}-security"))
+    for key, suite in checks:
+        mirror = env.get(key)
+        if not mirror or urlsplit(mirror).scheme not in ("http", "https"):
+            continue
+        url = f"{mirror.rstrip('/')}/dists/{suite}/InRelease"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+                pass
+        except urllib.error.HTTPError as e:
+            raise ImageError(f"{key}={mirror}: {url} answered HTTP {e.code}; is {release} on this mirror?") \
+                from None
+        except (urllib.error.URLError, socket.timeout, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ImageError(f"{key}={mirror}: unreachable ({reason}); set another mirror "
+                             "(--mirror / --security-mirror or the DIB_* variable)") from None

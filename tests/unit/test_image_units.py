@@ -1,7 +1,10 @@
 """The image wrapper's parts that need no build: mirrors, layout, progress, digest, CLI settings."""
 
 import argparse
+import http.server
 import os
+import socket
+import threading
 import zipfile
 
 import pytest
@@ -184,3 +187,32 @@ def test_image_cli_settings(tmp_path):
         settings(cli_args(set=["PATH=/x"]))
     with pytest.raises(ImageError, match=r"--mesos-deb-dir /no/such/dir: no such file or folder"):
         settings(cli_args(mesos_deb_dir="/no/such/dir"))
+
+
+class _MirrorHandler(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        self.send_response(200 if self.path == "/debian/dists/bookworm/InRelease" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def loopback_mirror():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MirrorHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_image_mirror_check_fails_fast_and_says_which_setting(loopback_mirror):
+    mirrors.check_reachable({"DIB_DISTRIBUTION_MIRROR": loopback_mirror + "/debian"}, "bookworm")
+    with pytest.raises(ImageError, match=r"DIB_DISTRIBUTION_MIRROR=.*answered HTTP 404; is trixie on this"):
+        mirrors.check_reachable({"DIB_DISTRIBUTION_MIRROR": loopback_mirror + "/debian"}, "trixie")
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(ImageError, match=r"DIB_DEBIAN_SECURITY_MIRROR=http://127.0.0.1:\d+/x: unreachable"):
+        mirrors.check_reachable({"DIB_DEBIAN_SECURITY_MIRROR": f"http://127.0.0.1:{port}/x"}, "bookworm")
