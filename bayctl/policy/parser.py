@@ -49,6 +49,7 @@ TOP_REQUIRED = ("apiVersion", "kind", "groups")
 RULE_KEYS = ("from", "to", "ports")
 RULE_REQUIRED = ("from", "to")
 
+SIMPLE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}\Z")
 DECIMAL = re.compile(r"(0|[1-9][0-9]{0,9})\Z")
 PORT_SPEC = re.compile(r"(?P<proto>[A-Za-z0-9]+)(?:/(?P<lo>[0-9]+)(?:-(?P<hi>[0-9]+))?)?\Z")
@@ -190,6 +191,13 @@ def _line(node) -> int:
     return node.start_mark.line + 1
 
 
+def _join(field, key):
+    """Field path of `key` under `field`; odd keys quoted so the path stays one printable line."""
+    if not SIMPLE_KEY.match(key):
+        key = _quote(key)
+    return f"{field}.{key}" if field else key
+
+
 def _quote(value: str, limit: int = 40) -> str:
     shown = value if len(value) <= limit else value[:limit] + "..."
     return repr(shown)
@@ -215,7 +223,7 @@ class _PolicyReader:
         found = {}
         for key_node, value_node in node.value:
             key = self.key(key_node, field)
-            where = f"{field}.{key}" if field else key
+            where = _join(field, key)
             if key in found:
                 raise self.fail(key_node, where,
                                 f"duplicate key (first at line {_line(found[key][0])})")
@@ -224,8 +232,7 @@ class _PolicyReader:
             found[key] = (key_node, value_node)
         for key in required:
             if key not in found:
-                where = f"{field}.{key}" if field else key
-                raise self.fail(node, where, "missing")
+                raise self.fail(node, _join(field, key), "missing")
         return found
 
     def key(self, node, field):
