@@ -104,6 +104,7 @@ def _compose(text, source):
     stack = []          # open collections: [node, pending mapping key or None]
     root = None
     documents = 0
+    scalar_tags = {}    # (value, implicit) -> resolved tag: policies repeat names and ports a lot
     try:
         while loader.check_event():
             event = loader.get_event()
@@ -117,7 +118,10 @@ def _compose(text, source):
             elif isinstance(event, ScalarEvent):
                 tag = event.tag
                 if tag is None or tag == "!":
-                    tag = loader.resolve(ScalarNode, event.value, event.implicit)
+                    tag = scalar_tags.get((event.value, event.implicit))
+                    if tag is None:
+                        tag = loader.resolve(ScalarNode, event.value, event.implicit)
+                        scalar_tags[(event.value, event.implicit)] = tag
                 root = _attach(stack, ScalarNode(tag, event.value, event.start_mark, event.end_mark,
                                                  style=event.style), root)
             elif isinstance(event, (SequenceStartEvent, MappingStartEvent)):
@@ -208,6 +212,7 @@ class _PolicyReader:
 
     def __init__(self, source):
         self.source = source
+        self.port_specs = {}    # text -> PortSpec already accepted in this file
 
     def fail(self, node, field, message):
         return PolicyError(message, path=self.source, line=_line(node) if node is not None else None,
@@ -366,6 +371,12 @@ class _PolicyReader:
 
     def port(self, node, field):
         text = self.string(node, field, "a port spec like tcp/80")
+        known = self.port_specs.get(text)
+        if known is None:
+            known = self.port_specs[text] = self.new_port(node, field, text)
+        return known
+
+    def new_port(self, node, field, text):
         spec = text.strip()
         match = PORT_SPEC.match(spec)
         if not match:

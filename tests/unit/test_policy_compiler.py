@@ -270,3 +270,12 @@ def test_too_many_entries_names_the_rule():
 @given(policies(), st.randoms(use_true_random=False))
 def test_random_policies_agree_with_oracle(policy, rng):
     assert assert_compiled_matches_oracle(policy, rng, 20) > 0
+
+
+def test_packed_keys_equal_layout_make():
+    policy = load_policy(EXAMPLES / "stars.yaml")
+    compiled = compile_policy(policy)
+    for entry, (key, value) in zip(compile_entries(policy), compiled):
+        assert bytes(key) == bytes(entry.key())
+        assert (key.prefixlen, value.rule_id) == (entry.prefixlen, entry.rule_id)
+        assert isinstance(key, layout.PolicyKey) and isinstance(value, layout.PolicyValue)
