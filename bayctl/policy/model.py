@@ -132,6 +132,11 @@ class Policy:
             "rules": [rule.canonical() for rule in self.rules],
         }
 
+    def __hash__(self):
+        # Equal policies have equal canonical forms, hence equal digests (groups is a dict,
+        # so the dataclass cannot hash its fields).
+        return hash(self.digest)
+
     @functools.cached_property
     def digest(self) -> str:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))

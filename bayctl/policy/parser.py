@@ -28,6 +28,7 @@ from bayctl.policy import layout, model
 
 MAX_POLICY_BYTES = 8 * 1024 * 1024   # a 100k-entry policy is well under 2 MiB of YAML
 MAX_DEPTH = 32                       # a policy nests 4 deep; anything deeper is not a policy
+MAX_NODES = 300_000                  # bounds memory (~100 MB); a 100k-entry policy has ~100k nodes
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -105,9 +106,15 @@ def _compose(text, source):
     root = None
     documents = 0
     scalar_tags = {}    # (value, implicit) -> resolved tag: policies repeat names and ports a lot
+    nodes = 0
     try:
         while loader.check_event():
             event = loader.get_event()
+            if isinstance(event, (ScalarEvent, SequenceStartEvent, MappingStartEvent)):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise _at(source, event.start_mark,
+                              f"more than {MAX_NODES} YAML values: too large a policy")
             if isinstance(event, DocumentStartEvent):
                 documents += 1
                 if documents > 1:

@@ -7,7 +7,7 @@ import pytest
 
 from bayctl.errors import PolicyError
 from bayctl.policy import PortSpec, Rule, load_policy, parse_policy
-from bayctl.policy.parser import MAX_DEPTH, MAX_POLICY_BYTES
+from bayctl.policy.parser import MAX_DEPTH, MAX_NODES, MAX_POLICY_BYTES
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples"
 
@@ -266,6 +266,10 @@ def test_alias_bomb(tmp_path):
 def test_too_large(tmp_path):
     path, err = error_of(tmp_path, b"#" * (MAX_POLICY_BYTES + 1))
     assert err.path == str(path) and "file too large" in err.reason
+
+
+def test_too_many_values(tmp_path):
+    fails(tmp_path, "- a\n" * (MAX_NODES + 10), MAX_NODES, None, f"more than {MAX_NODES} YAML values")
 
 
 def test_more_than_one_document(tmp_path):
