@@ -96,7 +96,10 @@ async def seed_policy_async(
 
     wanted = parse_policy(policy_text).digest
     key = _load_key(ssh_key)
-    trust = TofuKnownHosts(bay_state_dir)
+    try:
+        trust = TofuKnownHosts(bay_state_dir)
+    except ValueError as exc:  # a damaged trust file: refuse rather than trust anything
+        raise SeedError(str(exc)) from None
     agent = RemoteAgent(remote, agent_socket=agent_socket, bayctl=remote_bayctl)
     connect_options = dict(
         username=ssh_user,

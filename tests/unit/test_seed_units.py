@@ -45,6 +45,15 @@ def test_an_unreadable_known_hosts_fails_closed(tmp_path):
         TofuKnownHosts(tmp_path)
 
 
+def test_seeding_refuses_to_run_on_a_damaged_known_hosts(tmp_path):
+    (tmp_path / "known_hosts").write_text("[10.0.0.5]:22 ssh-ed25519\n")
+    key = tmp_path / "id"
+    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    nowhere = [Node("s0", SLAVE, "192.0.2.1", None)]
+    with pytest.raises(SeedError, match="known_hosts:1: unreadable"):
+        seed_policy(nowhere, POLICY, bay_state_dir=tmp_path, ssh_user="root", ssh_key=key)
+
+
 def test_cli_answers():
     agent = RemoteAgent("cli", agent_socket="/run/x y.sock")
     assert agent.show_command() == "bayctl node show -f json --socket '/run/x y.sock'"
