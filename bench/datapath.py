@@ -14,9 +14,10 @@ end of the veth:
                         OUTPUT allows the replies with one rule; no conntrack
   iptables_ct_N         the usual stateful set-up: INPUT accepts ESTABLISHED first, then the
                         N rules (only the first packet of a flow walks them)
-  nofilter_again        nofilter once more at the end: how far the machine drifted meanwhile
-N = 10, 100, 1000 (each allowing this flow for both TCP and UDP). Prints one JSON document:
-raw Gbit/s and packets/s per case and the ratios to nofilter.
+N = 10, 100, 1000 (each allowing this flow for both TCP and UDP). The cases run in interleaved
+rounds (--rounds, default 3) so drift of the shared machine hits all of them alike. Prints one
+JSON document: every sample, the median Gbit/s and packets/s per case, and the ratios of the
+medians to nofilter.
 Run as root: `python3 bench/datapath.py [--seconds 5]`. Figures are noisy (shared 2-core VM):
 compare within one run.
 """
@@ -24,6 +25,7 @@ compare within one run.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -95,61 +97,85 @@ def measure(client, server, seconds):
             "udp64_packets_per_s": iperf(client, server, seconds, udp=True)}
 
 
+class Cases:
+    """Puts the server namespace into one case's configuration (and back to no filter)."""
+
+    def __init__(self, server, datapath):
+        self.server, self.dp = server, datapath
+
+    def names(self):
+        return (["nofilter"] + [f"bayctl_{n}" for n in RULE_COUNTS] + [f"iptables_{n}" for n in RULE_COUNTS]
+                + [f"iptables_ct_{n}" for n in RULE_COUNTS])
+
+    def configure(self, case):
+        self.reset()
+        kind, _, count = case.rpartition("_")
+        if case == "nofilter":
+            return
+        if kind == "bayctl":
+            self.dp.replace_policy(bayctl_entries(int(count)))
+            self.dp.attach("eth0", self.server.path)
+        else:
+            self.server.run("iptables-restore", input=iptables_rules(int(count), kind == "iptables_ct"))
+
+    def reset(self):
+        self.dp.detach("eth0", self.server.path)
+        self.server.run("iptables", "-F")
+        for chain in ("INPUT", "FORWARD", "OUTPUT"):
+            self.server.run("iptables", "-P", chain, "ACCEPT")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="every case once per round, rounds interleaved; the median is reported")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/datapath.py: run as root (namespaces, tc, iptables)")
 
-    results = {}
+    samples = {}
     with NetLab("bdpb") as lab:
         client, server = lab.netns("cli"), lab.netns("srv")
         lab.veth(client, f"{CLIENT_IP}/24", ifname="eth0", peer_netns=server, peer="eth0",
                  peer_addr=f"{SERVER_IP}/24")
-        results["nofilter"] = measure(client, server, args.seconds)
-
         dp = Datapath(pin_dir=f"/sys/fs/bpf/bdpb-{lab.run_id}")
         dp.load()
         try:
-            ifindex = dp.attach("eth0", server.path)
+            server_ifindex = int(server.run("ip", "-o", "link", "show", "dev", "eth0").stdout.split(":")[0])
             dp.set_endpoint(CLIENT_IP, CLIENT_GROUP, local=False)
-            dp.set_endpoint(SERVER_IP, SERVER_GROUP, ifindex=ifindex)
-            for n in RULE_COUNTS:
-                dp.replace_policy(bayctl_entries(n))
-                results[f"bayctl_{n}"] = measure(client, server, args.seconds)
-            # proof that the classifier really decided on this traffic
+            dp.set_endpoint(SERVER_IP, SERVER_GROUP, ifindex=server_ifindex)
+            cases = Cases(server, dp)
+            for _ in range(args.rounds):
+                for case in cases.names():
+                    cases.configure(case)
+                    for load, value in measure(client, server, args.seconds).items():
+                        samples.setdefault(load, {}).setdefault(case, []).append(value)
+            cases.reset()
+            # proof that the classifier really decided on the bayctl cases' traffic
             enforced = {f"{src}->{dst}": c["allowed_packets"] for (src, dst), c in dp.counters().items()}
             enforced["drops"] = dp.drops()
-            dp.detach("eth0", server.path)
         finally:
             dp.unpin()
 
-        for stateful, name in ((False, "iptables"), (True, "iptables_ct")):
-            for n in RULE_COUNTS:
-                server.run("iptables-restore", input=iptables_rules(n, stateful))
-                results[f"{name}_{n}"] = measure(client, server, args.seconds)
-                server.run("iptables", "-F")
-                server.run("iptables", "-P", "INPUT", "ACCEPT")
-                server.run("iptables", "-P", "OUTPUT", "ACCEPT")
-        # the machine drifts (shared CPUs): a second unfiltered run shows by how much
-        results["nofilter_again"] = measure(client, server, args.seconds)
-
-    base = results["nofilter"]
-    print(json.dumps({
+    report = {
         "benchmark": "datapath_throughput",
         "tool": "iperf3, client ns -> veth -> server ns: one TCP stream; 64-byte UDP at full rate",
         "seconds_per_case": args.seconds,
+        "rounds": args.rounds,
         "iptables": subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip(),
-        "tcp_gbit_per_s": {case: round(r["tcp_gbit_per_s"], 3) for case, r in results.items()},
-        "tcp_ratio_to_nofilter": {case: round(r["tcp_gbit_per_s"] / base["tcp_gbit_per_s"], 3)
-                                  for case, r in results.items()},
-        "udp64_packets_per_s": {case: round(r["udp64_packets_per_s"]) for case, r in results.items()},
-        "udp64_ratio_to_nofilter": {case: round(r["udp64_packets_per_s"] / base["udp64_packets_per_s"], 3)
-                                    for case, r in results.items()},
-        "bayctl_allowed_packets": enforced,
-        "load_average": os.getloadavg(),
-    }, indent=2))
+    }
+    for load, per_case in samples.items():
+        medians = {case: statistics.median(values) for case, values in per_case.items()}
+        digits = 3 if load.startswith("tcp") else 0
+        report[f"{load}_median"] = {case: round(value, digits) for case, value in medians.items()}
+        report[f"{load}_ratio_to_nofilter"] = {case: round(value / medians["nofilter"], 3)
+                                               for case, value in medians.items()}
+        report[f"{load}_samples"] = {case: [round(v, digits) for v in values]
+                                     for case, values in per_case.items()}
+    report["bayctl_allowed_packets"] = enforced
+    report["load_average"] = os.getloadavg()
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
