@@ -101,7 +101,10 @@ def _as_text(text, source) -> str:
 
 def _compose(text, source):
     """Compose the single YAML document into nodes, refusing aliases and deep nesting."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)      # the pure-Python reader checks characters right here
+    except yaml.YAMLError as err:
+        raise _yaml_error(source, text, err) from None
     stack = []          # open collections: [node, pending mapping key or None]
     root = None
     documents = 0

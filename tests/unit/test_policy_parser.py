@@ -240,7 +240,7 @@ def test_bad_range(tmp_path):
 def test_binary_garbage(tmp_path):
     fails(tmp_path, b"apiVersion: bayctl/v1\n\xff\xfe\x00garbage", 2, None, "not UTF-8 text")
     fails(tmp_path, b"apiVersion: bayctl/v1\nkind: \x00GroupPolicy\n", 2, None, "NUL")
-    fails(tmp_path, b"apiVersion: bayctl/v1\nkind: \x07\n", 2, None, "control characters")
+    fails(tmp_path, b"apiVersion: bayctl/v1\nkind: \x07\n", 2, None, "characters are not allowed")
 
 
 def test_huge_ints(tmp_path):
