@@ -92,6 +92,11 @@ def _as_text(text, source) -> str:
         raise PolicyError(f"expected policy text, got {type(text).__name__}", path=source)
     if len(text) > MAX_POLICY_BYTES:
         raise PolicyError(f"file too large (over {MAX_POLICY_BYTES} characters)", path=source)
+    try:
+        text.encode("utf-8")        # lone surrogates (from a lenient decoder) libyaml cannot take
+    except UnicodeEncodeError as err:
+        line = text[: err.start].count("\n") + 1
+        raise PolicyError("not valid Unicode text", path=source, line=line) from None
     if "\x00" in text:
         # libyaml would read a NUL as the end of the text and accept a truncated policy.
         line = text[: text.index("\x00")].count("\n") + 1

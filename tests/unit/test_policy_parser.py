@@ -243,6 +243,12 @@ def test_binary_garbage(tmp_path):
     fails(tmp_path, b"apiVersion: bayctl/v1\nkind: \x07\n", 2, None, "characters are not allowed")
 
 
+def test_lone_surrogates_in_text():
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("apiVersion: bayctl/v1\nkind: \ud800\n", source="<stdin>")
+    assert str(caught.value) == "<stdin>:2: not valid Unicode text"
+
+
 def test_huge_ints(tmp_path):
     digits = "9" * 100_000
     fails(tmp_path, HEADER + f"  cache: {digits}\n", 6, "groups.cache", "bad group tag '9999")

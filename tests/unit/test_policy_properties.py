@@ -212,7 +212,8 @@ def test_random_yaml_is_refused_cleanly(document):
 
 
 @FAST
-@given(st.one_of(st.binary(max_size=400), st.text(max_size=400)))
+@given(st.one_of(st.binary(max_size=400), st.text(max_size=400),
+                 st.text(st.characters(categories=["Cs", "Cc", "Zl", "Zp", "Lu"]), max_size=50)))
 def test_random_bytes_and_text_are_refused_cleanly(data):
     assert parse_or_policy_error(data) is None
 
