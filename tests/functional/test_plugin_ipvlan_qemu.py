@@ -1,0 +1,71 @@
+"""ipvlan for real: the plugin code on ipvlan slaves inside a Debian kernel booted under qemu.
+
+The host kernel has no ipvlan; one boot of Debian's 6.1 kernel (software emulation, host root
+over 9p read-only) runs tests/plugin_qemu_guest.py with this checkout, the real agent and its
+eBPF datapath. The guest reports one line per check; each is asserted here.
+"""
+
+import os
+
+import pytest
+from prereq import require, require_root, require_tools
+
+pytestmark = [pytest.mark.root, pytest.mark.qemu]
+
+GUEST = os.path.join(os.path.dirname(__file__), "..", "plugin_qemu_guest.py")
+LINK_CHECKS = [
+    "ipvlan supported", "auto mode picks ipvlan-l2", "agent up",
+    "ADD w1", "w1 has an ipvlan slave", "w1 policy program attached in its namespace",
+    "ADD w2", "ADD d1", "d1 has an ipvlan slave", "d1 policy program attached in its namespace",
+    "CHECK w1", "CHECK d1", "DEL w1 twice", "DEL d1 twice",
+    "no agent endpoints left", "no container slaves left in the node namespace",
+]
+POLICY_CHECKS = [
+    "policy applied", "allow web -> db tcp/5432", "deny web -> db icmp", "deny db -> web tcp/80",
+    "allow web <-> web (intra-group)", "web reaches its node at the gateway slave",
+    "web reaches its node's own address on the parent", "deny db -> node (no db -> external rule)",
+    "drops counted",
+]
+# Debian 6.1 refuses the datapath's policy swap (a BTF-less inner LPM map does not match the
+# BTF-described inner map template: the kernel compares timer/spin-lock offsets there). Owned by
+# the datapath; until it creates inner maps with the template's BTF, the guest shows fail-closed.
+KNOWN_61_POLICY_SWAP = "update policy slot 0: Invalid argument"
+
+
+@pytest.fixture(scope="module")
+def guest_results():
+    require_root()
+    require_tools("qemu-system-x86_64", "busybox", "apt-get", "dpkg")
+    import plugin_qemu
+
+    try:
+        plugin_qemu.ensure_kernel()
+    except Exception as e:  # no mirror reachable: a missing prerequisite, not a test failure
+        require(False, f"Debian 6.1 kernel for the qemu tier unavailable: {e}")
+    results, console = plugin_qemu.boot(os.path.abspath(GUEST))
+    by_name = {r["check"]: r for r in results}
+    assert "done" in by_name, f"guest never finished; console tail:\n{console[-3000:]}"
+    failed_script = by_name.get("guest script")
+    assert failed_script is None, failed_script["detail"]
+    return by_name
+
+
+def _assert_reported_ok(results, check):
+    assert check in results, f"{check!r} not reported: {sorted(results)}"
+    assert results[check]["ok"], results[check]["detail"]
+
+
+@pytest.mark.parametrize("check", LINK_CHECKS)
+def test_ipvlan_links_attach_and_cleanup(guest_results, check):
+    _assert_reported_ok(guest_results, check)
+
+
+@pytest.mark.parametrize("check", POLICY_CHECKS)
+def test_ipvlan_policy_allows_and_denies(guest_results, check):
+    applied = guest_results.get("policy applied", {})
+    if not applied.get("ok") and KNOWN_61_POLICY_SWAP in applied.get("detail", ""):
+        # What can be shown is shown: every packet dropped while no policy is in force.
+        for fail_closed in [c for c in guest_results if c.startswith("fail closed")]:
+            _assert_reported_ok(guest_results, fail_closed)
+        pytest.xfail(f"datapath on Debian's 6.1 kernel: {applied['detail']}")
+    _assert_reported_ok(guest_results, check)

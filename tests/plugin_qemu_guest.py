@@ -1,0 +1,189 @@
+"""Runs INSIDE the qemu guest (see plugin_qemu.py): the plugin code on real ipvlan slaves.
+
+A dummy parent stands for the node's NIC. The node agent runs with its own pins; "containers"
+are network namespaces given interfaces by the CNI plugin's ADD (the same links.py code the
+Docker driver uses) in ipvlan l2 mode. Every check is printed as one RESULT line:
+{"check": name, "ok": bool, "detail": ...}; the host-side test asserts on them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+RESULT_TAG = "BPLG-RESULT "
+POLICY = """\
+apiVersion: bayctl/v1
+kind: GroupPolicy
+groups:
+  web: 100
+  db: 200
+rules:
+  - from: web
+    to: db
+    ports: [tcp/5432]
+  - from: web
+    to: external
+    ports: [icmp]
+"""
+PARENT = "bplgpar0"
+NODE_ADDRESS = "192.168.77.1"
+
+
+def report(check, ok, detail=""):
+    line = json.dumps({"check": check, "ok": bool(ok), "detail": str(detail)[-1500:]})
+    print(RESULT_TAG + line, flush=True)
+
+
+def sh(*argv, **kw):
+    return subprocess.run(list(argv), capture_output=True, text=True, **kw)
+
+
+def in_ns(netns, *argv, **kw):
+    return sh("nsenter", f"--net={netns}", "busybox", *argv, **kw)
+
+
+def main():
+    from bayctl.errors import NodeError
+    from bayctl.node import cni, links
+    from bayctl.node.client import AgentClient
+
+    report("kernel", True, os.uname().release)
+    sh("ip", "link", "add", PARENT, "type", "dummy")
+    sh("ip", "link", "set", PARENT, "up")
+    sh("ip", "addr", "add", f"{NODE_ADDRESS}/24", "dev", PARENT)
+    report("ipvlan supported", links.ipvlan_supported(PARENT))
+    report("auto mode picks ipvlan-l2", links.choose_mode("auto", PARENT) == "ipvlan-l2")
+
+    socket = "/run/bplg-agent.sock"
+    agent_log = open("/tmp/agent.log", "w")
+    agent = subprocess.Popen([sys.executable, "-m", "bayctl.cli.main", "node", "agent", "--socket", socket,
+                              "--pin-dir", "/sys/fs/bpf/bplg-vm", "--state-dir", "/tmp/agent-state"],
+                             stdout=agent_log, stderr=agent_log)
+    client = AgentClient(socket)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            client.health()
+            break
+        except Exception:
+            time.sleep(0.2)
+    if agent.poll() is not None or time.monotonic() >= deadline:
+        agent_log.flush()
+        with open("/tmp/agent.log") as f:
+            report("agent up", False, f.read()[-1500:])
+        return
+    report("agent up", client.health().get("ok"))
+    try:
+        client.apply_policy(POLICY, source="guest-policy")
+        policy_applied = True
+    except NodeError as e:
+        policy_applied = False
+        report("policy applied", False, e)
+    else:
+        report("policy applied", True)
+    # Without a policy, groups can only be given as tags (names resolve through the policy).
+    group_of = {"web": "web", "db": "db"} if policy_applied else {"web": 100, "db": 200}
+
+    def config(name, subnet, group):
+        return {"cniVersion": "1.0.0", "name": name, "type": "bayctl-cni", "group": group,
+                "linkMode": "ipvlan-l2", "parent": PARENT, "agentSocket": socket, "stateDir": "/tmp/cni",
+                "linkPrefix": "bplg", "ipam": {"type": "bayctl", "subnet": subnet}}
+
+    nets = {"web": config("bplg-vweb", "10.77.0.0/24", group_of["web"]),
+            "db": config("bplg-vdb", "10.78.0.0/24", group_of["db"])}
+    boxes = {}
+    holders = []
+    for box, group in (("w1", "web"), ("w2", "web"), ("d1", "db")):
+        # A namespace held by a process, as Mesos hands them over (/proc/PID/ns/net).
+        holder = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
+        holders.append(holder)
+        netns = f"/proc/{holder.pid}/ns/net"
+        _wait_for_own_netns(netns)
+        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+               "CNI_PATH": ""}
+        result, status = cni.run(env, json.dumps(nets[group]))
+        report(f"ADD {box}", status == 0, result)
+        if status != 0:
+            return
+        boxes[box] = (netns, result["ips"][0]["address"].split("/")[0], group, result)
+        info = links.describe_in_netns(netns, "eth0")
+        report(f"{box} has an ipvlan slave", info and info["kind"] == "ipvlan", info)
+        filters = sh("nsenter", f"--net={netns}", "tc", "filter", "show", "dev", "eth0", "ingress").stdout
+        report(f"{box} policy program attached in its namespace", "bpf" in filters, filters)
+
+    w1, w2, d1 = boxes["w1"], boxes["w2"], boxes["d1"]
+    www = "/tmp/www"
+    os.makedirs(www, exist_ok=True)
+    servers = [subprocess.Popen(["nsenter", f"--net={b[0]}", "busybox", "httpd", "-f", "-p", port, "-h", www])
+               for b, port in ((d1, "5432"), (w1, "80"))]
+    time.sleep(0.5)
+
+    def tcp(src, ip, port, tries=1):
+        return any(in_ns(src[0], "nc", "-w", "2", ip, str(port), input="").returncode == 0
+                   for _ in range(tries))
+
+    def ping(src, ip, tries=1):
+        return any(in_ns(src[0], "ping", "-c", "1", "-W", "2", ip).returncode == 0 for _ in range(tries))
+
+    if policy_applied:
+        report("allow web -> db tcp/5432", tcp(w1, d1[1], 5432, tries=3))
+        report("deny web -> db icmp", not ping(w1, d1[1]))
+        report("deny db -> web tcp/80", not tcp(d1, w1[1], 80))
+        report("allow web <-> web (intra-group)", ping(w2, w1[1], tries=3) and tcp(w2, w1[1], 80, tries=3))
+        gateway = w1[3]["ips"][0]["gateway"]
+        report("web reaches its node at the gateway slave", ping(w1, gateway, tries=3), gateway)
+        report("web reaches its node's own address on the parent", ping(w1, NODE_ADDRESS, tries=3))
+        report("deny db -> node (no db -> external rule)", not ping(d1, NODE_ADDRESS))
+        stats = client.stats()
+        report("drops counted", sum(p.get("dropped_packets", 0) for p in stats.get("pairs", [])) > 0, stats)
+    else:
+        # No policy in force: the attached programs must drop everything (fail closed).
+        report("fail closed: web -> web dropped without a policy", not ping(w2, w1[1]))
+        report("fail closed: web -> db dropped without a policy", not tcp(w1, d1[1], 5432))
+        drops = client.stats().get("drops", {})
+        report("fail closed: drops counted as no-policy", sum(drops.values()) > 0, drops)
+
+    for box, (netns, _ip, group, result) in boxes.items():
+        env = {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0"}
+        out, status = cni.run(env, json.dumps({**nets[group], "prevResult": result}))
+        report(f"CHECK {box}", status == 0, out)
+    for server in servers:
+        server.kill()
+    for box, (netns, _ip, group, _) in boxes.items():
+        env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0"}
+        statuses = [cni.run(env, json.dumps(nets[group]))[1] for _ in range(2)]
+        report(f"DEL {box} twice", statuses == [0, 0], statuses)
+    left = [e["ip"] for e in client.endpoints()]
+    report("no agent endpoints left", not left, left)
+    slaves = [line for line in sh("ip", "-o", "link", "show", "type", "ipvlan").stdout.splitlines()
+              if "bplgn" not in line]
+    report("no container slaves left in the node namespace", not slaves, slaves)
+    agent.terminate()
+    agent.wait(30)
+    for holder in holders:
+        holder.kill()
+
+
+def _wait_for_own_netns(netns):
+    """unshare has switched namespaces once its net ns differs from ours."""
+    mine = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(netns) != mine:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{netns} never became a namespace of its own")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        report("guest script", False, traceback.format_exc())
+    report("done", True)
