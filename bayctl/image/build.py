@@ -148,6 +148,10 @@ def _plan(request, environ):
     env.update(blockdev.block_device_env(env))
     env["DIB_RELEASE"] = request.release
     env["DIB_IMAGE_CACHE"] = cache_dir
+    # Keep and reuse the debootstrap result in the cache (DIB's default is not to): a warm
+    # rebuild then starts from it; install.d/00-up-to-date still upgrades every package.
+    env.setdefault("DIB_DEBOOTSTRAP_CACHE", "1")
+    env.setdefault("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1")
     env["ELEMENTS_PATH"] = ":".join(dirs)
     if request.bayctl_source:
         if not os.path.exists(request.bayctl_source):

@@ -20,7 +20,7 @@ import tempfile
 # Settings that change how or where the build runs, not what it produces.
 NOT_INPUTS = frozenset({
     "DIB_IMAGE_CACHE", "DIB_DEBUG_TRACE", "DIB_QUIET", "DIB_NO_TMPFS", "DIB_MIN_TMPFS",
-    "DIB_SHOW_IMAGE_USAGE", "DIB_BAYCTL_SOURCE",
+    "DIB_SHOW_IMAGE_USAGE", "DIB_BAYCTL_SOURCE", "DIB_DEBOOTSTRAP_CACHE", "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE",
 })
 
 SCHEMA = "bayctl-image-inputs/1"
