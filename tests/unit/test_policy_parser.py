@@ -46,8 +46,8 @@ def fails(tmp_path, text, line, field, reason):
 # --- the examples ------------------------------------------------------------------------
 
 def test_every_example_loads():
-    names = sorted(path.name for path in EXAMPLES.glob("*.yaml"))
-    assert names == ["gist-numeric.yaml", "netgroups.yaml", "stars.yaml", "web-db.yaml"]
+    names = {path.name for path in EXAMPLES.glob("*.yaml")}
+    assert names >= {"gist-numeric.yaml", "netgroups.yaml", "stars.yaml", "web-db.yaml"}
     for path in EXAMPLES.glob("*.yaml"):
         policy = load_policy(path)
         assert policy.source == str(path)
