@@ -6,13 +6,15 @@
   gives a PolicyError naming the source, never another exception.
 """
 
+import pathlib
+
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from policy_strategies import policies
 
 from bayctl.errors import PolicyError
-from bayctl.policy import compile_entries, dump_policy, parse_policy
+from bayctl.policy import compile_entries, dump_policy, load_policy, parse_policy
 
 SOURCE = "random.yaml"
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,3 +225,11 @@ def test_random_bytes_and_text_are_refused_cleanly(data):
                 max_size=200))
 def test_random_yaml_structure_tokens_are_refused_cleanly(tokens):
     assert parse_or_policy_error("".join(tokens)) is None
+
+
+def test_examples_round_trip():
+    for path in (pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples").glob("*.yaml"):
+        policy = load_policy(path)
+        again = parse_policy(dump_policy(policy), source=str(path))
+        assert again == policy and again.digest == policy.digest
+        assert compile_entries(again) == compile_entries(policy)
