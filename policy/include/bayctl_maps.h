@@ -55,6 +55,9 @@ struct bayctl_endpoint_value {
 	__u16 flags;            /* BAYCTL_EP_* */
 	__u32 ifindex;          /* local interface, 0 for a remote endpoint */
 };
+/* ifindex is the interface the classifier is attached to for this endpoint:
+ * a packet between two local endpoints crosses two hooks and is counted only
+ * at its sender's (lib/endpoints.h); with ifindex 0 every hook counts it. */
 
 #define BAYCTL_EP_LOCAL 0x1
 
