@@ -149,17 +149,20 @@ class Datapath:
         """Classify `ip` into `group` (1..65535). `ifindex`: the interface the classifier is
         attached to for this local endpoint; it lets a packet between two local endpoints be
         counted once (at the sender's interface) instead of at both."""
-        if not isinstance(group, int) or not layout.GROUP_MIN <= group <= layout.GROUP_MAX:
+        key = _endpoint_key(ip)
+        if isinstance(group, bool) or not isinstance(group, int) \
+                or not layout.GROUP_MIN <= group <= layout.GROUP_MAX:
             raise NodeError(f"endpoint {ip}: group must be {layout.GROUP_MIN}..{layout.GROUP_MAX}, "
                             f"not {group!r}")
-        if not isinstance(ifindex, int) or ifindex < 0:
+        if isinstance(ifindex, bool) or not isinstance(ifindex, int) or not 0 <= ifindex < 2**32:
             raise NodeError(f"endpoint {ip}: ifindex must be a non-negative integer, not {ifindex!r}")
         value = layout.EndpointValue(group=group, flags=layout.EP_LOCAL if local else 0, ifindex=ifindex)
-        libbpf.map_update(self._fd(layout.PIN_ENDPOINTS), _endpoint_key(ip), value,
-                          what=f"endpoint {ip}")
+        libbpf.map_update(self._fd(layout.PIN_ENDPOINTS), key, value, what=f"endpoint {ip}")
 
     def delete_endpoint(self, ip):
-        libbpf.map_delete(self._fd(layout.PIN_ENDPOINTS), _endpoint_key(ip), what=f"endpoint {ip}")
+        """Forget `ip` (it becomes external); an unknown address is fine."""
+        key = _endpoint_key(ip)
+        libbpf.map_delete(self._fd(layout.PIN_ENDPOINTS), key, what=f"endpoint {ip}")
 
     def endpoints(self):
         """ip -> group of every endpoint."""
