@@ -11,6 +11,10 @@ import bayctl
 
 # "verb words" -> "module:Class". Each room registers its commands here, one line each.
 COMMANDS = {
+    "image upload": "bayctl.cli.cloud:ImageUpload",
+    "image list": "bayctl.cli.cloud:ImageList",
+    "preflight": "bayctl.cli.cloud:Preflight",
+    "stack diagnose": "bayctl.cli.cloud:StackDiagnose",
     "create mesosbay": "bayctl.cli.bay:CreateMesosBay",
     "delete bay": "bayctl.cli.bay:DeleteBay",
     "list": "bayctl.cli.bay:ListBays",

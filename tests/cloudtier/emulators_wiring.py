@@ -1,0 +1,32 @@
+"""Serve the emulators at the ports keystone's catalog of the tier points at."""
+
+from emulators.base import KeystoneValidator, Running
+from emulators.neutron import Neutron
+from emulators.nova import Nova
+
+from cloudtier.tier import HOST, PORTS
+
+
+class Emulators:
+    def __init__(self, tier):
+        self.validator = KeystoneValidator(tier.auth)
+        self.nova = Nova(self.validator, f"http://{HOST}:{PORTS['nova']}")
+        self.neutron = Neutron(self.validator, f"http://{HOST}:{PORTS['neutron']}")
+        self._running = [Running(self.nova, PORTS["nova"]), Running(self.neutron, PORTS["neutron"])]
+        self.magnum = None
+        try:
+            from emulators.magnum import Magnum
+        except ImportError:
+            Magnum = None
+        if Magnum is not None:
+            self.magnum = Magnum(self.validator, f"http://{HOST}:{PORTS['magnum']}", tier)
+            self._running.append(Running(self.magnum, PORTS["magnum"]))
+
+    def stop(self):
+        for running in self._running:
+            running.stop()
+        self.validator.close()
+
+
+def start_emulators(tier):
+    return Emulators(tier)

@@ -1,0 +1,397 @@
+"""Start the REAL keystone + glance + heat (+ a private MariaDB for heat) on 127.0.0.1.
+
+Ports are in bayctl-cloud's test range 15500-15599. Everything lives in one work directory
+and dies with `Tier.stop()`. Facts this follows are in shared/PLATFORM.md: sqlite is fine for
+keystone and glance, but heat's engine threads lock sqlite, so heat gets MariaDB.
+
+    tier = Tier(workdir); tier.start(); ...; tier.stop()
+    tier.auth -> dict for openstack.connect(**tier.auth)
+"""
+
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from cloudtier import venv
+
+HOST = "127.0.0.1"
+PORTS = {"keystone": 15500, "glance": 15592, "heat": 15504, "mariadb": 15506,
+         "nova": 15574, "neutron": 15596, "magnum": 15511}
+REGION = "RegionOne"
+SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
+
+# Glance's per-user storage quota: small, so a test can hit it with a few-MB image.
+GLANCE_USER_QUOTA_MB = 4
+
+
+class TierError(RuntimeError):
+    pass
+
+
+def wait_http(port, path="/", timeout=90.0, proc=None, what=""):
+    """Poll until the port answers HTTP (any status). Every probe has its own timeout:
+    a crash-looping server can accept connections and never answer (PLATFORM.md)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TierError(f"{what or port} exited with {proc.returncode} while starting")
+        try:
+            c = http.client.HTTPConnection(HOST, port, timeout=3)
+            c.request("GET", path)
+            status = c.getresponse().status
+            c.close()
+            if status < 500:
+                return
+            last = f"HTTP {status}"
+        except OSError as e:
+            last = e
+        time.sleep(0.25)
+    raise TierError(f"{what or port} not ready after {timeout:.0f}s: {last}")
+
+
+def _require_free_port(name, port):
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from a previous run is fine
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            raise TierError(f"port {port} for {name} is taken (a tier left over by a killed test run?)") \
+                from None
+
+
+class Tier:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.python = venv.python()
+        self.procs = {}
+        self.admin_password = secrets.token_urlsafe(18)
+        self.service_password = secrets.token_urlsafe(18)
+        self.db_socket = os.path.join(workdir, "mariadb", "mysqld.sock")
+        self.timings = {}
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _path(self, *parts):
+        return os.path.join(self.workdir, *parts)
+
+    def _write(self, rel, text):
+        path = self._path(rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # Config snippets are written indented in this file; every line loses its indent.
+        with open(path, "w") as f:
+            f.write("\n".join(line.strip() for line in text.strip().splitlines()) + "\n")
+        return path
+
+    # `python -c` entry points of the tier venv: no dependence on the scripts' shebang lines.
+    MANAGE = {
+        "keystone": "import sys; sys.argv[0]='keystone-manage'; from keystone.cmd.manage import main; main()",
+        "glance": "import sys; sys.argv[0]='glance-manage'; from glance.cmd.manage import main; main()",
+        "heat": "import sys; sys.argv[0]='heat-manage'; from heat.cmd.manage import main; main()",
+    }
+
+    def _manage_argv(self, code, args):
+        service = "keystone" if "keystone" in code else "glance" if "glance" in code else "heat"
+        conf = {"keystone": self._path("keystone", "keystone.conf"),
+                "glance": self._path("glance", "glance-api.conf"),
+                "heat": self._path("heat", "heat.conf")}[service]
+        return [self.python, "-c", code, "--config-file", conf, *args]
+
+    def _run_parallel(self, jobs):
+        env = {**os.environ, "OS_BOOTSTRAP_PASSWORD": self.admin_password}
+        procs = [(code, args, subprocess.Popen(self._manage_argv(code, args), stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True, env=env))
+                 for code, args in jobs]
+        failed = []
+        for _code, args, proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                failed.append(f"{' '.join(args)}: {out[-2000:]}")
+        if failed:
+            raise TierError("tier set-up failed:\n" + "\n".join(failed))
+
+    def _run_venv(self, code, *args, env=None):
+        """Run a console entry point of the tier venv (`python -c` so no shebang is involved)."""
+        res = subprocess.run([self.python, "-c", code, *args], capture_output=True, text=True,
+                             env={**os.environ, **(env or {})}, timeout=300)
+        if res.returncode != 0:
+            raise TierError(f"{code} {' '.join(args)} failed:\n{res.stderr[-3000:]}")
+        return res.stdout
+
+    def _spawn(self, name, argv, env=None):
+        log = open(self._path(f"{name}.log"), "ab")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, **(env or {})}, start_new_session=True)
+        return self.procs[name]
+
+    def log_tail(self, name, chars=4000):
+        try:
+            with open(self._path(f"{name}.log"), errors="replace") as f:
+                return f.read()[-chars:]
+        except OSError:
+            return ""
+
+    @property
+    def auth_url(self):
+        return f"http://{HOST}:{PORTS['keystone']}/v3"
+
+    @property
+    def auth(self):
+        """openstack.connect() arguments for the admin user in the admin project."""
+        return dict(auth_url=self.auth_url, username="admin", password=self.admin_password,
+                    project_name="admin", user_domain_name="Default", project_domain_name="Default",
+                    region_name=REGION, identity_api_version="3")
+
+    def user_auth(self, username, password, project):
+        return dict(self.auth, username=username, password=password, project_name=project)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self):
+        t0 = time.monotonic()
+        os.makedirs(self.workdir, exist_ok=True)
+        for name in ("keystone", "glance", "heat", "mariadb"):
+            _require_free_port(name, PORTS[name])
+        self._start_mariadb()
+        # Schema migrations and key setup do not need each other: run them side by side
+        # (each is a python start-up plus imports, the slow part on a busy 2-core machine).
+        self._write_configs()
+        self._run_parallel([
+            (self.MANAGE["keystone"], ["db_sync"]),
+            (self.MANAGE["keystone"], ["fernet_setup", "--keystone-user", "root",
+                                       "--keystone-group", "root"]),
+            (self.MANAGE["keystone"], ["credential_setup", "--keystone-user", "root",
+                                       "--keystone-group", "root"]),
+            (self.MANAGE["glance"], ["db_sync"]),
+            (self.MANAGE["heat"], ["db_sync"]),
+        ])
+        self.timings["migrations"] = round(time.monotonic() - t0, 2)
+        self._start_keystone()
+        self._bootstrap_identity()
+        # glance and heat are independent once keystone knows them: start both, then wait.
+        glance = self._spawn("glance", [self.python, SERVE, "glance", str(PORTS["glance"]),
+                                        self._path("glance")])
+        heat = self._spawn("heat", [self.python, SERVE, "heat", str(PORTS["heat"]),
+                                    self._path("heat", "heat.conf")])
+        wait_http(PORTS["glance"], "/versions", proc=glance, what="glance")
+        wait_http(PORTS["heat"], "/", proc=heat, what="heat")
+        self.timings["total"] = round(time.monotonic() - t0, 2)
+        return self
+
+    def stop(self):
+        for _name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for _name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    # ---- MariaDB (keystone's and heat's database) -------------------------------------------
+
+    def _start_mariadb(self):
+        t0 = time.monotonic()
+        datadir = self._path("mariadb", "data")
+        if not os.path.exists("/usr/sbin/mariadbd"):
+            raise TierError("mariadb-server is not installed (tools/setup.d/50-cloud.sh installs it)")
+        os.makedirs(datadir, exist_ok=True)
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120)
+        proc = self._spawn("mariadb", [
+            "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root",
+            f"--socket={self.db_socket}", f"--port={PORTS['mariadb']}", f"--bind-address={HOST}",
+            f"--pid-file={self._path('mariadb', 'mysqld.pid')}", "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",
+            "--max-connections=300", "--character-set-server=utf8mb4"])
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.db_socket):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TierError("mariadbd did not start:\n" + self.log_tail("mariadb"))
+            time.sleep(0.1)
+        self._run_venv(
+            "import pymysql,sys; c=pymysql.connect(unix_socket=sys.argv[1], user='root'); k=c.cursor()\n"
+            "for db in ('keystone', 'heat'):\n"
+            "    k.execute(f'CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4')",
+            self.db_socket)
+        self.timings["mariadb"] = round(time.monotonic() - t0, 2)
+
+    def _db_url(self, name):
+        return f"mysql+pymysql://root@localhost/{name}?unix_socket={self.db_socket}&charset=utf8mb4"
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def _write_configs(self):
+        venv_etc = os.path.join(venv.venv_path(), "etc")
+        kdir = self._path("keystone")
+        for sub in ("fernet-keys", "credential-keys"):
+            os.makedirs(os.path.join(kdir, sub), mode=0o700, exist_ok=True)
+        # keystone on MariaDB too: heat creates and deletes stack users concurrently, and
+        # keystone's sqlite answered "database is locked" (HTTP 500) under that.
+        self._write("keystone/keystone.conf", f"""
+            [DEFAULT]
+            use_stderr = true
+            [database]
+            connection = {self._db_url('keystone')}
+            [identity]
+            # bcrypt's minimum cost: every test login hashes, and these are throwaway passwords.
+            password_hash_rounds = 4
+            [token]
+            provider = fernet
+            [fernet_tokens]
+            key_repository = {kdir}/fernet-keys
+            [credential]
+            key_repository = {kdir}/credential-keys
+            """)
+
+        gdir = self._path("glance")
+        os.makedirs(os.path.join(gdir, "images"), exist_ok=True)
+        shutil.copy(os.path.join(venv_etc, "glance", "glance-api-paste.ini"), gdir)
+        self._write("glance/glance-api.conf", f"""
+            [DEFAULT]
+            use_stderr = true
+            enabled_backends = local:file
+            user_storage_quota = {GLANCE_USER_QUOTA_MB}MB
+            [glance_store]
+            default_backend = local
+            [local]
+            filesystem_store_datadir = {gdir}/images
+            [os_glance_staging_store]
+            filesystem_store_datadir = {gdir}/staging
+            [os_glance_tasks_store]
+            filesystem_store_datadir = {gdir}/tasks
+            [database]
+            connection = sqlite:///{gdir}/glance.db
+            [paste_deploy]
+            flavor = keystone
+            """ + self._authtoken("glance"))
+
+        hdir = self._path("heat")
+        os.makedirs(hdir, exist_ok=True)
+        shutil.copy(os.path.join(venv_etc, "heat", "api-paste.ini"), hdir)
+        heat_url = f"http://{HOST}:{PORTS['heat']}"
+        self._write("heat/heat.conf", f"""
+            [DEFAULT]
+            use_stderr = true
+            transport_url = fake://
+            num_engine_workers = 1
+            host = bayctl-tier
+            region_name_for_services = {REGION}
+            heat_metadata_server_url = {heat_url}
+            heat_waitcondition_server_url = {heat_url}/v1/waitcondition
+            stack_domain_admin = heat_domain_admin
+            stack_domain_admin_password = {self.service_password}
+            stack_user_domain_name = heat
+            max_nested_stack_depth = 6
+            [database]
+            connection = {self._db_url('heat')}
+            max_pool_size = 20
+            [paste_deploy]
+            api_paste_config = {hdir}/api-paste.ini
+            [clients_keystone]
+            auth_uri = {self.auth_url.rsplit('/v3', 1)[0]}
+            [trustee]
+            auth_type = password
+            auth_url = {self.auth_url}
+            username = heat
+            password = {self.service_password}
+            user_domain_name = Default
+            [oslo_messaging_notifications]
+            driver = noop
+            """ + self._authtoken("heat"))
+
+    # ---- keystone ---------------------------------------------------------------------------
+
+    def _start_keystone(self):
+        t0 = time.monotonic()
+        # The password goes through the environment (OS_BOOTSTRAP_PASSWORD), not argv.
+        self._run_parallel([(self.MANAGE["keystone"], [
+            "bootstrap",
+            "--bootstrap-admin-url", self.auth_url + "/", "--bootstrap-internal-url", self.auth_url + "/",
+            "--bootstrap-public-url", self.auth_url + "/", "--bootstrap-region-id", REGION])])
+        proc = self._spawn("keystone", [self.python, SERVE, "keystone", str(PORTS["keystone"]),
+                                        self._path("keystone")])
+        wait_http(PORTS["keystone"], "/v3", proc=proc, what="keystone")
+        self.timings["keystone"] = round(time.monotonic() - t0, 2)
+
+    def _bootstrap_identity(self):
+        """Service project and users, the heat stack domain, roles, and the catalog."""
+        import openstack
+
+        t0 = time.monotonic()
+        conn = openstack.connect(**self.auth)
+        ident = conn.identity
+        service = ident.create_project(name="service", domain_id="default")
+        admin_role = ident.find_role("admin")
+        member = ident.find_role("member")
+        ident.find_role("reader")
+        for name in ("glance", "heat"):
+            user = ident.create_user(name=name, password=self.service_password, domain_id="default")
+            ident.assign_project_role_to_user(service, user, admin_role)
+        for name in ("heat_stack_owner", "heat_stack_user"):
+            ident.create_role(name=name)
+        # Heat keeps the users it makes for wait-condition signals in their own domain.
+        heat_domain = ident.create_domain(name="heat", description="Stack projects and users")
+        domain_admin = ident.create_user(name="heat_domain_admin", password=self.service_password,
+                                         domain_id=heat_domain.id)
+        ident.assign_domain_role_to_user(heat_domain, domain_admin, admin_role)
+        # A plain member project with a user, and a reader-only user (permission tests).
+        demo = ident.create_project(name="demo", domain_id="default")
+        self.demo_password = secrets.token_urlsafe(12)
+        demo_user = ident.create_user(name="demo", password=self.demo_password, domain_id="default")
+        ident.assign_project_role_to_user(demo, demo_user, member)
+        ident.assign_project_role_to_user(demo, demo_user, ident.find_role("heat_stack_owner"))
+        viewer = ident.create_user(name="viewer", password=self.demo_password, domain_id="default")
+        ident.assign_project_role_to_user(demo, viewer, ident.find_role("reader"))
+        catalog = {
+            "image": ("glance", f"http://{HOST}:{PORTS['glance']}"),
+            "orchestration": ("heat", f"http://{HOST}:{PORTS['heat']}/v1/%(project_id)s"),
+            "compute": ("nova", f"http://{HOST}:{PORTS['nova']}/v2.1"),
+            "network": ("neutron", f"http://{HOST}:{PORTS['neutron']}"),
+            "container-infra": ("magnum", f"http://{HOST}:{PORTS['magnum']}/v1"),
+        }
+        for svc_type, (name, url) in catalog.items():
+            svc = ident.create_service(name=name, type=svc_type)
+            for interface in ("public", "internal", "admin"):
+                ident.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id=REGION)
+        conn.close()
+        self.heat_domain_id = heat_domain.id
+        self.timings["identity_bootstrap"] = round(time.monotonic() - t0, 2)
+
+    def _authtoken(self, user):
+        return f"""
+            [keystone_authtoken]
+            www_authenticate_uri = {self.auth_url}
+            auth_url = {self.auth_url}
+            auth_type = password
+            project_domain_name = Default
+            user_domain_name = Default
+            project_name = service
+            username = {user}
+            password = {self.service_password}
+            region_name = {REGION}
+            memcached_servers =
+            """
+
+
+if __name__ == "__main__":  # manual use: python -m cloudtier.tier WORKDIR (from tests/)
+    tier = Tier(sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/bayctl-cloud-manual")
+    try:
+        tier.start()
+        print(tier.timings, tier.auth_url, "admin password in", tier.workdir, flush=True)
+        signal.pause()
+    finally:
+        tier.stop()
