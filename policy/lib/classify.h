@@ -38,6 +38,7 @@ struct flow {
 	__u8 proto;
 	__u8 tracked;        /* 1 = has a conntrack entry of its own (TCP, UDP, ICMP echo) */
 	__u8 echo_reply;     /* ICMP echo reply: only ever a reply, never opens a flow */
+	__u8 echo_request;   /* ICMP echo request: never a reply, whatever its identifier */
 	__u8 related;        /* an ICMP error: the tuple is the packet it quotes, reversed */
 };
 
@@ -119,6 +120,7 @@ static __always_inline int classify_l4(struct __sk_buff *skb, __u32 l4, struct f
 			flow->dport = icmp.id;
 			flow->tracked = 1;
 			flow->echo_reply = icmp.type == ICMP_ECHOREPLY;
+			flow->echo_request = icmp.type == ICMP_ECHO;
 		}
 		break;
 	}
@@ -163,6 +165,7 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flo
 		flow->policy_dport = first->policy_dport;
 		flow->tracked = first->tracked;
 		flow->echo_reply = first->echo_reply;
+		flow->echo_request = first->echo_request;
 		return 0;
 	}
 
@@ -174,6 +177,7 @@ static __always_inline int classify_ipv4(struct __sk_buff *skb, struct flow *flo
 			.policy_dport = flow->policy_dport,
 			.tracked = flow->tracked,
 			.echo_reply = flow->echo_reply,
+			.echo_request = flow->echo_request,
 		};
 
 		bpf_map_update_elem(&bayctl_fragments, &fkey, &ports, BPF_ANY);

@@ -65,6 +65,8 @@ static __always_inline int ct_lookup(const struct flow *flow)
 			return CT_ORIGINAL;
 		}
 	}
+	if (flow->echo_request)
+		return CT_NEW;  /* a peer's own ping that happens to reuse the identifier */
 	ct_key_reverse(flow, &key);
 	entry = bpf_map_lookup_elem(&bayctl_conntrack, &key);
 	if (entry) {

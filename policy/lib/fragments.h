@@ -30,6 +30,8 @@ struct frag_ports {
 	__be16 policy_dport;
 	__u8 tracked;
 	__u8 echo_reply;
+	__u8 echo_request;
+	__u8 pad;
 };
 
 struct {

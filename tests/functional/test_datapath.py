@@ -293,6 +293,38 @@ rules:
     assert not lab.tcp("other", "web1", 80, timeout=1)
 
 
+PING_WITH_ID = """
+import socket, struct, sys
+
+def echo_request(ident):
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"bayctl"
+    total = sum(struct.unpack("!%dH" % (len(body) // 2), body))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
+
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(2)
+s.sendto(echo_request(0x4242), (sys.argv[1], 0))
+while True:
+    try:
+        data, peer = s.recvfrom(2048)
+    except OSError:
+        sys.exit(1)
+    if peer[0] == sys.argv[1] and data[20] == 0:   # an echo reply from the peer
+        sys.exit(0)
+"""
+
+
+def test_a_ping_is_never_taken_for_a_reply(lab):
+    """db pings web1 with the very identifier of web1's allowed ping: still db's own, new flow."""
+    lab.dp.replace_policy([allow(WEB, DB, ICMP)])
+    assert lab.ns["web1"].python(PING_WITH_ID, ip_of("db"), check=False).returncode == 0
+    before = lab.dp.drops()
+    assert lab.ns["db"].python(PING_WITH_ID, ip_of("web1"), check=False).returncode != 0
+    assert lab.dp.drops()["POLICY"] == before["POLICY"] + 1
+
+
 def test_fragmented_datagrams_follow_their_first_fragment(lab):
     lab.dp.replace_policy([allow(WEB, DB, ICMP)])
     big = 4000  # three fragments each way over a 1500-byte MTU
