@@ -106,11 +106,12 @@ class Bay:
 
 
 def create_bay(name: str, *, spec_file: Optional[str] = None, retain: bool = False, verify: bool = False,
-               status: Optional[Status] = None, **fields) -> Bay:
+               status: Optional[Status] = None, provider_options: Optional[dict] = None, **fields) -> Bay:
     """Create (or resume) a bay. `fields` are bay.yaml keys (provider, slaves, policy, ...) and
-    override `spec_file`. Returns the bay once its policy is seeded (and verified, if asked)."""
+    override `spec_file`. Returns the bay once its policy is seeded (and verified, if asked).
+    `provider_options` go to the provider (e.g. heat's `environments`)."""
     spec = load_spec(spec_file, name=name, overrides=fields)
-    return Bay(_create(spec, retain=retain, verify=verify, status=status))
+    return Bay(_create(spec, retain=retain, verify=verify, status=status, provider_options=provider_options))
 
 
 def get_bay(name: str) -> Bay:
@@ -129,9 +130,10 @@ def list_bays() -> List[Bay]:
     return [Bay(state) for state in list_states()]
 
 
-def delete_bay(name: str, *, status: Optional[Status] = None) -> bool:
+def delete_bay(name: str, *, status: Optional[Status] = None,
+               provider_options: Optional[dict] = None) -> bool:
     """Remove the bay and everything bayctl made for it; False if there was none."""
-    return _delete(name, status=status)
+    return _delete(name, status=status, provider_options=provider_options)
 
 
 def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None):

@@ -77,26 +77,32 @@ def connect(spec: BaySpec):
     return cloud_connect(cloud=spec.cloud)
 
 
-def open_provider(name: str, spec: Optional[BaySpec] = None):
-    """(provider, conn) for a provider name; the cloud connection only where needed."""
+def open_provider(name: str, spec: Optional[BaySpec] = None, **options):
+    """(provider, conn) for a provider name; the cloud connection only where needed.
+
+    `options` go to the provider's constructor (e.g. heat's `environments`)."""
     from bayctl.create.state import state_root
 
     if name == "local":
-        return get_provider("local", state_root=state_root()), None
+        return get_provider("local", state_root=state_root(), **options), None
     conn = connect(spec) if spec is not None else connect(BaySpec(name="x"))
-    return get_provider(name, conn), conn
+    return get_provider(name, conn, **options), conn
 
 
 def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
-               status: Optional[Status] = None) -> BayState:
-    """Create (or resume) the bay `spec` describes; returns its state once READY."""
+               status: Optional[Status] = None, provider_options: Optional[dict] = None) -> BayState:
+    """Create (or resume) the bay `spec` describes; returns its state once READY.
+
+    `provider_options` are passed to the provider (e.g. heat's `environments`, which map the
+    templates' Bay::* types: Nova/Neutron on a cloud, stand-ins on a test tier)."""
     status = status or Status()
     options = CreateOptions(retain=retain, verify=verify)
     with bay_lock(spec.name):
         saved = BayState.load(spec.name)
         try:
             spec = _validated(spec, saved)
-            provider, conn = open_provider(resolve_provider_name(spec, saved), spec)
+            provider, conn = open_provider(resolve_provider_name(spec, saved), spec,
+                                           **(provider_options or {}))
             spec = spec.with_provider(provider.name)
             if hasattr(provider, "check"):
                 provider.check(spec.name)
@@ -177,7 +183,8 @@ def _fail(ctx: CreateContext, step, err: Exception, fresh: bool) -> None:
     raise CreateFailed(f"step {step.name} failed: {reason} -- {cleanup}", step=step.name, cause=err) from err
 
 
-def delete_bay(name: str, *, status: Optional[Status] = None) -> bool:
+def delete_bay(name: str, *, status: Optional[Status] = None,
+               provider_options: Optional[dict] = None) -> bool:
     """Remove bay `name` and everything bayctl made for it. False if there was no such bay."""
     status = status or Status()
     with bay_lock(name):
@@ -193,7 +200,7 @@ def delete_bay(name: str, *, status: Optional[Status] = None) -> bool:
             provider.delete(name)
             remove_bay_dir(name)
             return True
-        provider, _ = open_provider(state.provider, BaySpec.from_dict(state.spec))
+        provider, _ = open_provider(state.provider, BaySpec.from_dict(state.spec), **(provider_options or {}))
         _delete(state, provider, status)
         return True
 

@@ -19,7 +19,8 @@ class WaitForAgents(Step):
     title = "Waiting for the slaves' agents"
 
     def run(self, ctx):
-        timeout = 60.0 if ctx.is_local else 600.0
+        remaining = ctx.spec.timeout - (time.monotonic() - ctx.started)
+        timeout = min(60.0 if ctx.is_local else 900.0, max(30.0, remaining))
         asyncio.run(self._wait_all(ctx, timeout))
 
     async def _wait_all(self, ctx, timeout):
