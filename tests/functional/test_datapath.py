@@ -110,18 +110,20 @@ class Lab:
         return self.dp.counters().get((src, dst), zero)
 
 
-def _run_loader(pin_dir, netns_path, ports, endpoints, code_after=""):
-    """Load, attach and register in a separate Python process that then exits."""
+def _run_loader(pin_dir, netns_path, ports, endpoints):
+    """Load, attach, register and apply "web reaches db on tcp/5432" in a separate Python
+    process that then exits."""
     script = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 from bayctl.node.datapath import Datapath
+from bayctl.policy import layout
 dp = Datapath(pin_dir={pin_dir!r})
 dp.load()
 indexes = {{port: dp.attach(port, {netns_path!r}) for port in {ports!r}}}
 for ip, (group, port) in {endpoints!r}.items():
     dp.set_endpoint(ip, group, ifindex=indexes[port])
-{code_after}
+dp.replace_policy([(layout.PolicyKey.make(64, {WEB}, {DB}, layout.PROTO_TCP, 5432), layout.PolicyValue(1))])
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
@@ -151,6 +153,9 @@ def lab():
 # ----- the loader ---------------------------------------------------------------------------
 
 def test_loader_process_exited_but_pins_and_program_remain(lab):
+    # enforcement by what the exited loader left behind, before this process opens any map
+    assert lab.tcp("web1", "db", 5432)
+    assert not lab.tcp("db", "web1", 5432, timeout=1)
     pins = set(os.listdir(lab.pin_dir))
     assert {layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_CONNTRACK, layout.PIN_COUNTERS,
             layout.PIN_DROPS, layout.PIN_PROG} <= pins
