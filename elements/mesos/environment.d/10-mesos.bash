@@ -15,3 +15,5 @@ export DIB_MESOS_MASTER_PACKAGES=${DIB_MESOS_MASTER_PACKAGES:-1}
 export DIB_MESOS_CNI_CONFIG_DIR=${DIB_MESOS_CNI_CONFIG_DIR:-/etc/mesos/cni}
 # The Mesos network (CNI network name) bayctl's plugin serves by default.
 export DIB_MESOS_CNI_NETWORK=${DIB_MESOS_CNI_NETWORK:-bayctl}
+# Container addresses of that network (bayctl's IPAM); per node, set by user data.
+export DIB_MESOS_CNI_SUBNET=${DIB_MESOS_CNI_SUBNET:-10.20.0.0/16}
