@@ -102,7 +102,7 @@ def udp_sink(args):
     closed = _stdin_closed_flag()
     seen, received = set(), 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE (root): never overflow
+        s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE (root): a starved sink never overflows
         s.bind(("0.0.0.0", args.port))
         s.settimeout(0.5)
         print("ready", flush=True)
