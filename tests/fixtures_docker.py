@@ -236,8 +236,14 @@ def bplg_plugin(bplg_root, bplg_tag, bplg_agent, bplg_dockerd):
             if ids:
                 bplg_dockerd.docker("rm", "-f", *ids, check=False)
             for net in bplg_dockerd.out("network", "ls", "-q", "--filter", f"driver={plugin.name}").split():
-                bplg_dockerd.docker("network", "rm", net, check=False)
+                _remove_network(bplg_dockerd, net)
         plugin.stop()
+        # Safety net: the node side of any network this session's plugin still knew.
+        with contextlib.suppress(Exception):
+            from bayctl.node import links
+
+            for network in plugin.state()["networks"].values():
+                links.delete_link(network["link"])
         with contextlib.suppress(FileNotFoundError):
             os.unlink(plugin.socket)
 
@@ -321,4 +327,14 @@ def bplg_networks(bplg_dockerd, bplg_plugin):
     if containers:
         bplg_dockerd.docker("rm", "-f", *containers, check=False)
     for full in reversed(created):
-        bplg_dockerd.docker("network", "rm", full, check=False)
+        _remove_network(bplg_dockerd, full)
+
+
+def _remove_network(daemon, name):
+    """docker refuses while it still releases a removed container's endpoint: retry briefly."""
+    for _ in range(40):
+        result = daemon.docker("network", "rm", name, check=False)
+        if result.returncode == 0 or b"not found" in result.stderr:
+            return
+        time.sleep(0.25)
+    print(f"could not remove network {name}: {result.stderr.decode(errors='replace')}", file=sys.stderr)
