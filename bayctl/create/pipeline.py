@@ -145,23 +145,28 @@ def _validated(spec: BaySpec, saved: Optional[BayState]) -> BaySpec:
 
 
 def _run_steps(ctx: CreateContext, fresh: bool) -> None:
-    for step in STEPS:
-        reason = step.skip_reason(ctx)
-        if reason:
-            ctx.state.steps[step.name] = "skipped"
-            continue
-        ctx.status.start(step.title)
-        try:
-            step.run(ctx)
-        except KeyboardInterrupt:
-            ctx.state.status, ctx.state.failed_step, ctx.state.reason = FAILED, step.name, "interrupted"
+    current = None
+    try:
+        for step in STEPS:
+            current = step
+            reason = step.skip_reason(ctx)
+            if reason:
+                ctx.state.steps[step.name] = "skipped"
+                continue
+            ctx.status.start(step.title)
+            try:
+                step.run(ctx)
+            except Exception as err:  # every failure is reported as the step's, never as a traceback
+                _fail(ctx, step, err, fresh)
+            ctx.state.steps[step.name] = "done"
             ctx.save()
-            raise
-        except Exception as err:  # every failure is reported as the step's, never as a traceback
-            _fail(ctx, step, err, fresh)
-        ctx.state.steps[step.name] = "done"
+            ctx.status.end("done")
+    except KeyboardInterrupt:
+        # Wherever it struck (in a step or between two), the record says so; nothing is undone.
+        ctx.state.status, ctx.state.reason = FAILED, "interrupted"
+        ctx.state.failed_step = current.name if current else None
         ctx.save()
-        ctx.status.end("done")
+        raise
 
 
 def _fail(ctx: CreateContext, step, err: Exception, fresh: bool) -> None:

@@ -74,6 +74,12 @@ class LocalProvider(Provider):
             if not any(os.access(os.path.join(d, tool), os.X_OK) for d in ["", *os.get_exec_path()]):
                 raise CloudError(f"the local bay needs `{os.path.basename(tool)}` "
                                  "(tools/setup-dev installs it)")
+        if self._load(bay) is None and (local_net.bay_namespaces(bay) or
+                                        local_net.link_exists(local_net.bridge_name(bay))):
+            # Objects of a bay this state dir does not know (a killed run, another BAYCTL_STATE_DIR):
+            # building on them would mix two bays. They are found by name and removed by delete.
+            raise CloudError(f"namespaces or links of a local bay {bay!r} exist but no record of it does: "
+                             f"`bayctl delete bay {bay}` removes them")
         for other, _ in self._records():
             if other != bay and (other.startswith(bay + "-") or bay.startswith(other + "-")):
                 raise CloudError(f"bay name {bay!r} and local bay {other!r} would share the namespace "

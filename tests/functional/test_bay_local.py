@@ -284,9 +284,19 @@ def test_create_again_with_other_slave_count_is_refused_before_touching_anything
     assert bay_processes(BAY) == pids
 
 
-def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(state_root):
+@pytest.fixture
+def removed_afterwards():
+    """Bay names a test makes; whatever the test's outcome, they are deleted at its end."""
+    names = []
+    yield names
+    for name in names:
+        api.delete_bay(name)
+
+
+def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(state_root, removed_afterwards):
     require_local_bay()
     name = "bbt-intr"
+    removed_afterwards.append(name)
     argv = [sys.executable, "-m", "bayctl.cli.main", "create", "mesosbay", name, "--provider", "local",
             "--slaves", "1", "--policy", WEB_DB]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -310,22 +320,24 @@ def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(sta
     assert leftovers(name, state_root) == []
 
 
-def test_unreadable_key_is_refused_before_anything_is_made(state_root, tmp_path):
+def test_unreadable_key_is_refused_before_anything_is_made(state_root, tmp_path, removed_afterwards):
     require_local_bay()
     from bayctl.errors import SpecError
 
     bad_key = tmp_path / "not-a-key"
+    removed_afterwards.append("bbt-badkey")
     bad_key.write_text("this is not a private key\n")
     with pytest.raises(SpecError, match="cannot read private key"):
         api.create_bay("bbt-badkey", provider="local", slaves=1, policy=WEB_DB, ssh_key=str(bad_key))
     assert leftovers("bbt-badkey", state_root) == []
 
 
-def test_failed_create_is_removed_and_says_what_failed(state_root):
+def test_failed_create_is_removed_and_says_what_failed(state_root, removed_afterwards):
     require_local_bay()
     from bayctl.create.pipeline import CreateFailed
 
     name = "bbt-fail"
+    removed_afterwards.append(name)
     with pytest.raises(CreateFailed) as caught:
         # A login user the nodes do not have: the nodes come up, the agents cannot be reached.
         api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, ssh_user="nobody-here")
@@ -336,11 +348,12 @@ def test_failed_create_is_removed_and_says_what_failed(state_root):
     assert leftovers(name, state_root) == []
 
 
-def test_retain_keeps_a_failed_bay_for_debugging(state_root):
+def test_retain_keeps_a_failed_bay_for_debugging(state_root, removed_afterwards):
     require_local_bay()
     from bayctl.create.pipeline import CreateFailed
 
     name = "bbt-keep"
+    removed_afterwards.append(name)
     with pytest.raises(CreateFailed) as caught:
         api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, retain=True, ssh_user="nobody-here")
     assert "kept for debugging" in str(caught.value)
@@ -348,6 +361,19 @@ def test_retain_keeps_a_failed_bay_for_debugging(state_root):
     state = api.get_bay(name).state
     assert state.status == "FAILED" and state.failed_step == "wait-for-agents"
     assert len(bay_processes(name)) == 3  # master sshd, slave sshd, slave agent: all kept
+    assert api.delete_bay(name)
+    assert leftovers(name, state_root) == []
+
+
+def test_leftovers_of_an_unrecorded_bay_are_refused_then_delete_removes_them(state_root, removed_afterwards):
+    require_local_bay()
+    from bayctl.errors import CloudError
+
+    name = "bbt-orphan"
+    removed_afterwards.append(name)
+    subprocess.run(["ip", "netns", "add", local_net.netns_name(name, "master")], check=True)
+    with pytest.raises(CloudError, match="no record of it"):
+        api.create_bay(name, provider="local", slaves=1, policy=WEB_DB)
     assert api.delete_bay(name)
     assert leftovers(name, state_root) == []
 
