@@ -77,10 +77,10 @@ def kernel_fill_ms(key_array, value_array, count, batch):
 
 
 def hash_batch_fill_ms(key_array, value_array, count):
-    """The same keys batch-written into a plain HASH map: a yardstick of this machine's speed
-    right now (PLATFORM.md measured ~37 ms for 100k on a quiet machine)."""
+    """The same keys batch-written into a plain preallocated HASH map: a yardstick of this
+    machine's speed right now (PLATFORM.md measured ~37 ms for 100k on a quiet machine)."""
     fd = libbpf.map_create(1, "bench_hash", ctypes.sizeof(layout.PolicyKey),
-                           ctypes.sizeof(layout.PolicyValue), layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC)
+                           ctypes.sizeof(layout.PolicyValue), layout.MAX_POLICY)
     try:
         ms, _ = timed(libbpf.map_update_batch, fd, key_array, value_array, count)
         return ms
