@@ -86,6 +86,13 @@ def open_provider(name: str, spec: Optional[BaySpec] = None, **options):
     if name == "local":
         return get_provider("local", state_root=state_root(), **options), None
     conn = connect(spec) if spec is not None else connect(BaySpec(name="x"))
+    if name == "auto":
+        try:
+            from bayctl.providers.auto import choose_provider
+        except ImportError:  # no Magnum probe available: Heat works on every OpenStack cloud
+            name = "heat"
+        else:
+            name = choose_provider(conn)
     return get_provider(name, conn, **options), conn
 
 
