@@ -28,8 +28,12 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
         if status is not None:
             status.update(str(result), len(done), len(slaves))
 
+    # Same SSH path either way; on the local bay's nodes (this machine) curl is known to be there
+    # and asks the agent's API directly instead of starting `bayctl node` three times per node
+    # (bench/bay_local.py: ~2.5x faster). A cloud image is only known to have bayctl.
+    remote = "curl" if state.provider == "local" else "cli"
     results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key,
-                          bastion=master, progress=progress, raise_on_failure=False)
+                          bastion=master, progress=progress, raise_on_failure=False, remote=remote)
     state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
     failed = [r for r in results if not r.ok]
     if not failed:
