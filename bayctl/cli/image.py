@@ -17,7 +17,7 @@ class Build(ShowOne):
     """
 
     def get_parser(self, prog_name):
-        from bayctl.image.build import DEFAULT_DISTRO, DEFAULT_ELEMENTS, DEFAULT_RELEASE, FORMATS
+        from bayctl.image.builder import DEFAULT_DISTRO, DEFAULT_ELEMENTS, DEFAULT_RELEASE, FORMATS
 
         parser = super().get_parser(prog_name)
         parser.add_argument("-o", "--output", default=None, metavar="PATH",
@@ -58,14 +58,15 @@ class Build(ShowOne):
         parser.add_argument("--quiet", action="store_true", help="no progress lines")
         parser.add_argument("--upload", action="store_true",
                             help="upload to Glance (once per inputs digest); takes the usual --os-* options")
-        parser.add_argument("--image-name", default=None, help="Glance image name (default: the file's name)")
+        parser.add_argument("--image-name", "--name", dest="image_name", default=None,
+                            help="Glance image name (default: the file's name)")
         parser.add_argument("--os-distro", default=None, help="Glance os_distro (default: from --distro)")
         _add_cloud_arguments(parser)
         return parser
 
     def take_action(self, args):
         from bayctl.image import ImageRequest, build
-        from bayctl.image.build import DEFAULT_ELEMENTS
+        from bayctl.image.builder import DEFAULT_ELEMENTS
 
         elements = tuple(args.element or DEFAULT_ELEMENTS) + tuple(args.extra_element)
         output = args.output or f"bayctl-mesos-{args.release}.{args.image_format}"

@@ -4,9 +4,9 @@
     image = build(ImageRequest(output="bayctl-mesos.qcow2",
                                env={"DIB_MESOS_APT_REPO": "http://repo.example/mesos"}))
 
-See build.py for the steps; `bayctl image build` is the CLI.
+See builder.py for the steps; `bayctl image build` is the CLI.
 """
 
-from bayctl.image.build import DEFAULT_ELEMENTS, FORMATS, ImageBuild, ImageRequest, build
+from bayctl.image.builder import DEFAULT_ELEMENTS, FORMATS, ImageBuild, ImageRequest, build
 
 __all__ = ["DEFAULT_ELEMENTS", "FORMATS", "ImageBuild", "ImageRequest", "build"]

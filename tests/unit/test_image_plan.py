@@ -60,7 +60,7 @@ def element_copy(tmp_path):
 
 
 def plan(extra_dir, env=None, **request):
-    from bayctl.image.build import ImageRequest, _plan
+    from bayctl.image.builder import ImageRequest, _plan
 
     request.setdefault("elements", ("bayctl-test-fail",))
     req = ImageRequest(output="/nonexistent/x.qcow2", elements_dirs=(str(extra_dir),), **request)
@@ -98,7 +98,7 @@ def test_image_plan_settles_mirrors_layout_and_elements_path(element_copy):
 
 
 def test_image_plan_refuses_bad_requests_before_anything_runs(element_copy):
-    from bayctl.image.build import ImageRequest, _plan
+    from bayctl.image.builder import ImageRequest, _plan
 
     with pytest.raises(ImageError, match="Element 'no-such-element' not found"):
         plan(element_copy, elements=("no-such-element",))
