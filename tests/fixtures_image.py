@@ -1,0 +1,177 @@
+"""Fixtures of the image tests: stand-in Mesos packages, a local apt repository, one real build.
+
+Mesos and Marathon are packaged in no repository this machine (or CI) can reach, so the
+tests build STAND-IN packages named `mesos`, `marathon` and `zookeeperd` with dpkg-deb:
+shell scripts and systemd units laid out like Mesosphere's packages (units mesos-master,
+mesos-slave, marathon; Debian's zookeeper unit), whose postinst enables their services the
+way those packages did. `mesos` and `marathon` are served from a flat apt repository on
+127.0.0.1 (DIB_MESOS_APT_REPO); `zookeeperd` (epoch 99, so it wins over Debian's) comes
+from a folder of .deb files (DIB_MESOS_DEB_DIR): one build exercises both sources.
+
+The session builds ONE image (cold, ~3-5 min) that every dib test inspects.
+"""
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+from prereq import require, require_root, require_tools
+
+TEST_ELEMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functional", "image_elements")
+STANDIN_VERSION = "99:0.0-bayctl.standin"
+IMAGE_TOOLS = ("debootstrap", "qemu-img", "debugfs", "dpkg-deb", "apt-ftparchive", "losetup", "sudo",
+               "make", "clang")
+
+_DAEMON = """#!/bin/sh
+# Stand-in for {name} (bayctl tests): Mesos is packaged nowhere reachable.
+echo "stand-in {name} $*"
+exec sleep infinity
+"""
+
+_UNIT = """[Unit]
+Description=stand-in {name} (bayctl image tests)
+
+[Service]
+ExecStart=/usr/sbin/{name}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+_POSTINST = """#!/bin/sh
+set -e
+# Like the packages it stands in for: enable its services on install.
+if [ "$1" = configure ]; then
+    for unit in {units}; do systemctl enable "$unit" || true; done
+fi
+"""
+
+# package -> {daemon executable: unit name}
+STANDINS = {
+    "mesos": {"mesos-master": "mesos-master.service", "mesos-slave": "mesos-slave.service"},
+    "marathon": {"marathon": "marathon.service"},
+    "zookeeperd": {"zookeeper": "zookeeper.service"},
+}
+
+
+def build_standin_deb(package, daemons, out_dir, work_dir):
+    """A stand-in .deb for `package` built with dpkg-deb; returns its path."""
+    root = os.path.join(work_dir, package)
+    os.makedirs(os.path.join(root, "DEBIAN"))
+    os.makedirs(os.path.join(root, "usr", "sbin"))
+    os.makedirs(os.path.join(root, "lib", "systemd", "system"))
+    for daemon, unit in daemons.items():
+        _write(os.path.join(root, "usr", "sbin", daemon), _DAEMON.format(name=daemon), 0o755)
+        _write(os.path.join(root, "lib", "systemd", "system", unit), _UNIT.format(name=daemon), 0o644)
+    if package == "mesos":  # Mesosphere's layout: flags as files
+        for folder in ("etc/mesos", "etc/mesos-master", "etc/mesos-slave"):
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+        _write(os.path.join(root, "etc", "mesos", "zk"), "zk://localhost:2181/mesos\n", 0o644)
+    _write(os.path.join(root, "DEBIAN", "control"),
+           f"Package: {package}\nVersion: {STANDIN_VERSION}\nArchitecture: all\n"
+           f"Maintainer: bayctl tests <tests@bayctl.invalid>\n"
+           f"Description: stand-in {package} for bayctl's image tests (not the real thing)\n", 0o644)
+    _write(os.path.join(root, "DEBIAN", "postinst"),
+           _POSTINST.format(units=" ".join(daemons.values())), 0o755)
+    deb = os.path.join(out_dir, f"{package}_0.0-bayctl.standin_all.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", root, deb], check=True,
+                   stdout=subprocess.DEVNULL)
+    return deb
+
+
+def _write(path, text, mode):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+class AptRepoServer:
+    """A flat apt repository (one folder + Packages index) served over HTTP on 127.0.0.1."""
+
+    def __init__(self, folder):
+        with open(os.path.join(folder, "Packages"), "w") as index:
+            subprocess.run(["apt-ftparchive", "packages", "."], cwd=folder, stdout=index, check=True)
+        with open(os.path.join(folder, "Release"), "w") as release:  # unsigned: trusted=yes
+            subprocess.run(["apt-ftparchive", "release", "."], cwd=folder, stdout=release, check=True)
+        handler = functools.partial(_QuietHandler, directory=folder)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def image_prerequisites():
+    require_root()
+    require_tools(*IMAGE_TOOLS)
+    try:
+        import diskimage_builder  # noqa: F401
+    except ImportError:
+        require(False, "needs diskimage-builder (pip install '.[image]')")
+
+
+@pytest.fixture(scope="session")
+def image_mesos_sources(tmp_path_factory):
+    """{"DIB_MESOS_APT_REPO": url, "DIB_MESOS_DEB_DIR": folder} with the stand-in packages."""
+    image_prerequisites()
+    base = tmp_path_factory.mktemp("image-mesos")
+    repo, debs, work = (str(base / d) for d in ("repo", "debs", "work"))
+    for d in (repo, debs, work):
+        os.makedirs(d)
+    build_standin_deb("mesos", STANDINS["mesos"], repo, work)
+    build_standin_deb("marathon", STANDINS["marathon"], repo, work)
+    build_standin_deb("zookeeperd", STANDINS["zookeeperd"], debs, work)
+    server = AptRepoServer(repo)
+    try:
+        yield {"DIB_MESOS_APT_REPO": server.url, "DIB_MESOS_DEB_DIR": debs}
+    finally:
+        server.close()
+
+
+def image_cache_dir():
+    """DIB's cache (debootstrap tarball) kept across sessions on a developer machine."""
+    return os.environ.get("BAYCTL_IMAGE_TEST_CACHE", "/var/tmp/bayctl-image-test-cache")
+
+
+@pytest.fixture(scope="session")
+def node_image(tmp_path_factory, image_mesos_sources):
+    """The session's one real build: the default node image + the in-image assertions."""
+    from bayctl.image import DEFAULT_ELEMENTS, ImageRequest, blockdev, build
+
+    env = dict(image_mesos_sources)
+    if blockdev.has_device_mapper():
+        # The tests read the image's filesystem directly: keep it unpartitioned everywhere.
+        env["DIB_BLOCK_DEVICE_CONFIG"] = blockdev.FLAT_EXT4_LAYOUT
+    out = tmp_path_factory.mktemp("image-out")
+    request = ImageRequest(
+        output=str(out / "bayctl-node-test.qcow2"),
+        elements=(*DEFAULT_ELEMENTS, "bayctl-test-assert"),
+        compress=False,  # the tests convert it to raw anyway
+        cache_dir=image_cache_dir(),
+        env=env,
+        elements_dirs=(TEST_ELEMENTS_DIR,),
+    )
+    steps = []
+    image = build(request, on_step=steps.append)
+    return {"request": request, "image": image, "steps": steps}
+
+
+@pytest.fixture(scope="session")
+def node_image_raw(node_image, tmp_path_factory):
+    """The image converted to raw: one ext4 filesystem debugfs reads (no mount, no root tricks)."""
+    raw = str(tmp_path_factory.mktemp("image-raw") / "node.raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", node_image["image"].path, raw], check=True)
+    yield raw
+    shutil.rmtree(os.path.dirname(raw), ignore_errors=True)
