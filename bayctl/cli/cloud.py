@@ -55,7 +55,7 @@ class ImageUpload(CloudCommand, ShowOne):
         parser.add_argument("--inputs", default=None, metavar="DIGEST",
                             help="digest of the build's inputs (default: sha256 of the file)")
         parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE")
-        parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for `active`")
+        parser.add_argument("--wait-timeout", type=float, default=600, help="seconds to wait for `active`")
         return parser
 
     def take_action(self, args):
@@ -71,7 +71,7 @@ class ImageUpload(CloudCommand, ShowOne):
         conn = self.connect(args)
         result = images.upload_image(conn, args.file, name=args.name, disk_format=args.disk_format,
                                      container_format=args.container_format, os_distro=args.os_distro,
-                                     build_inputs=args.inputs, properties=props, timeout=args.timeout)
+                                     build_inputs=args.inputs, properties=props, timeout=args.wait_timeout)
         image = result.image
         return (("id", "name", "status", "os_distro", "build_inputs", "reused"),
                 (image.id, image.name, image.status, image.os_distro, images.build_inputs_of(image),

@@ -7,6 +7,7 @@ verified unless the user's cloud config says `verify: false` or `--insecure` is 
 No password or token is ever logged (see secrets_filter).
 """
 
+import argparse
 import logging
 import os
 import sys
@@ -22,10 +23,21 @@ def add_cloud_arguments(parser, argv=None):
     import openstack.config
 
     config = openstack.config.OpenStackConfig()
+    before = {action.dest for action in parser._actions}
     # The pre-parse of argv finds --os-cloud/--os-auth-type so that the auth plugin's own
     # options (--os-password, --os-token, ...) get registered too.
     config.register_argparse_arguments(parser, sys.argv[1:] if argv is None else argv)
+    # Remember which options are the cloud's: the command's own (--image, --external-network,
+    # ...) must not reach openstacksdk, which reads e.g. `external_network` as config.
+    parser.set_defaults(_cloud_dests=sorted({a.dest for a in parser._actions} - before))
     return parser
+
+
+def _cloud_options(options):
+    dests = getattr(options, "_cloud_dests", None)
+    if dests is None:
+        return options
+    return argparse.Namespace(**{d: getattr(options, d) for d in dests if hasattr(options, d)})
 
 
 def has_cloud_config(options=None):
@@ -61,7 +73,7 @@ def connect(options=None, cloud=None, authenticate=True, **kwargs):
 
     try:
         if options is not None:
-            region = openstack.config.OpenStackConfig().get_one(argparse=options, **kwargs)
+            region = openstack.config.OpenStackConfig().get_one(argparse=_cloud_options(options), **kwargs)
         else:
             region = openstack.config.OpenStackConfig().get_one(cloud=cloud, **kwargs)
     except (sdk_exc.ConfigException, ksa_exc.ClientException, KeyError) as e:

@@ -62,6 +62,7 @@ class KeystoneValidator:
         import openstack
 
         self._conn = openstack.connect(**auth)
+        self._tokens_url = auth["auth_url"].rstrip("/") + "/auth/tokens"
         self._cache = {}
         self._lock = threading.Lock()
 
@@ -69,8 +70,7 @@ class KeystoneValidator:
         with self._lock:
             if token in self._cache:
                 return self._cache[token]
-        resp = self._conn.session.get(self._conn.identity.get_endpoint() + "/auth/tokens",
-                                      headers={"X-Subject-Token": token}, raise_exc=False)
+        resp = self._conn.session.get(self._tokens_url, headers={"X-Subject-Token": token}, raise_exc=False)
         if resp.status_code != 200:
             return None
         info = resp.json()["token"]

@@ -5,7 +5,7 @@ Follows the Networking API reference (docs.openstack.org/api-ref/network/v2/):
 - networks: GET /v2.0/networks with attribute filters (`name`, `router:external`, `id`),
   GET /v2.0/networks/{id}, POST /v2.0/networks (`router:external` needs admin: 403);
 - quotas: GET /v2.0/quotas/{project_id}/details -> per resource `limit`, `used`, `reserved`
-  (-1 is unlimited).
+  (-1 is unlimited); PUT /v2.0/quotas/{project_id} (admin only) sets limits.
 Errors are `{"NeutronError": {"type": ..., "message": ..., "detail": ""}}` as Neutron writes them.
 """
 
@@ -33,6 +33,7 @@ class Neutron(Service):
         self.route("POST", r"/v2.0/networks(\.json)?", self.create_network)
         self.route("GET", r"/v2.0/networks/(?P<id>[^/.]+)(\.json)?", self.get_network)
         self.route("GET", r"/v2.0/quotas/(?P<project>[^/.]+)/details(\.json)?", self.quota_details)
+        self.route("PUT", r"/v2.0/quotas/(?P<project>[^/.]+)(\.json)?", self.update_quota)
 
     def error_body(self, status, message, kind):
         return {"NeutronError": {"type": kind or {404: "NotFound", 403: "Forbidden", 409: "Conflict"}.get(
@@ -93,3 +94,17 @@ class Neutron(Service):
         used = self.usage.get(project, {})
         return 200, {"quota": {name: {"limit": limit, "used": used.get(name, 0), "reserved": 0}
                                for name, limit in limits.items()}}
+
+    def update_quota(self, request):
+        if not request.is_admin:
+            raise HTTPError(403, "rule:update_quota is disallowed by policy", "PolicyNotAuthorized")
+        body = request.body.get("quota")
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Resource body required", "HTTPBadRequest")
+        unknown = set(body) - set(self.default_quota)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise HTTPError(400, f"Unrecognized attribute(s) '{names}'", "HTTPBadRequest")
+        project = request.params["project"]
+        self.quota.setdefault(project, {}).update({k: int(v) for k, v in body.items()})
+        return 200, {"quota": {**self.default_quota, **self.quota[project]}}

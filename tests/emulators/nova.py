@@ -8,6 +8,7 @@ Follows the Compute API reference (docs.openstack.org/api-ref/compute/):
 - keypairs: GET/POST /os-keypairs, GET/DELETE /os-keypairs/{name} (404 `itemNotFound`,
   409 `conflictingRequest` for a duplicate name);
 - flavors: GET /flavors, /flavors/detail, /flavors/{id}; POST /flavors (admin only, 403);
+- quotas: GET/PUT /os-quota-sets/{project_id} (`quota_set`: instances, cores, ram; PUT admin only);
 - limits: GET /limits -> `absolute` maxTotalInstances/totalInstancesUsed, maxTotalCores/
   totalCoresUsed, maxTotalRAMSize/totalRAMUsed (-1 is unlimited).
 Error bodies are `{"<kind>": {"code": N, "message": "..."}}` as Nova writes them.
@@ -51,6 +52,8 @@ class Nova(Service):
         self.route("POST", "/v2.1/flavors", self.create_flavor)
         self.route("GET", "/v2.1/flavors/(?P<id>[^/]+)", self.get_flavor)
         self.route("GET", "/v2.1/limits", self.limits)
+        self.route("GET", "/v2.1/os-quota-sets/(?P<project>[^/]+)", self.show_quota)
+        self.route("PUT", "/v2.1/os-quota-sets/(?P<project>[^/]+)", self.update_quota)
 
     def error_body(self, status, message, kind):
         return {ERROR_KINDS.get(status, "computeFault"): {"code": status, "message": message}}
@@ -164,3 +167,31 @@ class Nova(Service):
                     "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
                     "maxServerGroups": 10, "maxServerGroupMembers": 10, "totalServerGroupsUsed": 0}
         return 200, {"limits": {"rate": [], "absolute": absolute}}
+
+    # quota sets -----------------------------------------------------------------------
+    _QUOTA_KEYS = {"instances": "maxTotalInstances", "cores": "maxTotalCores", "ram": "maxTotalRAMSize"}
+
+    def _quota_set(self, project):
+        quota = {**self.default_quota, **self.quota.get(project, {})}
+        return {"id": project, **{k: quota[v] for k, v in self._QUOTA_KEYS.items()}}
+
+    def show_quota(self, request):
+        return 200, {"quota_set": self._quota_set(request.params["project"])}
+
+    def update_quota(self, request):
+        if not request.is_admin:
+            raise HTTPError(403, "Policy doesn't allow os_compute_api:os-quota-sets:update to be performed.")
+        body = request.body.get("quota_set")
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Invalid input for field/attribute quota_set.")
+        unknown = set(body) - set(self._QUOTA_KEYS) - {"force"}
+        if unknown:
+            raise HTTPError(400, "Invalid input for field/attribute quota_set. Additional properties are "
+                                 f"not allowed ({', '.join(sorted(unknown))} were unexpected)")
+        project = request.params["project"]
+        with self.lock:
+            self.quota.setdefault(project, {}).update({self._QUOTA_KEYS[k]: int(v) for k, v in body.items()
+                                                       if k in self._QUOTA_KEYS})
+        quota_set = self._quota_set(project)
+        quota_set.pop("id")
+        return 200, {"quota_set": quota_set}

@@ -133,3 +133,24 @@ def test_data_not_matching_the_declared_format_is_refused_cleanly(cloud_conn, tm
     with pytest.raises(ImageError, match="does not match"):
         upload_image(cloud_conn, path, name="bcl-img-mismatch", build_inputs="mismatch-v1", timeout=60)
     assert list(cloud_conn.image.images(name="bcl-img-mismatch")) == []
+
+
+def test_cli_upload_then_reuse(cloud_tier, clouds_yaml, tmp_path):
+    import json
+    import sys
+
+    path = _image_file(tmp_path / "cli.raw", 8192, b"cli-upload")
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": clouds_yaml}
+    argv = [sys.executable, "-m", "bayctl.cli.main", "image", "upload", path, "--name", "bcl-img-cli",
+            "--os-cloud", "bayctl-test", "-f", "json"]
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    shown = json.loads(first.stdout)
+    second = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120).stdout)
+    assert (shown["status"], shown["os_distro"], shown["reused"]) == ("active", "debian", False)
+    assert second["reused"] is True and second["id"] == shown["id"]
+    from bayctl.cloud.connection import connect
+
+    conn = connect(**cloud_tier.auth)
+    conn.image.delete_image(shown["id"], ignore_missing=True)
+    conn.close()

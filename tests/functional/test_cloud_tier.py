@@ -91,8 +91,9 @@ def test_debug_output_never_shows_the_password_or_the_token(cloud_tier, clouds_y
 
     token = openstack.connect(**cloud_tier.auth).session.get_token()
     auth = cloud_tier.auth
-    res = _bayctl(["--debug", "-v", "image", "list", "--os-auth-type", "token", "--os-auth-url", auth["auth_url"],
-                   "--os-token", token, "--os-project-name", "admin", "--os-project-domain-name", "Default",
+    res = _bayctl(["--debug", "-v", "image", "list", "--os-auth-type", "token",
+                   "--os-auth-url", auth["auth_url"], "--os-token", token, "--os-project-name", "admin",
+                   "--os-project-domain-name", "Default",
                    "--os-region-name", auth["region_name"]], {})
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]

@@ -1,0 +1,311 @@
+"""The magnum provider: a Mesos cluster through the cloud's Magnum (releases up to 15.x).
+
+Magnum's Mesos driver (mesos_ubuntu_v1) was removed in 16.0.0, so this only works where
+Magnum still has it; Magnum then answers "Cluster type (vm, <os_distro>, mesos) not
+supported" and the error tells the user to use `--provider heat`. Clusters and cluster
+templates go through python-magnumclient; a Magnum so old that it has only baymodels/bays
+(which today's magnumclient no longer speaks) is driven through the same session with the
+API reference's /v1/baymodels and /v1/bays.
+
+The stack Magnum's conductor creates is watched and diagnosed like the heat provider's.
+"""
+
+import logging
+import time
+
+from bayctl.cloud.diagnosis import raise_stack_failed
+from bayctl.cloud.heat_client import heat
+from bayctl.cloud.stacks import DEFAULT_INTERVAL, wait_for_stack
+from bayctl.errors import CloudError
+from bayctl.providers.base import MASTER, SLAVE, BayStatus, Node, Progress, Provider
+
+LOG = logging.getLogger(__name__)
+
+TEMPLATE_PREFIX = "bayctl-"  # cluster templates bayctl makes itself (deleted with their bay)
+
+
+class MesosNotSupported(CloudError):
+    """This cloud's Magnum has no Mesos driver (or none for the image's os_distro)."""
+
+
+def _magnum_message(error):
+    """The `detail` of Magnum's {"errors": [...]} body, else the exception text, one line."""
+    for attr in ("details", "message"):
+        text = getattr(error, attr, None)
+        if text:
+            break
+    else:
+        text = str(error)
+    return str(text).strip().splitlines()[0][:300]
+
+
+class _Legacy:
+    """baymodels/bays, from Magnum's API reference, over the keystoneauth session."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.kw = dict(endpoint_filter={"service_type": "container-infra",
+                                        "interface": conn.config.get_interface(),
+                                        "region_name": conn.config.get_region_name()},
+                       headers={"OpenStack-API-Version": "container-infra 1.1"}, raise_exc=False)
+
+    def call(self, method, path, json=None):
+        # The catalog URL of Magnum ends in /v1 (as Magnum registers it).
+        resp = self.conn.session.request(path, method, json=json, **self.kw)
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json()["errors"][0]["detail"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                detail = resp.text[:300]
+            err = CloudError(f"Magnum: {detail}")
+            err.status_code = resp.status_code
+            raise err
+        return resp.json() if resp.content else None
+
+
+class MagnumProvider(Provider):
+    name = "magnum"
+
+    def __init__(self, conn, cluster_template=None, poll_interval=DEFAULT_INTERVAL, legacy=None):
+        """`cluster_template`: use this existing (shared) template instead of making one per bay."""
+        self.conn = conn
+        self.shared_template = cluster_template
+        self.poll_interval = poll_interval
+        self._legacy = legacy
+        self.mc = self._client()
+
+    def _client(self):
+        from magnumclient.v1 import client as magnum_client
+
+        try:
+            self.conn.session.get_endpoint(service_type="container-infra",
+                                           interface=self.conn.config.get_interface(),
+                                           region_name=self.conn.config.get_region_name())
+        except Exception:
+            raise CloudError("this cloud has no Magnum (container-infra) endpoint: use --provider heat") \
+                from None
+        return magnum_client.Client(session=self.conn.session, service_type="container-infra",
+                                    interface=self.conn.config.get_interface(),
+                                    region_name=self.conn.config.get_region_name())
+
+    @property
+    def legacy(self):
+        """True where Magnum has only baymodels/bays (asked once: GET /v1/clustertemplates 404)."""
+        if self._legacy is None:
+            from magnumclient import exceptions as mc_exc
+
+            try:
+                self.mc.cluster_templates.list(limit=1)
+                self._legacy = False
+            except mc_exc.NotFound:
+                self._legacy = True
+        return self._legacy
+
+    # -- cluster templates ------------------------------------------------------------------------
+
+    def template_name(self, request):
+        return self.shared_template or TEMPLATE_PREFIX + request.name
+
+    def _template_attrs(self, request):
+        attrs = {"name": self.template_name(request), "coe": "mesos", "image_id": request.image,
+                 "keypair_id": request.keypair, "external_network_id": request.external_network,
+                 "flavor_id": request.slave_flavor or request.master_flavor,
+                 "master_flavor_id": request.master_flavor, "server_type": "vm", "network_driver": "docker",
+                 "labels": {k: str(v) for k, v in request.labels.items()}, "public": False}
+        if request.dns_nameserver:
+            attrs["dns_nameserver"] = request.dns_nameserver
+        return {k: v for k, v in attrs.items() if v is not None}
+
+    def _refusal(self, error, what):
+        message = _magnum_message(error)
+        if "not supported" in message and "mesos" in message.lower():
+            return MesosNotSupported(f"this cloud's Magnum does not support Mesos ({message}); Magnum "
+                                     "removed its Mesos driver in 16.0.0 and 15.x runs it only on "
+                                     "os_distro=ubuntu "
+                                     "images: use --provider heat")
+        return CloudError(f"Magnum refused the {what}: {message}")
+
+    def ensure_template(self, request):
+        """The bay's cluster template (baymodel): reused by name, else created. Returns its uuid."""
+        name = self.template_name(request)
+        if self.legacy:
+            for tpl in self._legacy_api().call("GET", "/baymodels")["baymodels"]:
+                if tpl["name"] == name:
+                    return tpl["uuid"]
+            if self.shared_template:
+                raise CloudError(f"baymodel {name!r} not found")
+            try:
+                return self._legacy_api().call("POST", "/baymodels", self._template_attrs(request))["uuid"]
+            except CloudError as e:
+                raise self._refusal(e, "baymodel") from None
+        for tpl in self.mc.cluster_templates.list(detail=False):
+            if tpl.name == name:
+                return tpl.uuid
+        if self.shared_template:
+            raise CloudError(f"cluster template {name!r} not found")
+        try:
+            return self.mc.cluster_templates.create(**self._template_attrs(request)).uuid
+        except Exception as e:  # magnumclient's HTTP errors
+            raise self._refusal(e, "cluster template") from None
+
+    def accepts_mesos(self, request):
+        """Does this Magnum accept a Mesos template for this request? (for --provider auto)
+
+        Asks with the bay's own template, which a magnum create needs anyway; when refused
+        nothing is left behind."""
+        try:
+            self.ensure_template(request)
+            return True
+        except MesosNotSupported:
+            return False
+
+    def _legacy_api(self):
+        return _Legacy(self.conn)
+
+    # -- Provider -----------------------------------------------------------------------------
+
+    def _cluster(self, ref):
+        from magnumclient import exceptions as mc_exc
+
+        if self.legacy:
+            try:
+                return self._legacy_api().call("GET", f"/bays/{ref}")
+            except CloudError as e:
+                if getattr(e, "status_code", None) == 404:
+                    return None
+                raise
+        try:
+            return self.mc.clusters.get(ref).to_dict()
+        except mc_exc.NotFound:
+            return None
+
+    def create(self, request):
+        existing = self._cluster(request.name)
+        if existing is not None:
+            LOG.info("cluster %s exists (%s): resuming", request.name, existing["status"])
+            return existing["uuid"]
+        template = self.ensure_template(request)
+        timeout_mins = max(1, int(request.timeout // 60))
+        try:
+            if self.legacy:
+                return self._legacy_api().call("POST", "/bays", {
+                    "name": request.name, "baymodel_id": template, "node_count": request.slaves,
+                    "master_count": 1, "bay_create_timeout": timeout_mins})["uuid"]
+            return self.mc.clusters.create(name=request.name, cluster_template_id=template,
+                                           node_count=request.slaves, master_count=1, keypair=request.keypair,
+                                           create_timeout=timeout_mins).uuid
+        except Exception as e:
+            raise self._refusal(e, "cluster") from None
+
+    def _stack_ref(self, cluster):
+        stack = heat(self.conn).stacks.get(cluster["stack_id"])  # one lookup: "name/id" afterwards
+        return f"{stack.stack_name}/{stack.id}"
+
+    def wait(self, ref, progress=None, timeout=None, action="CREATE"):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cluster = self._cluster(ref)
+        if cluster is None:
+            raise CloudError(f"cluster {ref} not found")
+        while not cluster.get("stack_id") and cluster["status"].endswith("IN_PROGRESS"):
+            self._check_deadline(deadline, timeout, cluster, action)
+            time.sleep(self.poll_interval)
+            cluster = self._cluster(ref)
+        if cluster["status"] == f"{action}_FAILED" and not cluster.get("stack_id"):
+            raise CloudError(f"cluster {cluster['name']} {cluster['status']}: {cluster.get('status_reason')}")
+        stack_ref = self._stack_ref(cluster)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        # The stack's events give the progress; a failure is diagnosed to the deepest resource.
+        wait_for_stack(self.conn, stack_ref, action=action, progress=progress, timeout=remaining,
+                       interval=self.poll_interval, what=f"cluster {cluster['name']}: stack",
+                       provider=self.name)
+        # Then Magnum's own view catches up (its conductor syncs from the stack).
+        while True:
+            cluster = self._cluster(ref)
+            if cluster is None or cluster["status"] == f"{action}_COMPLETE":
+                break
+            if cluster["status"].endswith("FAILED"):
+                raise_stack_failed(self.conn, stack_ref, what=f"cluster {cluster['name']}")
+            self._check_deadline(deadline, timeout, cluster, action)
+            time.sleep(self.poll_interval)
+        if progress is not None and cluster is not None:
+            progress(Progress(message=f"cluster {cluster['name']} {cluster['status']}", done=1, total=1,
+                              status=cluster["status"]))
+        status = cluster["status"] if cluster else f"{action}_COMPLETE"
+        return BayStatus(name=cluster["name"] if cluster else ref, id=ref, status=status, provider=self.name)
+
+    @staticmethod
+    def _check_deadline(deadline, timeout, cluster, action):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CloudError(f"cluster {cluster['name']}: {action} not finished after {timeout:.0f}s "
+                             f"({cluster['status']}); it is left as it is")
+
+    def diagnose(self, ref):
+        """Find the stack behind a failed cluster and raise StackFailed for its deepest failure."""
+        cluster = self._cluster(ref)
+        if cluster is None or not cluster.get("stack_id"):
+            raise CloudError(f"cluster {ref}: no stack to diagnose")
+        raise_stack_failed(self.conn, self._stack_ref(cluster), what=f"cluster {cluster['name']}")
+
+    def nodes(self, ref):
+        cluster = self._cluster(ref)
+        if cluster is None or cluster["status"] != "CREATE_COMPLETE":
+            raise CloudError(f"cluster {ref} is {cluster['status'] if cluster else 'gone'}: no nodes yet")
+        stack = heat(self.conn).stacks.get(self._stack_ref(cluster))
+        out = {o["output_key"]: o.get("output_value") for o in stack.outputs or []}
+        name = cluster["name"]
+        nodes = [Node(name=f"{name}-master", role=MASTER, public_ip=out.get("mesos_master") or
+                      (cluster.get("master_addresses") or [None])[0],
+                      private_ip=out.get("mesos_master_private"))]
+        publics = out.get("mesos_slaves") or cluster.get("node_addresses") or []
+        privates = out.get("mesos_slaves_private") or []
+        for i, private in enumerate(privates):
+            nodes.append(Node(name=f"{name}-slave-{i}", role=SLAVE,
+                              public_ip=publics[i] if i < len(publics) else None, private_ip=private))
+        return nodes
+
+    def delete(self, ref, wait=True, progress=None, timeout=None):
+        cluster = self._cluster(ref)
+        if cluster is None:
+            return
+        template_id = cluster.get("cluster_template_id") or cluster.get("baymodel_id")
+        stack_ref = self._stack_ref(cluster) if cluster.get("stack_id") else None
+        if self.legacy:
+            self._legacy_api().call("DELETE", f"/bays/{cluster['uuid']}")
+        else:
+            self.mc.clusters.delete(cluster["uuid"])
+        if not wait:
+            return
+        if stack_ref:
+            wait_for_stack(self.conn, stack_ref, action="DELETE", progress=progress, timeout=timeout,
+                           interval=self.poll_interval, what=f"cluster {cluster['name']}: stack",
+                           provider=self.name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._cluster(cluster["uuid"]) is not None:
+            self._check_deadline(deadline, timeout, cluster, "DELETE")
+            time.sleep(self.poll_interval)
+        self._delete_own_template(template_id)
+
+    def _delete_own_template(self, template_id):
+        """Delete the cluster template bayctl made for this bay, unless it is shared or still used."""
+        if not template_id or self.shared_template:
+            return
+        if self.legacy:
+            tpl = next((t for t in self._legacy_api().call("GET", "/baymodels")["baymodels"]
+                        if t["uuid"] == template_id), None)
+            if tpl and tpl["name"].startswith(TEMPLATE_PREFIX):
+                self._legacy_api().call("DELETE", f"/baymodels/{template_id}")
+            return
+        tpl = self.mc.cluster_templates.get(template_id)
+        if not tpl.name.startswith(TEMPLATE_PREFIX):
+            return
+        if any(c.cluster_template_id == template_id for c in self.mc.clusters.list()):
+            return
+        self.mc.cluster_templates.delete(template_id)
+
+    def list(self):
+        if self.legacy:
+            clusters = self._legacy_api().call("GET", "/bays")["bays"]
+        else:
+            clusters = [c.to_dict() for c in self.mc.clusters.list()]
+        return [BayStatus(name=c["name"], id=c["uuid"], status=c["status"], provider=self.name,
+                          reason=c.get("status_reason") or "") for c in clusters]
