@@ -118,6 +118,8 @@ def test_image_build_failing_element_names_it_and_leaves_no_image(tmp_path):
 def test_image_boots_under_qemu_and_the_agent_starts_fail_closed(node_image, tmp_path):
     """Boot the built image once (software emulation, GRUB from the unpartitioned disk).
 
+    The node must come up fail-closed: the agent running with no policy (it says it denies
+    everything), its API socket and pins present, the Docker driver serving.
     The test element's bayctl-test-report.service prints "BAYCTL-TEST ..." lines on the
     serial console once the node is up, then powers the VM off. Takes minutes under TCG
     (/dev/kvm does not work on these machines).
@@ -127,7 +129,10 @@ def test_image_boots_under_qemu_and_the_agent_starts_fail_closed(node_image, tmp
     subprocess.run(
         ["qemu-system-x86_64", "-accel", "tcg", "-m", "1536", "-smp", "2", "-no-reboot",
          "-drive", f"file={node_image['image'].path},if=virtio,format=qcow2,snapshot=on",
-         "-nic", "none", "-display", "none", "-monitor", "none", "-serial", f"file:{serial}"],
+         # A NIC for the node's default route (the Docker driver's ipvlan parent); user-mode
+         # networking with restrict=on: DHCP from qemu itself, nothing leaves the VM.
+         "-nic", "user,model=virtio-net-pci,restrict=on",
+         "-display", "none", "-monitor", "none", "-serial", f"file:{serial}"],
         stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=1800)
     lines = [line.strip() for line in serial.read_text(errors="replace").splitlines()]
     report = dict(line.split(" ", 2)[1:] for line in lines
@@ -137,4 +142,5 @@ def test_image_boots_under_qemu_and_the_agent_starts_fail_closed(node_image, tmp
     assert report["unit:bayctl-agent.service"] == "active", agent_log
     assert report["unit:bayctl-docker-plugin.service"] == "active", agent_log
     assert report["agent-socket"] == "present" and report["plugin-socket"] == "present"
-    assert report["bpffs"] == "bpf_fs"
+    assert report["bpffs"] == "bpf_fs" and int(report["pins"]) > 0
+    assert "no saved policy: denying all traffic" in agent_log
