@@ -59,6 +59,7 @@ class Dockerd:
         self.socket = os.path.join(root, "docker.sock")
         self.log = os.path.join(root, "dockerd.log")
         self.process = None
+        self.start_timeout = 60.0  # the qemu tier (software emulation) needs longer
 
     def start(self):
         command = [
@@ -69,7 +70,7 @@ class Dockerd:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         _wait_for(lambda: self.docker("version", check=False).returncode == 0, "dockerd",
-                  timeout=60, process=self.process, log=self.log)
+                  timeout=self.start_timeout, process=self.process, log=self.log)
 
     def docker(self, *args, check=True, input=None, timeout=120):
         result = subprocess.run(["docker", "-H", f"unix://{self.socket}", *args], input=input,
@@ -151,22 +152,24 @@ class Agent:
 class Plugin:
     """`bayctl node docker-plugin` under a unique name; restartable (the restart tests)."""
 
-    def __init__(self, root, tag, agent):
+    def __init__(self, root, tag, agent, extra_args=()):
         self.name = f"bplg{tag}"
         self.socket = os.path.join(PLUGIN_DIR, f"{self.name}.sock")
         self.state_dir = os.path.join(root, "plugin-state")
         self.log = os.path.join(root, "plugin.log")
         self.agent = agent
+        self.extra_args = list(extra_args)  # e.g. --link-mode ipvlan-l2 --parent X in the qemu tier
         self.process = None
+        self.start_timeout = 30.0
 
     def start(self):
         command = [sys.executable, "-m", "bayctl.cli.main", "node", "docker-plugin", "--name", self.name,
                    "--plugin-dir", PLUGIN_DIR, "--state-dir", self.state_dir,
-                   "--agent-socket", self.agent.socket, "--link-prefix", LINK_PREFIX]
+                   "--agent-socket", self.agent.socket, "--link-prefix", LINK_PREFIX, *self.extra_args]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         _wait_for(lambda: os.path.exists(self.socket), "bayctl docker plugin", process=self.process,
-                  log=self.log)
+                  log=self.log, timeout=self.start_timeout)
 
     def kill(self):
         """SIGKILL: the harshest restart (no cleanup at all)."""

@@ -105,6 +105,7 @@ $B mount -t proc proc /host/proc || echo "BPLG-INIT proc failed"
 $B mount -t sysfs sys /host/sys || echo "BPLG-INIT sysfs failed"
 $B mount -t devtmpfs dev /host/dev || echo "BPLG-INIT devtmpfs failed"
 $B mount -t bpf bpf /host/sys/fs/bpf || echo "BPLG-INIT bpffs failed"
+$B mount -t cgroup2 cgroup2 /host/sys/fs/cgroup || echo "BPLG-INIT cgroup2 failed"
 $B grep -c . /proc/mounts
 $B chroot /host /usr/bin/env -i PATH={path} HOME=/root PYTHONDONTWRITEBYTECODE=1 \\
     {python} {script} {args}

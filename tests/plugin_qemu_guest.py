@@ -161,10 +161,76 @@ def main():
     slaves = [line for line in sh("ip", "-o", "link", "show", "type", "ipvlan").stdout.splitlines()
               if "bplgn" not in line]
     report("no container slaves left in the node namespace", not slaves, slaves)
-    agent.terminate()
-    agent.wait(30)
     for holder in holders:
         holder.kill()
+    try:
+        docker_part(client, socket, policy_applied, group_of)
+    except Exception:
+        report("docker part", False, traceback.format_exc())
+    agent.terminate()
+    agent.wait(30)
+
+
+def docker_part(client, agent_socket, policy_applied, group_of):
+    """The Docker driver in ipvlan l2 mode: real dockerd, slaves moved in by docker itself."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fixtures_docker import IMAGE, Dockerd, Plugin
+
+    class AgentRef:
+        socket = agent_socket
+
+    os.makedirs("/tmp/docker")
+    daemon = Dockerd("/tmp/docker")
+    daemon.start_timeout = 300
+    daemon.start()
+    daemon.import_busybox_image()
+    plugin = Plugin("/tmp", "vm", AgentRef(), extra_args=["--link-mode", "ipvlan-l2", "--parent", PARENT])
+    plugin.start_timeout = 300
+    plugin.start()
+    try:
+        create = ("network", "create", "-d", plugin.name, "--ipam-driver", plugin.name)
+        daemon.docker(*create, "--subnet", "10.87.0.0/24", "-o", f"bayctl.group={group_of['web']}", "dweb")
+        daemon.docker(*create, "--subnet", "10.88.0.0/24", "-o", f"bayctl.group={group_of['db']}", "ddb")
+        for name, net, command in (("dw1", "dweb", "sleep 3600"), ("dd1", "ddb", "httpd -f -p 5432")):
+            result = daemon.docker("run", "-d", "--name", name, "--network", net, IMAGE, *command.split(),
+                                   check=False)
+            report(f"docker run {name}", result.returncode == 0, result.stderr)
+        ip = {n: daemon.out("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n)
+              for n in ("dw1", "dd1")}
+        pid = daemon.out("inspect", "-f", "{{.State.Pid}}", "dw1")
+        details = sh("nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-d", "link", "show", "eth0").stdout
+        report("docker: container has an ipvlan l2 slave", "ipvlan" in details and "mode l2" in details,
+               details)
+        attached, filters = False, ""
+        deadline = time.monotonic() + 240  # software emulation on a shared machine: be patient
+        while time.monotonic() < deadline and not attached:
+            entry = {e["ip"]: e for e in client.endpoints()}.get(ip["dw1"], {})
+            filters = sh("nsenter", f"--net=/proc/{pid}/ns/net", "tc", "filter", "show", "dev", "eth0",
+                         "ingress").stdout
+            attached = entry.get("ifname") == "eth0" and "bpf" in filters
+            time.sleep(0.2)
+        report("docker: policy program attached on the slave inside the container", attached,
+               f"{entry} {filters}")
+        if policy_applied:
+            ok = daemon.docker("exec", "dw1", "nc", "-w", "2", ip["dd1"], "5432", input=b"", check=False)
+            report("docker: allow web -> db tcp/5432", ok.returncode == 0, ok.stderr)
+            bad = daemon.docker("exec", "dd1", "ping", "-c", "1", "-W", "2", ip["dw1"], check=False)
+            report("docker: deny db -> web", bad.returncode != 0)
+            gw = daemon.docker("exec", "dw1", "ping", "-c", "1", "-W", "2", NODE_ADDRESS, check=False)
+            report("docker: web reaches its node", gw.returncode == 0)
+        else:
+            bad = daemon.docker("exec", "dw1", "nc", "-w", "2", ip["dd1"], "5432", input=b"", check=False)
+            report("fail closed: docker web -> db dropped without a policy", bad.returncode != 0)
+        daemon.docker("rm", "-f", "dw1", "dd1", check=False)
+        left = [e["ip"] for e in client.endpoints()]
+        report("docker: no agent endpoints left", not left, left)
+        slaves = [line for line in sh("ip", "-o", "link", "show", "type", "ipvlan").stdout.splitlines()
+                  if "bplgn" not in line]
+        report("docker: no container slaves left", not slaves, slaves)
+        daemon.docker("network", "rm", "dweb", "ddb", check=False)
+    finally:
+        plugin.stop()
+        daemon.stop()
 
 
 def _wait_for_own_netns(netns):

@@ -42,7 +42,7 @@ NETWORK_OPTIONS = {"bayctl.group", "bayctl.group-from", "bayctl.mode", "bayctl.p
 ENDPOINT_OPTIONS = {"bayctl.group"}
 ADDRESS_SPACE = "bayctl"
 # How long an ipvlan slave may take to appear in the container's namespace after Join.
-ATTACH_WAIT_SECONDS = 30.0
+ATTACH_WAIT_SECONDS = 120.0
 
 
 def _agent_client(socket_path):

@@ -2,7 +2,8 @@
 
 The host kernel has no ipvlan; one boot of Debian's 6.1 kernel (software emulation, host root
 over 9p read-only) runs tests/plugin_qemu_guest.py with this checkout, the real agent and its
-eBPF datapath. The guest reports one line per check; each is asserted here.
+eBPF datapath: the CNI plugin's ADD/CHECK/DEL, then a real dockerd with the Docker driver in
+ipvlan l2 mode. The guest reports one line per check; each is asserted here.
 """
 
 import os
@@ -19,12 +20,17 @@ LINK_CHECKS = [
     "ADD w2", "ADD d1", "d1 has an ipvlan slave", "d1 policy program attached in its namespace",
     "CHECK w1", "CHECK d1", "DEL w1 twice", "DEL d1 twice",
     "no agent endpoints left", "no container slaves left in the node namespace",
+    # the Docker driver in ipvlan l2 mode (a real dockerd in the guest moves the slaves itself)
+    "docker run dw1", "docker run dd1", "docker: container has an ipvlan l2 slave",
+    "docker: policy program attached on the slave inside the container",
+    "docker: no agent endpoints left", "docker: no container slaves left",
 ]
 POLICY_CHECKS = [
     "policy applied", "allow web -> db tcp/5432", "deny web -> db icmp", "deny db -> web tcp/80",
     "allow web <-> web (intra-group)", "web reaches its node at the gateway slave",
     "web reaches its node's own address on the parent", "deny db -> node (no db -> external rule)",
     "drops counted",
+    "docker: allow web -> db tcp/5432", "docker: deny db -> web", "docker: web reaches its node",
 ]
 # Debian 6.1 refuses the datapath's policy swap (a BTF-less inner LPM map does not match the
 # BTF-described inner map template: the kernel compares timer/spin-lock offsets there). Owned by
