@@ -161,6 +161,22 @@ def test_container_on_two_networks_gets_one_default_route_and_reaches_both(
     assert bplg_net.reaches(peer_back, bplg_net.ip("bplg-both", back))
 
 
+def test_network_connect_driver_opt_gives_that_endpoint_its_own_group(
+        bplg_agent, bplg_networks, bplg_net, bplg_dockerd):
+    bplg_agent.apply(policy("web-db.yaml"))
+    web = bplg_networks("cweb", "10.165.0.0/16", group="web")
+    shared = bplg_networks("cshared", "10.166.0.0/16", group="web")
+    box = bplg_networks.run("bplg-conn", web)
+    bplg_dockerd.docker("network", "connect", "--driver-opt", "bayctl.group=db", shared, box)
+    groups = endpoint_groups(bplg_agent)
+    assert groups[bplg_net.ip(box, web)] == "web"
+    assert groups[bplg_net.ip(box, shared)] == "db"
+    shared_ip = bplg_net.ip(box, shared)
+    bplg_dockerd.docker("network", "disconnect", shared, box)
+    after = endpoint_groups(bplg_agent)
+    assert after.get(bplg_net.ip(box, web)) == "web" and shared_ip not in after
+
+
 def test_unknown_group_and_unknown_option_fail_with_one_clear_line(bplg_agent, bplg_networks, bplg_dockerd,
                                                                    bplg_plugin):
     bplg_agent.apply(policy("web-db.yaml"))
