@@ -74,15 +74,10 @@ class CreateContext:
 
     def request(self) -> BayRequest:
         """The spec as the provider interface asks for it."""
-        extra = {}
+        request = request_from_spec(self.spec)
         if self.is_local:
-            extra["ssh_public_key"] = public_key_of(self.ssh_key)
-        return BayRequest(
-            name=self.spec.name, slaves=self.spec.slaves, image=self.spec.image, keypair=self.spec.keypair,
-            master_flavor=self.spec.master_flavor or self.spec.flavor, slave_flavor=self.spec.flavor,
-            external_network=self.spec.external_network, labels=dict(self.spec.labels),
-            timeout=self.spec.timeout, extra=extra,
-        )
+            request.extra["ssh_public_key"] = public_key_of(self.ssh_key)
+        return request
 
     def save(self) -> None:
         self.state.save()
@@ -121,3 +116,11 @@ def public_key_of(private_key_path: str) -> str:
         reason = getattr(exc, "strerror", None) or exc
         raise SpecError(f"cannot read private key {private_key_path}: {reason}", field="ssh_key") from None
     return key.export_public_key("openssh").decode().strip()
+
+
+def request_from_spec(spec: BaySpec) -> BayRequest:
+    return BayRequest(
+        name=spec.name, slaves=spec.slaves, image=spec.image, keypair=spec.keypair,
+        master_flavor=spec.master_flavor or spec.flavor, slave_flavor=spec.flavor,
+        external_network=spec.external_network, labels=dict(spec.labels), timeout=spec.timeout, extra={},
+    )

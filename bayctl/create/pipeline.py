@@ -21,7 +21,14 @@ import os
 import subprocess
 from typing import Optional
 
-from bayctl.create.context import CreateContext, CreateOptions, Status, bay_key_path, public_key_of
+from bayctl.create.context import (
+    CreateContext,
+    CreateOptions,
+    Status,
+    bay_key_path,
+    public_key_of,
+    request_from_spec,
+)
 from bayctl.create.state import CREATING, DELETING, FAILED, READY, BayState, bay_lock, remove_bay_dir
 from bayctl.create.steps.collect_nodes import CollectNodes
 from bayctl.create.steps.create_stack import CreateStack
@@ -86,13 +93,9 @@ def open_provider(name: str, spec: Optional[BaySpec] = None, **options):
     if name == "local":
         return get_provider("local", state_root=state_root(), **options), None
     conn = connect(spec) if spec is not None else connect(BaySpec(name="x"))
-    if name == "auto":
-        try:
-            from bayctl.providers.auto import choose_provider
-        except ImportError:  # no Magnum probe available: Heat works on every OpenStack cloud
-            name = "heat"
-        else:
-            name = choose_provider(conn)
+    if name == "auto" and spec is not None:
+        # Magnum's answer (Mesos or not) depends on the bay's image: ask with this bay.
+        options = dict(options, request=request_from_spec(spec))
     return get_provider(name, conn, **options), conn
 
 
