@@ -322,6 +322,11 @@ def bplg_networks(bplg_dockerd, bplg_plugin):
         args = ["run", "-d", "--name", name, "--network", network, *options, IMAGE]
         bplg_dockerd.docker(*args, *(command or ("sleep", "3600")))
         containers.append(name)
+        if any("/tmp/ready" in part for part in command):
+            deadline = time.monotonic() + 60
+            while bplg_dockerd.docker("exec", name, "test", "-e", "/tmp/ready", check=False).returncode:
+                assert time.monotonic() < deadline, f"{name} never became ready"
+                time.sleep(0.1)
         return name
 
     make.run = run

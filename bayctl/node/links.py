@@ -128,6 +128,7 @@ def create_network_link(mode, name, gateway_cidr, parent=None):
 
     Idempotent: an existing link of that name is reused (a plugin restart keeps them).
     """
+    # Concurrent CNI ADDs of one network race to create it: EEXIST means another one won.
     with IPRoute() as ip:
         index = _lookup(ip, name)
         if index is None:
@@ -135,18 +136,31 @@ def create_network_link(mode, name, gateway_cidr, parent=None):
                 parent_index = _lookup(ip, parent)
                 if parent_index is None:
                     raise NodeError(f"parent interface {parent} does not exist")
-                _netlink_call(f"creating gateway slave {name} of {parent}", ip.link, "add", ifname=name,
-                              kind="ipvlan", link=parent_index, ipvlan_mode=IPVLAN_MODES[mode])
+                _netlink_call_unless_exists(f"creating gateway slave {name} of {parent}", ip.link, "add",
+                                            ifname=name, kind="ipvlan", link=parent_index,
+                                            ipvlan_mode=IPVLAN_MODES[mode])
             else:
-                _netlink_call(f"creating bridge {name}", ip.link, "add", ifname=name, kind="bridge")
+                _netlink_call_unless_exists(f"creating bridge {name}", ip.link, "add", ifname=name,
+                                            kind="bridge")
             index = _lookup(ip, name)
+            if index is None:
+                raise NodeError(f"{name} vanished right after it was created")
         if gateway_cidr:
             iface = ipaddress.ip_interface(gateway_cidr)
             present = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=index)}
             if str(iface.ip) not in present:
-                _netlink_call(f"adding {gateway_cidr} to {name}", ip.addr, "add", index=index,
-                              address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                _netlink_call_unless_exists(f"adding {gateway_cidr} to {name}", ip.addr, "add", index=index,
+                                            address=str(iface.ip), prefixlen=iface.network.prefixlen)
         _netlink_call(f"bringing {name} up", ip.link, "set", index=index, state="up")
+
+
+def _netlink_call_unless_exists(what, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except NetlinkError as e:
+        if e.code != 17:  # EEXIST
+            raise NodeError(f"{what}: {os.strerror(e.code) if e.code else e}") from None
+        return None
 
 
 def delete_link(name):

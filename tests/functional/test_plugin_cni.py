@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from fixtures_docker import host_links
@@ -73,6 +74,11 @@ class Cni:
         server = subprocess.Popen(["nsenter", f"--net={netns}", "busybox", "httpd", "-f", "-p", str(port),
                                    "-h", www])
         self.servers.append(server)
+        # Listening? Asked from inside its own namespace (over lo: no policy program on the way).
+        deadline = time.monotonic() + 30
+        while self.sh(netns, "nc", "-w", "1", "127.0.0.1", str(port), input=b"").returncode != 0:
+            assert time.monotonic() < deadline, f"httpd on port {port} in {netns} never listened"
+            time.sleep(0.1)
 
     def tcp(self, netns, ip, port, tries=1):
         return any(self.sh(netns, "nc", "-w", "1", ip, str(port), input=b"").returncode == 0

@@ -24,7 +24,9 @@ def policy(name):
 def httpd(*ports):
     """A container command serving busybox httpd on each port (then idling)."""
     serve = "; ".join(f"httpd -h /www -p {p}" for p in ports)
-    return ("sh", "-c", f"{serve}; exec sleep 3600")
+    # busybox httpd listens before it daemonizes: /tmp/ready means every port is open
+    # (bplg_networks.run waits for it).
+    return ("sh", "-c", f"{serve}; touch /tmp/ready; exec sleep 3600")
 
 
 def endpoint_groups(agent):
