@@ -20,8 +20,11 @@ import time
 from cloudtier import venv
 
 HOST = "127.0.0.1"
-PORTS = {"keystone": 15500, "glance": 15592, "heat": 15504, "mariadb": 15506,
-         "nova": 15574, "neutron": 15596, "magnum": 15511}
+# One tier per machine at a time on these ports; BAYCTL_CLOUD_PORT_BASE moves a second one
+# (e.g. a developer's run beside CI's) to another hundred in 15000-15999.
+_BASE = int(os.environ.get("BAYCTL_CLOUD_PORT_BASE", "15500"))
+PORTS = {"keystone": _BASE, "glance": _BASE + 92, "heat": _BASE + 4, "mariadb": _BASE + 6,
+         "nova": _BASE + 74, "neutron": _BASE + 96, "magnum": _BASE + 11}
 REGION = "RegionOne"
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
 
@@ -207,7 +210,9 @@ class Tier:
         datadir = self._path("mariadb", "data")
         if not os.path.exists("/usr/sbin/mariadbd"):
             raise TierError("mariadb-server is not installed (tools/setup.d/50-cloud.sh installs it)")
+        tmpdir = self._path("mariadb", "tmp")
         os.makedirs(datadir, exist_ok=True)
+        os.makedirs(tmpdir, exist_ok=True)
         subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
                         "--auth-root-authentication-method=normal", "--skip-test-db"],
                        check=True, capture_output=True, timeout=120)
@@ -215,6 +220,9 @@ class Tier:
             "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root",
             f"--socket={self.db_socket}", f"--port={PORTS['mariadb']}", f"--bind-address={HOST}",
             f"--pid-file={self._path('mariadb', 'mysqld.pid')}", "--skip-log-bin",
+            # Its own temp dir: /tmp is shared with everything else on the machine (a cleaner
+            # there broke a heat query: "Error on delete of '/tmp/#sql-temptable...'").
+            f"--tmpdir={tmpdir}",
             "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",
             "--max-connections=300", "--character-set-server=utf8mb4"])
         deadline = time.monotonic() + 60

@@ -112,3 +112,33 @@ def test_labels_pass_through_as_template_parameters(heat_provider):
     stack = provider.hc.stacks.get(ref)
     assert stack.parameters["mesos_slave_isolation"] == "cgroups/cpu"
     assert stack.parameters["number_of_slaves"] == "0"
+
+
+SIGNALLED = os.path.join(templates_dir(), "environments", "standins-signalled.yaml")
+
+
+@pytest.mark.parametrize("outcome", ["SUCCESS", "FAILURE"])
+def test_real_wait_conditions_complete_only_when_nodes_signal(cloud_conn, outcome):
+    """The production wait conditions (real OS::Heat::WaitCondition) with the nodes' notify
+    command taken from the user data Heat rendered, sent as the node's script would."""
+    from emulators.nodeboot import NodeBooter
+
+    provider = get_provider("heat", cloud_conn, environments=[STANDINS, SIGNALLED], poll_interval=1)
+    name = f"bcl-heat-signal-{outcome.lower()}"
+    ref = provider.create(_request(name, slaves=1))
+    booter = NodeBooter(provider.hc, ref, status=outcome, reason="mesos-slave does not answer"
+                        if outcome == "FAILURE" else "services are up")
+    booter.start()
+    try:
+        if outcome == "SUCCESS":
+            assert provider.wait(ref, timeout=600).status == "CREATE_COMPLETE"
+            assert sorted(booter.signalled) == [f"{name}-master", f"{name}-slave-0"]
+        else:
+            with pytest.raises(StackFailed) as info:
+                provider.wait(ref, timeout=600)
+            assert info.value.resource.endswith("wait_condition")
+            assert info.value.resource_type == "Bay::WaitCondition"  # the template's own type name
+            assert "mesos-slave does not answer" in info.value.reason
+    finally:
+        booter.stop()
+        provider.delete(ref, timeout=300)
