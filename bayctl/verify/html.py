@@ -28,6 +28,8 @@ svg { border: 1px solid #ddd; background: #fbfbfb; }
 .group text { font-size: 13px; text-anchor: middle; dominant-baseline: middle; fill: #fff;
               font-weight: bold; }
 .group.external circle { fill: #777; stroke-dasharray: 6 3; }
+.group.intra-blocked circle { stroke: #c8c8c8; stroke-dasharray: 3 3; }
+.group.mismatch circle { stroke: #d32f2f; stroke-width: 4px; }
 .edge { fill: none; }
 .edge.allowed { stroke: #2e9e44; stroke-width: 3px; marker-end: url(#arrow-allowed); }
 .edge.blocked { stroke: #c8c8c8; stroke-width: 1px; stroke-dasharray: 4 4; }
@@ -43,9 +45,12 @@ tr.mismatch td { background: #ffebee; }
 def render(report: Report) -> str:
     groups = list(report.groups)
     positions = _layout(groups)
-    by_pair = defaultdict(list)
+    by_pair, intra = defaultdict(list), defaultdict(list)
     for probe in report.pairs:
-        by_pair[(probe.source, probe.target)].append(probe)
+        if probe.source == probe.target:
+            intra[probe.source].append(probe)  # shown on the group itself, not as an edge
+        else:
+            by_pair[(probe.source, probe.target)].append(probe)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" '
              f'viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="measured connectivity between groups">',
@@ -65,9 +70,15 @@ def render(report: Report) -> str:
         external = group == "external"
         color = "#777" if external else PALETTE[index % len(PALETTE)]
         where = report.placement.get(group, {})
+        members = intra.get(group, [])
+        inside = ("allowed" if any(p.observed for p in members) else "blocked") if members else "unmeasured"
+        css = "group" + (" external" if external else "") + f" intra-{inside}"
+        css += " mismatch" if any(p.mismatch for p in members) else ""
         parts.append(
-            f'<g class="group{" external" if external else ""}" data-group="{_e(group)}" '
-            f'data-node="{_e(where.get("node", ""))}" data-ip="{_e(where.get("ip", ""))}">'
+            f'<g class="{css}" data-group="{_e(group)}" '
+            f'data-node="{_e(where.get("node", ""))}" data-ip="{_e(where.get("ip", ""))}" '
+            f'data-intra="{inside}">'
+            f"<title>{_e(group)}: within the group {inside}</title>"
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_RADIUS}" fill="{color}"/>'
             f'<text x="{x:.1f}" y="{y:.1f}" style="font-size:{_label_size(group)}px">{_e(group)}</text></g>')
     parts.append("</svg>")

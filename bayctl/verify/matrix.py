@@ -4,7 +4,8 @@ For every ordered pair of distinct groups (external included, as the source and 
 destination, but not external to itself) the probes try:
 - every TCP/UDP port the policy mentions (both ends of a range),
 - one port per protocol that the policy does not mention (proves default deny),
-- ICMP echo.
+- ICMP echo;
+and, with `intra`, the same from each group to a second member of that group.
 The expected outcome of each is `Policy.allows` (the policy model's reference semantics).
 """
 
@@ -80,15 +81,18 @@ def _unmentioned(policy: Policy, proto: str, mentioned) -> int:
     return port
 
 
-def expected_matrix(policy: Policy, groups: Optional[List[str]] = None) -> List[Probe]:
-    """Every probe verification runs, with the outcome the policy implies."""
+def expected_matrix(policy: Policy, groups: Optional[List[str]] = None, intra: bool = False) -> List[Probe]:
+    """Every probe verification runs, with the outcome the policy implies.
+
+    `intra`: also from each group to another member of the same group (intraGroup allow/deny);
+    `external` is never probed against itself (its peers are in no group at all)."""
     names = groups if groups is not None else [*sorted(policy.named_groups), EXTERNAL]
     services = probed_services(policy)
     probes = []
     for source in names:
         for target in names:
-            if source == target:
-                continue  # one probe per group: intra-group traffic is not measured
+            if source == target and (not intra or source == EXTERNAL):
+                continue
             for proto, port in services:
                 allowed = policy.allows(policy.tag(source), policy.tag(target), layout.PROTO_NUMBERS[proto],
                                         port or 0)

@@ -103,12 +103,12 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
             say(f"slaves enforce policy {policy.digest[:12]}")
 
             groups = sorted(policy.named_groups)
-            probes = expected_matrix(policy, [*groups, EXTERNAL])
+            probes = expected_matrix(policy, [*groups, EXTERNAL], intra=True)
             ports = listening_ports(probes)
             placement = _place(groups, slaves)
 
             endpoints = await _setup(state.name, helpers, slaves, master, placement, subnets, ports)
-            say(f"{len(groups)} probe endpoints placed on {len(slaves)} slaves")
+            say(f"{len(placement)} probe endpoints ({len(groups)} groups) placed on {len(slaves)} slaves")
             await asyncio.gather(*(
                 helpers[node.name].ask({"op": "register", "endpoints": [
                     {"ip": ep["ip"], "group": ep["group"]} for ep in endpoints.values()
@@ -120,7 +120,7 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
             await asyncio.gather(*(helper.close() for helper in helpers.values()), return_exceptions=True)
 
     return Report(bay=state.name, policy_digest=policy.digest, groups=[*groups, EXTERNAL],
-                  placement={group: {"node": ep["node"], "ip": ep["ip"]} for group, ep in endpoints.items()},
+                  placement={name: {"node": ep["node"], "ip": ep["ip"]} for name, ep in endpoints.items()},
                   pairs=probes, seconds=round(time.monotonic() - started, 2))
 
 
@@ -138,14 +138,24 @@ async def _enforced_policy(slave_helpers: List[_Helper]):
     return parse_policy(hellos[0]["source"], source=f"{slave_helpers[0].node.name}:agent")
 
 
-def _place(groups, slaves) -> Dict[str, object]:
-    """Group -> slave, round robin (so with 2+ slaves most pairs cross the bay's network)."""
-    return {group: slaves[index % len(slaves)] for index, group in enumerate(groups)}
+def _place(groups, slaves) -> List[dict]:
+    """Probe endpoints: one per group, round robin over the slaves (so with 2+ slaves most
+    pairs cross the bay's network), and a second member of each group on the next slave,
+    which the group's intra-group probes reach."""
+    placed = []
+    for index, group in enumerate(groups):
+        placed.append({"name": group, "group": group, "node": slaves[index % len(slaves)]})
+        placed.append({"name": peer_name(group), "group": group, "node": slaves[(index + 1) % len(slaves)]})
+    return placed
+
+
+def peer_name(group: str) -> str:
+    return f"{group}.peer"
 
 
 async def _setup(bay, helpers, slaves, master, placement, subnets, ports) -> Dict[str, dict]:
     async def one(node):
-        mine = [{"name": group, "group": group} for group, where in placement.items() if where is node]
+        mine = [{"name": ep["name"], "group": ep["group"]} for ep in placement if ep["node"] is node]
         if not mine:
             return []
         answer = await helpers[node.name].ask({
@@ -156,7 +166,7 @@ async def _setup(bay, helpers, slaves, master, placement, subnets, ports) -> Dic
     answers = await asyncio.gather(*(one(node) for node in slaves))
     external = await helpers[master.name].ask({"op": "setup-external", "ip": master.private_ip,
                                                "ports": ports})
-    endpoints = {ep["group"]: ep for answer in answers for ep in answer}
+    endpoints = {ep["name"]: ep for answer in answers for ep in answer}
     endpoints[EXTERNAL] = dict(external["endpoints"][0], node=master.name)
     return endpoints
 
@@ -164,12 +174,13 @@ async def _setup(bay, helpers, slaves, master, placement, subnets, ports) -> Dic
 async def _probe(helpers, endpoints, probes, say) -> None:
     per_node: Dict[str, list] = {}
     for index, probe in enumerate(probes):
-        source, target = endpoints[probe.source], endpoints[probe.target]
+        source = endpoints[probe.source]
+        target = endpoints[peer_name(probe.target) if probe.target == probe.source else probe.target]
         probe.source_ip, probe.target_ip = source["ip"], target["ip"]
         per_node.setdefault(source["node"], []).append({
             "id": index, "from": source["name"], "ip": target["ip"], "proto": probe.proto,
             "port": probe.port})
-    say(f"{len(probes)} probes from {len(endpoints)} groups")
+    say(f"{len(probes)} probes between {len(endpoints)} endpoints")
     answers = await asyncio.gather(*(
         helpers[node].ask({"op": "probe", "timeout": PROBE_TIMEOUT, "tasks": tasks}, timeout=300)
         for node, tasks in per_node.items()))

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.root, pytest.mark.sshd]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
 STARS = os.path.join(ROOT, "policy", "examples", "stars.yaml")
+GIST = os.path.join(ROOT, "policy", "examples", "gist-numeric.yaml")
 BAY = "bbt-webdb"
 
 
@@ -124,6 +125,9 @@ def test_verify_web_db_shows_zero_mismatches(web_db_report):
     assert not observed("web", "db", "tcp/40000")
     assert observed("external", "web", "tcp/80")
     assert not observed("external", "db", "tcp/5432")
+    # Members of one group talk (intraGroup: allow), between two slaves.
+    assert observed("web", "web", "tcp/40000") and observed("db", "db", "icmp")
+    assert report.placement["web"]["node"] != report.placement["web.peer"]["node"]
     # Probes were spread over both slaves, and removed afterwards.
     assert {where["node"] for group, where in report.placement.items() if group != "external"} == \
         {"slave0", "slave1"}
@@ -151,7 +155,9 @@ def test_html_report_rendered_in_headless_chromium_shows_groups_and_edges(web_db
     assert drawn.edges[("db", "web")] == {"edge", "blocked"}
     assert drawn.edges[("external", "db")] == {"edge", "blocked"}
     assert len(drawn.edges) == 6 and not any("mismatch" in css for css in drawn.edges.values())
-    assert "24 probes, all as the policy says." in drawn.text
+    assert "32 probes, all as the policy says." in drawn.text
+    # Within each group (intraGroup: allow), drawn on the group itself.
+    assert drawn.intra == {"db": "allowed", "web": "allowed", "external": "unmeasured"}
 
     shot = tmp_path / "report.png"
     subprocess.run(["chromium", *flags, "--window-size=700,900", f"--screenshot={shot}", page.as_uri()],
@@ -165,13 +171,14 @@ def test_html_report_rendered_in_headless_chromium_shows_groups_and_edges(web_db
 class _DrawnPage(html_parser.HTMLParser):
     def __init__(self):
         super().__init__()
-        self.groups, self.edges, self.text = set(), {}, ""
+        self.groups, self.edges, self.text, self.intra = set(), {}, "", {}
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         css = set((attrs.get("class") or "").split())
         if tag == "g" and "group" in css:
             self.groups.add(attrs["data-group"])
+            self.intra[attrs["data-group"]] = attrs["data-intra"]
         if tag == "path" and "edge" in css:
             self.edges[(attrs["data-from"], attrs["data-to"])] = css
 
@@ -260,8 +267,19 @@ def test_apply_stars_live_then_verify_again(web_db_bay):
     # Seeding the same policy again rewrites nothing.
     again = web_db_bay.apply_policy(STARS)
     assert {r.status for r in again} == {"unchanged"}
+    # The gist's numeric policy: intraGroup deny, {100 100} allowed by a rule, {200 200} not.
+    web_db_bay.apply_policy(GIST)
+    report = web_db_bay.verify()
+    assert not report.mismatches, [p.describe() for p in report.mismatches]
+    assert observed_in(report, "tag100", "tag100", "icmp")
+    assert not observed_in(report, "tag200", "tag200", "tcp/40000")
     # Back to web-db for the tests that follow.
     web_db_bay.apply_policy(WEB_DB)
+
+
+def observed_in(report, source, target, service):
+    return next(p.observed for p in report.pairs
+                if (p.source, p.target, p.service) == (source, target, service))
 
 
 def test_create_again_resumes_without_duplicates(web_db_bay):
