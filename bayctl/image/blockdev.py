@@ -7,7 +7,6 @@ blocklists, which boots under qemu/KVM (measured), and cloud images are grown by
 cloud-utils without a partition table to edit.
 """
 
-import os
 import shutil
 
 # DIB_BLOCK_DEVICE_CONFIG accepts the YAML itself (not only file://PATH).
@@ -30,16 +29,23 @@ FLAT_EXT4_LAYOUT = """\
     fsck-passno: 1
 """
 
-DEVICE_MAPPER_CONTROL = "/dev/mapper/control"
+# The kernel lists its device-mapper driver here. /dev/mapper/control alone proves nothing:
+# installing kpartx/dmsetup creates the node even where the kernel has no driver behind it.
+KERNEL_MISC_DEVICES = "/proc/misc"
 
 
-def has_device_mapper(control=DEVICE_MAPPER_CONTROL):
+def has_device_mapper(misc=KERNEL_MISC_DEVICES):
     """Partitioned layouts need both the kernel's device-mapper and kpartx."""
-    return os.path.exists(control) and shutil.which("kpartx") is not None
+    try:
+        with open(misc) as f:
+            in_kernel = any(line.split()[-1:] == ["device-mapper"] for line in f)
+    except OSError:
+        in_kernel = False
+    return in_kernel and shutil.which("kpartx") is not None
 
 
-def block_device_env(environ, control=DEVICE_MAPPER_CONTROL):
+def block_device_env(environ, misc=KERNEL_MISC_DEVICES):
     """The DIB_BLOCK_DEVICE_CONFIG to add: none if the caller chose one or DIB's default builds."""
-    if environ.get("DIB_BLOCK_DEVICE_CONFIG") or has_device_mapper(control):
+    if environ.get("DIB_BLOCK_DEVICE_CONFIG") or has_device_mapper(misc):
         return {}
     return {"DIB_BLOCK_DEVICE_CONFIG": FLAT_EXT4_LAYOUT}

@@ -64,10 +64,15 @@ def test_image_mirrors_none_when_the_machine_uses_no_debian_archive(tmp_path):
     assert mirrors.mirror_env("bookworm", {}, folder) == {}
 
 
-def test_image_blockdev_flat_layout_only_without_device_mapper(tmp_path):
-    absent = str(tmp_path / "no-such-control")
-    assert blockdev.block_device_env({}, absent) == {"DIB_BLOCK_DEVICE_CONFIG": blockdev.FLAT_EXT4_LAYOUT}
-    assert blockdev.block_device_env({"DIB_BLOCK_DEVICE_CONFIG": "file:///x.yaml"}, absent) == {}
+def test_image_blockdev_flat_layout_only_without_device_mapper(tmp_path, monkeypatch):
+    # /proc/misc of a kernel without device-mapper (even if /dev/mapper/control exists).
+    misc = tmp_path / "misc"
+    misc.write_text("237 loop-control\n 58 fuse\n")
+    assert blockdev.block_device_env({}, str(misc)) == {"DIB_BLOCK_DEVICE_CONFIG": blockdev.FLAT_EXT4_LAYOUT}
+    assert blockdev.block_device_env({"DIB_BLOCK_DEVICE_CONFIG": "file:///x.yaml"}, str(misc)) == {}
+    misc.write_text("236 device-mapper\n237 loop-control\n")
+    monkeypatch.setattr(blockdev.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    assert blockdev.block_device_env({}, str(misc)) == {}  # DIB's own partitioned layout
     import yaml
 
     layout = yaml.safe_load(blockdev.FLAT_EXT4_LAYOUT)
