@@ -84,6 +84,8 @@ class Invocation:
         if not isinstance(self.config, dict):
             raise CniError(DECODE_FAILURE, "network config on stdin is not a JSON object")
         self.version = str(self.config.get("cniVersion", ""))
+        if not self.version:
+            raise _bad("'cniVersion' is required")
         if self.version not in SUPPORTED_VERSIONS:
             raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
                            f"supported: {', '.join(SUPPORTED_VERSIONS)}")

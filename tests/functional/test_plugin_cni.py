@@ -228,6 +228,7 @@ def test_concurrent_adds_in_separate_processes_never_share_an_address(cni, bplg_
 @pytest.mark.parametrize("case, env, raw, code, words", [
     ("not json", {}, "{not json", 6, "not JSON"),
     ("bad version", {}, '{"cniVersion": "9.9.9", "name": "x", "type": "bayctl-cni"}', 1, "not supported"),
+    ("no version", {}, '{"name": "x", "type": "bayctl-cni"}', 7, "'cniVersion' is required"),
     ("unknown key", {}, None, 7, "unknown key 'grup'"),
     ("no netns", {"CNI_NETNS": ""}, None, 4, "CNI_NETNS is not set"),
     ("no such netns", {"CNI_NETNS": "/run/netns/bplg-does-not-exist"}, None, 3, "does not exist"),
