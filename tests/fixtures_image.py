@@ -148,13 +148,18 @@ def image_cache_dir():
 @pytest.fixture(scope="session")
 def node_image(tmp_path_factory, image_mesos_sources):
     """The session's one real build: the default node image + the in-image assertions."""
-    from bayctl.image import DEFAULT_ELEMENTS, ImageRequest, blockdev, build
+    from bayctl.image import DEFAULT_ELEMENTS, ImageRequest, blockdev, build, source
 
     env = dict(image_mesos_sources)
     if blockdev.has_device_mapper():
         # The tests read the image's filesystem directly: keep it unpartitioned everywhere.
         env["DIB_BLOCK_DEVICE_CONFIG"] = blockdev.FLAT_EXT4_LAYOUT
     out = tmp_path_factory.mktemp("image-out")
+    # bayctl's wheels are built here once (the very code `build` runs for a checkout) and
+    # passed as the source: the inputs digest then names these wheels, not the working tree,
+    # which other work may change while the session runs.
+    with open(out / "wheelhouse.log", "w") as log:
+        wheelhouse = source.wheelhouse(image_cache_dir(), log)
     request = ImageRequest(
         output=str(out / "bayctl-node-test.qcow2"),
         elements=(*DEFAULT_ELEMENTS, "bayctl-test-assert"),
@@ -162,6 +167,7 @@ def node_image(tmp_path_factory, image_mesos_sources):
         cache_dir=image_cache_dir(),
         env=env,
         elements_dirs=(TEST_ELEMENTS_DIR,),
+        bayctl_source=wheelhouse,
     )
     steps = []
     image = build(request, on_step=steps.append)

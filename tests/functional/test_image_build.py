@@ -73,7 +73,11 @@ def test_image_build_shows_progress_and_records_inputs(node_image):
     image = node_image["image"]
     assert not image.reused and os.path.isfile(image.path)
     phases = [step.phase for step in node_image["steps"]]
-    assert phases[0] == "bayctl wheelhouse" and phases[-1] == "done"
+    # Every phase was shown, first seen in DIB's order, and the build ended shown as done.
+    order = ["root.d", "extra-data.d", "pre-install.d", "install.d", "post-install.d", "finalise.d",
+             "convert"]
+    first_seen = [phases.index(phase) for phase in order]
+    assert first_seen == sorted(first_seen) and "block-device" in phases and phases[-1] == "done"
     elements_seen = {step.element for step in node_image["steps"] if step.element}
     assert {"bayctl-node", "mesos", "bayctl-test-assert"} <= elements_seen
     record = read_record(image.path)
