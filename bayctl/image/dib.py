@@ -5,6 +5,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import namedtuple
 
 from bayctl.errors import ImageError
@@ -42,6 +44,7 @@ def run(argv, env, log_path, script_owners, on_step=None, append=False):
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
+        previous = _sigterm_interrupts()
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -50,18 +53,54 @@ def run(argv, env, log_path, script_owners, on_step=None, append=False):
                     on_step(step)
             returncode = proc.wait()
         except BaseException:
-            _stop(proc)
+            _stop(proc, log)
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return DibRun(returncode, progress)
 
 
-def _stop(proc):
+def _sigterm_interrupts():
+    """SIGTERM stops the build like Ctrl-C (DIB unmounts its chroot) instead of orphaning it."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return signal.SIG_DFL if previous is None else previous
+
+
+def _stop(proc, log, grace=300):
+    """Stop DIB and let its exit trap unmount the chroot and free the loop device.
+
+    SIGTERM to its whole process group ends the running step; bash then runs DIB's EXIT
+    trap. Its output is drained meanwhile (a full pipe would block the cleanup) and kept in
+    the log. Only if it has not finished after `grace` seconds is it killed.
+    """
+    deadline = time.monotonic() + grace
     try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    killer = threading.Timer(grace, _kill_group, args=(proc,))
+    killer.daemon = True
+    killer.start()
+    try:
+        for line in proc.stdout:
+            log.write(line)
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
         proc.wait()
+    finally:
+        killer.cancel()
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
