@@ -37,8 +37,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 TC_HANDLE = 0xBAC
 TC_PRIORITY = 0xBAC
 
-MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_CONNTRACK, layout.PIN_COUNTERS,
-            layout.PIN_DROPS)
+MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_POLICY_SHAPE, layout.PIN_CONNTRACK,
+            layout.PIN_COUNTERS, layout.PIN_DROPS)
 INNER_POLICY_NAME = "bayctl_pol_in"
 
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
@@ -51,6 +51,7 @@ class Datapath:
         self.obj_path = str(obj_path or DEFAULT_OBJECT)
         self._fds = {}
         self._fds_lock = threading.Lock()  # pins are opened lazily, possibly from several threads
+        self._policy_btf = None  # (btf fd, key type id, value type id) of the inner-map template
 
     # ----- loading ------------------------------------------------------------------------
 
@@ -79,6 +80,9 @@ class Datapath:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+            if self._policy_btf:
+                os.close(self._policy_btf[0])
+            self._policy_btf = None
 
     def unpin(self):
         """Remove every pin under pin_dir (node teardown). Attached filters keep the program
@@ -183,12 +187,35 @@ class Datapath:
         outer = self._fd(layout.PIN_POLICY)
         inner = libbpf.map_create(libbpf.MAP_TYPE_LPM_TRIE, INNER_POLICY_NAME,
                                   ctypes.sizeof(layout.PolicyKey), ctypes.sizeof(layout.PolicyValue),
-                                  layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC)
+                                  layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC, btf=self._inner_btf())
         try:
             _fill(inner, keys, values, count)
             libbpf.map_update(outer, ctypes.c_uint32(0), ctypes.c_uint32(inner), what="policy slot 0")
         finally:
             os.close(inner)  # the outer map holds the reference now (or nothing does)
+
+    def _inner_btf(self):
+        """The BTF of the pinned inner-map template, for creating inner maps just like it.
+
+        Kernels differ in how they compare an inner map with the outer map's template: 6.1
+        refuses a BTF-less inner map where the template has BTF (EINVAL on the slot update),
+        newer ones accept either. With the template's own BTF both accept it. Pins made before
+        the template was pinned have none: then the map is created without BTF (fine on newer
+        kernels; load() again pins the template)."""
+        with self._fds_lock:
+            if self._policy_btf is None:
+                fd = libbpf.obj_get(self._pin(layout.PIN_POLICY_SHAPE))
+                if fd is None:
+                    return None
+                try:
+                    info = libbpf.map_info(fd, what=layout.PIN_POLICY_SHAPE)
+                finally:
+                    os.close(fd)
+                if not info.btf_id:
+                    return None
+                btf_fd = libbpf.btf_fd_by_id(info.btf_id, what=f"BTF of {layout.PIN_POLICY_SHAPE}")
+                self._policy_btf = (btf_fd, info.btf_key_type_id, info.btf_value_type_id)
+            return self._policy_btf
 
     def clear_policy(self):
         """Empty slot 0: every packet is dropped with reason NO_POLICY (fail closed)."""

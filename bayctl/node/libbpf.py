@@ -42,6 +42,29 @@ class MapCreateOpts(ctypes.Structure):
     ]
 
 
+class MapInfo(ctypes.Structure):
+    """struct bpf_map_info (uapi <linux/bpf.h>; the kernel fills as much as both know)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+    ]
+
+
 class MapBatchOpts(ctypes.Structure):
     """struct bpf_map_batch_opts."""
 
@@ -100,6 +123,8 @@ def _load_library():
         "bpf_map_delete_elem": (i, [i, p]),
         "bpf_map_get_next_key": (i, [i, p, p]),
         "bpf_map_update_batch": (i, [i, p, p, ctypes.POINTER(u32), ctypes.POINTER(MapBatchOpts)]),
+        "bpf_obj_get_info_by_fd": (i, [i, p, ctypes.POINTER(u32)]),
+        "bpf_btf_get_fd_by_id": (i, [u32]),
         "bpf_obj_pin": (i, [i, cp]),
         "bpf_obj_get": (i, [cp]),
         "bpf_tc_hook_create": (i, [ctypes.POINTER(TcHook)]),
@@ -259,8 +284,11 @@ def possible_cpus():
     return check(lib().libbpf_num_possible_cpus(), "count possible CPUs")
 
 
-def map_create(map_type, name, key_size, value_size, max_entries, flags=0):
+def map_create(map_type, name, key_size, value_size, max_entries, flags=0, btf=None):
+    """`btf`: (btf_fd, key_type_id, value_type_id) describing key and value, or None."""
     opts = MapCreateOpts(sz=ctypes.sizeof(MapCreateOpts), map_flags=flags)
+    if btf is not None:
+        opts.btf_fd, opts.btf_key_type_id, opts.btf_value_type_id = btf
     fd = lib().bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, ctypes.byref(opts))
     return _check_errno(fd, f"create map {name}")
 
@@ -326,6 +354,19 @@ def map_update_batch(fd, keys, values, count, flags=BPF_ANY, what="map"):
         exc.done = done.value
         raise exc
     return done.value
+
+
+def map_info(fd, what="map"):
+    """The kernel's struct bpf_map_info of a map fd."""
+    info = MapInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check_errno(lib().bpf_obj_get_info_by_fd(fd, _ref(info), ctypes.byref(size)), f"info of {what}")
+    return info
+
+
+def btf_fd_by_id(btf_id, what="BTF"):
+    """A new fd for the kernel BTF object `btf_id` (the caller closes it)."""
+    return _check_errno(lib().bpf_btf_get_fd_by_id(btf_id), f"open {what} (BTF id {btf_id})")
 
 
 def obj_pin(fd, path):

@@ -26,6 +26,7 @@ MAX_GROUP_PAIRS = 65536
 
 PIN_ENDPOINTS = "bayctl_endpoints"
 PIN_POLICY = "bayctl_policy"
+PIN_POLICY_SHAPE = "bayctl_policy_shape"
 PIN_CONNTRACK = "bayctl_conntrack"
 PIN_COUNTERS = "bayctl_counters"
 PIN_DROPS = "bayctl_drops"

@@ -35,6 +35,9 @@
 /* Pin names under the agent's bpffs directory (default /sys/fs/bpf/bayctl). */
 #define BAYCTL_PIN_ENDPOINTS  "bayctl_endpoints"
 #define BAYCTL_PIN_POLICY     "bayctl_policy"
+/* The empty template of every inner policy map: pinned so that user space can
+ * create inner maps with its BTF, which kernels like 6.1 require to match. */
+#define BAYCTL_PIN_POLICY_SHAPE "bayctl_policy_shape"
 #define BAYCTL_PIN_CONNTRACK  "bayctl_conntrack"
 #define BAYCTL_PIN_COUNTERS   "bayctl_counters"
 #define BAYCTL_PIN_DROPS      "bayctl_drops"

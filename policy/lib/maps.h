@@ -19,10 +19,13 @@ struct {
 
 /* The shape every inner policy map must have; user space creates the real
  * ones with exactly these parameters (the kernel refuses anything else).
- * One instance is declared (and stays empty, unpinned and unused) because
- * clang only emits the complete BTF of the key and value types for a struct
- * that some variable has; libbpf needs it to size the outer map's inner map,
- * and tests/unit/test_layout.py reads it. */
+ * One instance is declared (and stays empty; the program never reads it)
+ * because clang only emits the complete BTF of the key and value types for a
+ * struct that some variable has; libbpf needs it to size the outer map's
+ * inner map, and tests/unit/test_layout.py reads it. It is pinned
+ * (BAYCTL_PIN_POLICY_SHAPE): user space creates each inner map with this
+ * map's BTF, because some kernels (Debian's 6.1) refuse a BTF-less inner map
+ * in place of a BTF-described template. */
 struct bayctl_policy_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, BAYCTL_MAX_POLICY);

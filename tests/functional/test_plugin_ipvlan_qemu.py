@@ -32,10 +32,6 @@ POLICY_CHECKS = [
     "drops counted",
     "docker: allow web -> db tcp/5432", "docker: deny db -> web", "docker: web reaches its node",
 ]
-# Debian 6.1 refuses the datapath's policy swap (a BTF-less inner LPM map does not match the
-# BTF-described inner map template: the kernel compares timer/spin-lock offsets there). Owned by
-# the datapath; until it creates inner maps with the template's BTF, the guest shows fail-closed.
-KNOWN_61_POLICY_SWAP = "update policy slot 0: Invalid argument"
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +64,4 @@ def test_ipvlan_links_attach_and_cleanup(guest_results, check):
 
 @pytest.mark.parametrize("check", POLICY_CHECKS)
 def test_ipvlan_policy_allows_and_denies(guest_results, check):
-    applied = guest_results.get("policy applied", {})
-    if not applied.get("ok") and KNOWN_61_POLICY_SWAP in applied.get("detail", ""):
-        # What can be shown is shown: every packet dropped while no policy is in force.
-        for fail_closed in [c for c in guest_results if c.startswith("fail closed")]:
-            _assert_reported_ok(guest_results, fail_closed)
-        pytest.xfail(f"datapath on Debian's 6.1 kernel: {applied['detail']}")
     _assert_reported_ok(guest_results, check)
