@@ -75,7 +75,7 @@ int bayctl_tc(struct __sk_buff *skb)
 	if (verdict == POLICY_ALLOW) {
 		if (direction == CT_NEW)
 			ct_create(&flow, src_group, dst_group, rule_id);
-		if (hook_counts(src, skb->ifindex))
+		if (hook_counts(src, skb))
 			count_pair(src_group, dst_group, skb->len, 1);
 		return BAYCTL_PASS;
 	}

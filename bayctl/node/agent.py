@@ -213,19 +213,25 @@ class Agent:
         return tag
 
     def _register(self, ip, tag, ifname, netns):
-        # Classify the address before the program sees its traffic: attached first, the
-        # interface's packets would briefly count as `external`.
-        self.datapath.set_endpoint(ip, tag)
+        # Classify the address, with its interface's identity, before the program sees its
+        # traffic: attached first, the interface's packets would briefly count as `external`.
+        # The identity (ifindex + namespace cookie) lets the datapath count a packet once, at
+        # the sender's interface; one write, so a restart never leaves the entry without it.
+        try:
+            ifindex, cookie = self.datapath.interface(ifname, netns) if ifname else (0, 0)
+        except (NodeError, OSError):
+            self.datapath.set_endpoint(ip, tag)  # interface gone: the address keeps its group
+            raise
+        self.datapath.set_endpoint(ip, tag, ifindex=ifindex, netns_cookie=cookie)
         if ifname:
-            ifindex = self.datapath.attach(ifname, netns)
-            if isinstance(ifindex, int) and ifindex > 0:
-                # Lets the datapath count a packet once, at the sender's interface.
-                self.datapath.set_endpoint(ip, tag, ifindex=ifindex)
+            self.datapath.attach(ifname, netns)
 
     def _undo_set_endpoint(self, ip, previous):
         try:
             if previous:
-                self.datapath.set_endpoint(ip, int(previous["tag"]))
+                ifname, netns = previous.get("ifname"), previous.get("netns")
+                ifindex, cookie = self.datapath.interface(ifname, netns) if ifname else (0, 0)
+                self.datapath.set_endpoint(ip, int(previous["tag"]), ifindex=ifindex, netns_cookie=cookie)
             else:
                 self.datapath.delete_endpoint(ip)
         except (NodeError, OSError) as exc:

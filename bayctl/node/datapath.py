@@ -41,6 +41,8 @@ MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_POLICY_SHAPE, la
             layout.PIN_COUNTERS, layout.PIN_DROPS)
 INNER_POLICY_NAME = "bayctl_pol_in"
 
+SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
+
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _batch_supported = None  # does this kernel batch-update LPM tries? learned on first policy
 
@@ -130,6 +132,12 @@ class Datapath:
 
         return run_in_netns(netns, attach_here)
 
+    def interface(self, ifname, netns=None):
+        """(ifindex, netns cookie) of `ifname` in `netns`: what names an interface across
+        namespaces (an ifindex alone repeats: every container's eth0 may be index 2)."""
+        where = _where(ifname, netns)
+        return run_in_netns(netns, lambda: (_ifindex(ifname, where), _netns_cookie(where)))
+
     def detach(self, ifname, netns=None):
         """Remove the classifier from `ifname`; a missing interface or namespace is not an error."""
         where = _where(ifname, netns)
@@ -149,10 +157,12 @@ class Datapath:
 
     # ----- endpoints ----------------------------------------------------------------------
 
-    def set_endpoint(self, ip, group, ifindex=0, local=True):
-        """Classify `ip` into `group` (1..65535). `ifindex`: the interface the classifier is
-        attached to for this local endpoint; it lets a packet between two local endpoints be
-        counted once (at the sender's interface) instead of at both."""
+    def set_endpoint(self, ip, group, ifindex=0, local=True, netns_cookie=0):
+        """Classify `ip` into `group` (1..65535). `ifindex` and `netns_cookie` (from interface()):
+        the interface the classifier is attached to for this local endpoint; they let a packet
+        between two local endpoints be counted once (at the sender's interface) instead of at
+        both. Without the cookie the ifindex alone is compared, which is right only while every
+        attached interface is in one namespace."""
         key = _endpoint_key(ip)
         if isinstance(group, bool) or not isinstance(group, int) \
                 or not layout.GROUP_MIN <= group <= layout.GROUP_MAX:
@@ -160,7 +170,12 @@ class Datapath:
                             f"not {group!r}")
         if isinstance(ifindex, bool) or not isinstance(ifindex, int) or not 0 <= ifindex < 2**32:
             raise NodeError(f"endpoint {ip}: ifindex must be a non-negative integer, not {ifindex!r}")
-        value = layout.EndpointValue(group=group, flags=layout.EP_LOCAL if local else 0, ifindex=ifindex)
+        if isinstance(netns_cookie, bool) or not isinstance(netns_cookie, int) \
+                or not 0 <= netns_cookie < 2**64:
+            raise NodeError(f"endpoint {ip}: netns_cookie must be a non-negative integer, "
+                            f"not {netns_cookie!r}")
+        value = layout.EndpointValue(group=group, flags=layout.EP_LOCAL if local else 0, ifindex=ifindex,
+                                     netns_cookie=netns_cookie)
         libbpf.map_update(self._fd(layout.PIN_ENDPOINTS), key, value, what=f"endpoint {ip}")
 
     def delete_endpoint(self, ip):
@@ -356,6 +371,16 @@ def _ifindex(ifname, where):
         return socket.if_nametoindex(ifname)
     except OSError as exc:
         raise NodeError(f"cannot attach to {where}: no such interface") from exc
+
+
+def _netns_cookie(where):
+    """The cookie of the calling thread's network namespace (the one the datapath reads)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            return int.from_bytes(probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError as exc:
+        raise NodeError(f"cannot read the namespace cookie of {where}: {exc.strerror} "
+                        "(SO_NETNS_COOKIE needs Linux 5.14+)") from exc
 
 
 def _unlink_quietly(path):

@@ -62,7 +62,12 @@ class EndpointKey(ctypes.BigEndianStructure):
 class EndpointValue(ctypes.Structure):
     """struct bayctl_endpoint_value (host order)."""
 
-    _fields_ = [("group", ctypes.c_uint16), ("flags", ctypes.c_uint16), ("ifindex", ctypes.c_uint32)]
+    _fields_ = [
+        ("group", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("ifindex", ctypes.c_uint32),
+        ("netns_cookie", ctypes.c_uint64),
+    ]
 
 
 class PolicyKey(ctypes.Structure):

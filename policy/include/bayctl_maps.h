@@ -57,10 +57,13 @@ struct bayctl_endpoint_value {
 	__u16 group;            /* host order, 1..65535 */
 	__u16 flags;            /* BAYCTL_EP_* */
 	__u32 ifindex;          /* local interface, 0 for a remote endpoint */
+	__u64 netns_cookie;     /* host order: that interface's namespace, 0 = not known */
 };
-/* ifindex is the interface the classifier is attached to for this endpoint:
- * a packet between two local endpoints crosses two hooks and is counted only
- * at its sender's (lib/endpoints.h); with ifindex 0 every hook counts it. */
+/* (ifindex, netns_cookie) is the interface the classifier is attached to for
+ * this endpoint: a packet between two local endpoints crosses two hooks and is
+ * counted only at its sender's (lib/endpoints.h); with ifindex 0 every hook
+ * counts it. The cookie (SO_NETNS_COOKIE in user space) is needed because an
+ * ifindex is unique only within one namespace. */
 
 #define BAYCTL_EP_LOCAL 0x1
 

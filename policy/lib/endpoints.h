@@ -4,6 +4,7 @@
 #define BAYCTL_LIB_ENDPOINTS_H
 
 #include "maps.h"
+#include "netns.h"
 
 static __always_inline struct bayctl_endpoint_value *endpoint_of(__be32 addr)
 {
@@ -23,12 +24,17 @@ static __always_inline __u16 group_of(const struct bayctl_endpoint_value *ep)
  * counters would show it twice. The sender's hook counts when the sender is a
  * local endpoint whose interface is known; otherwise (a remote or unknown
  * sender, or ifindex not given) every hook the packet crosses counts.
+ * An interface is its ifindex AND its namespace's cookie: with the program
+ * attached inside containers, the receiver's eth0 usually has the sender's
+ * ifindex too. Cookie 0 (not given) compares the ifindex alone.
  */
-static __always_inline int hook_counts(const struct bayctl_endpoint_value *src, __u32 ifindex)
+static __always_inline int hook_counts(const struct bayctl_endpoint_value *src, struct __sk_buff *skb)
 {
-	if (src && (src->flags & BAYCTL_EP_LOCAL) && src->ifindex)
-		return src->ifindex == ifindex;
-	return 1;
+	if (!(src && (src->flags & BAYCTL_EP_LOCAL) && src->ifindex))
+		return 1;
+	if (src->ifindex != skb->ifindex)
+		return 0;
+	return !src->netns_cookie || src->netns_cookie == netns_cookie_of(skb);
 }
 
 #endif /* BAYCTL_LIB_ENDPOINTS_H */
