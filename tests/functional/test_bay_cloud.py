@@ -30,8 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
 BRIDGE = "bb-cloudnet"
 FAKE = "cloudfake"  # namespaces bb-cloudfake-<node>
-# What the stand-ins hand out (heat_templates/standins): floating 203.0.113.1xx, fixed 10.0.0.1xx.
-TEST_NETS = ("203.0.113.1/24", "10.0.0.1/24")
+# What the stand-ins hand out (heat_templates/standins): floating 198.51.100.1xx, fixed 10.0.0.1xx.
+# Not 203.0.113.0/24: this machine's package registries answer there, and a bridge holding
+# that /24 would cut apt, pip and DIB off while the test runs.
+TEST_NETS = ("198.51.100.1/24", "10.0.0.1/24")
 
 
 def sh(*argv, check=True):

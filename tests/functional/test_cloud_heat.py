@@ -52,7 +52,7 @@ def test_create_reports_progress_outputs_nodes_then_delete(heat_provider):
     assert [n.role for n in nodes] == [MASTER, SLAVE, SLAVE, SLAVE]
     assert nodes[0].name == "bcl-heat-ok-master"
     assert [n.name for n in nodes[1:]] == [f"bcl-heat-ok-slave-{i}" for i in range(3)]
-    assert all(n.private_ip.startswith("10.0.0.") and n.public_ip.startswith("203.0.113.") for n in nodes)
+    assert all(n.private_ip.startswith("10.0.0.") and n.public_ip.startswith("198.51.100.") for n in nodes)
     out = provider.outputs(ref)
     assert out["api_address"] == out["mesos_master"] == nodes[0].public_ip
     assert out["mesos_master_private"] == nodes[0].private_ip
