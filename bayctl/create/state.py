@@ -17,10 +17,10 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 import time
 from typing import Dict, List, Optional
 
+from bayctl import atomicfile
 from bayctl.errors import BayctlError, SpecError
 
 STATE_FILE = "bay.json"
@@ -118,25 +118,8 @@ def remove_bay_dir(name: str) -> None:
 
 
 def write_atomically(path: str, text: str, mode: int = 0o600) -> None:
-    directory = os.path.dirname(path)
-    ensure_dir(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    ensure_dir(os.path.dirname(path))
+    atomicfile.write_atomically(path, text, mode)
 
 
 @contextlib.contextmanager

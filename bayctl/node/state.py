@@ -11,8 +11,8 @@ directory): a crash leaves either the old or the new file, never a torn one.
 import json
 import logging
 import os
-import tempfile
 
+from bayctl.atomicfile import fsync_dir, write_atomically
 from bayctl.errors import NodeError
 
 LOG = logging.getLogger(__name__)
@@ -85,16 +85,9 @@ class StateStore:
 
     def _write(self, name, data):
         self.ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.state_dir)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path(name))
-            self._fsync_dir()
+            write_atomically(self._path(name), data)
         except OSError as exc:
-            _unlink_quietly(tmp)
             raise NodeError(f"cannot write {self._path(name)}: {exc.strerror}") from exc
 
     def _remove(self, name):
@@ -104,19 +97,4 @@ class StateStore:
             return
         except OSError as exc:
             raise NodeError(f"cannot remove {self._path(name)}: {exc.strerror}") from exc
-        self._fsync_dir()
-
-    def _fsync_dir(self):
-        # The rename is durable only once the directory entry is on disk.
-        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+        fsync_dir(self.state_dir)
