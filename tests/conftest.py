@@ -6,4 +6,5 @@ import sys
 # tests/ on sys.path: test modules import `prereq` and the fixture plugins by name.
 sys.path.insert(0, os.path.dirname(__file__))
 
-pytest_plugins = ["fixtures_sshd", "fixtures_docker", "fixtures_agent", "fixtures_cloud", "fixtures_image"]
+pytest_plugins = ["fixtures_sshd", "fixtures_docker", "fixtures_agent", "fixtures_cloud", "fixtures_image",
+                  "fixtures_fakeservers"]

@@ -83,3 +83,17 @@ def clouds_yaml(cloud_tier, tmp_path):
     path.write_text(yaml.safe_dump({"clouds": {"bayctl-test": {
         "auth": auth, "region_name": region, "identity_api_version": 3}}}))
     return str(path)
+
+
+@pytest.fixture
+def tier_image(cloud_conn, tmp_path):
+    """A (tiny) node image in the tier's real Glance, for the ensure-image step to find."""
+    name = "bbc-node-image"
+    image = cloud_conn.image.find_image(name, ignore_missing=True)
+    if image is None:
+        data = tmp_path / "node.raw"
+        data.write_bytes(b"\0" * 4096)
+        image = cloud_conn.create_image(name, filename=str(data), disk_format="raw", container_format="bare",
+                                        os_distro="debian", wait=True)
+    yield name
+    cloud_conn.image.delete_image(image, ignore_missing=True)
