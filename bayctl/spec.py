@@ -64,6 +64,9 @@ FIELDS = (
     Field("ssh_key", "path", "private key for the nodes (default: a key bayctl makes for this bay)"),
     Field("labels", "labels", "KEY=VALUE passed to the provider (Magnum labels, Heat parameters)"),
     Field("timeout", "int", "seconds the whole create may take", 3600, lo=60, hi=24 * 3600),
+    Field("container_cidr", "str", "cloud bays: the containers' range, one subnet per node derived from its "
+          "private address (10.0.0.N -> 10.100.N.0/24); a /18 or larger, not overlapping 10.0.0.0/24",
+          "10.100.0.0/16"),
 )
 FIELDS_BY_KEY = {field.key: field for field in FIELDS}
 
@@ -86,6 +89,7 @@ class BaySpec:
     ssh_key: Optional[str] = None
     labels: Dict[str, str] = dataclasses.field(default_factory=dict)
     timeout: int = 3600
+    container_cidr: str = "10.100.0.0/16"
     source: Optional[str] = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict:
@@ -152,6 +156,18 @@ def check_consistency(spec: BaySpec, path: Optional[str] = None) -> None:
         from bayctl.policy import load_policy
 
         load_policy(spec.policy)  # a PolicyError names the policy file, line and field
+    if spec.provider != "local":  # a local bay routes its own ranges (bayctl.providers.local_net)
+        from bayctl.node.hostgw import DEFAULT_PRIVATE_CIDR, RangeError, node_prefix
+
+        try:
+            node_prefix(DEFAULT_PRIVATE_CIDR, spec.container_cidr)
+        except RangeError as err:
+            raise SpecError(str(err), path=path, field="container_cidr") from None
+        if spec.provider == "magnum" and spec.container_cidr != FIELDS_BY_KEY["container_cidr"].default:
+            # Magnum's own Mesos templates take no such parameter: the nodes apply the default.
+            raise SpecError("a magnum bay's container range is the nodes' default "
+                            f"{FIELDS_BY_KEY['container_cidr'].default} (Magnum's templates cannot pass "
+                            "another): use --provider heat", path=path, field="container_cidr")
     if spec.ssh_user is not None and not re.match(r"[a-z_][a-z0-9_-]{0,31}\Z", spec.ssh_user):
         raise SpecError(f"{spec.ssh_user!r} is not a user name", path=path, field="ssh_user")
 

@@ -3,13 +3,17 @@
 A cloud provider's stack (real Heat with stand-ins for Nova/Neutron leaves, or a Magnum
 cluster built in that Heat) reports addresses, but no machine boots. `fake_servers` boots one
 namespace per node at those addresses, each with its own sshd (key auth, own host key) and,
-on slaves, a real `bayctl node agent`, as cloud-init would start them. They hang off one
-bridge that holds exactly the stand-ins' test-net ranges, so traffic to those addresses
-stays on this machine.
+on slaves, a real `bayctl node agent`, as cloud-init would start them, after the container
+networking step of the nodes' user data (`bayctl node hostgw` with the bay's ranges: the
+node's container subnet, its CNI config, forwarding and host-gw routes to the other nodes).
+They hang off one bridge that holds exactly the stand-ins' test-net ranges, so traffic to
+those addresses stays on this machine; that bridge is the bay's L2 network, and nothing but
+what the nodes set up themselves routes the containers' subnets.
 """
 
 import fcntl
 import os
+import shutil
 import subprocess
 import time
 
@@ -25,6 +29,7 @@ FAKE = "cloudfake"  # namespaces bb-cloudfake-<node>
 # Not 203.0.113.0/24: this machine's package registries answer there, and a bridge holding
 # that /24 would cut apt, pip and DIB off while the test runs.
 TEST_NETS = ("198.51.100.1/24", "10.0.0.1/24")
+PRIVATE_CIDR = "10.0.0.0/24"  # the templates' fixed_network_cidr
 LOCK = "/run/lock/bayctl-fake-servers.lock"  # taken while the bridge holds TEST_NETS
 
 
@@ -40,7 +45,7 @@ class FakeServers:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self.booted = []
 
-    def boot(self, node, public_key):
+    def boot(self, node, public_key, container_cidr=None):
         files = local_nodes.NodeFiles(FAKE, node.name, self.directory)
         name = local_net.netns_name(FAKE, node.name)
         veth = f"bb-cf{len(self.booted)}"
@@ -52,6 +57,10 @@ class FakeServers:
             sh("nsenter", f"--net={files.netns}", "ip", "addr", "add", f"{address}/24", "dev", "eth0")
         sh("nsenter", f"--net={files.netns}", "ip", "link", "set", "eth0", "up")
         sh("nsenter", f"--net={files.netns}", "ip", "link", "set", "lo", "up")
+        if container_cidr:  # the user data's `bayctl node hostgw` (configure-slave.sh / -master.sh)
+            cni = ["--cni-dir", os.path.join(files.dir, "cni")] if node.role == SLAVE else ["--no-cni"]
+            sh("nsenter", f"--net={files.netns}", shutil.which("bayctl"), "node", "hostgw",
+               "--container-cidr", container_cidr, "--private-cidr", PRIVATE_CIDR, *cni, "-f", "value")
         authorized = os.path.join(self.directory, "authorized_keys")
         with open(authorized, "w") as handle:
             handle.write(public_key)
@@ -68,7 +77,7 @@ class FakeServers:
         Returns {node name: NodeFiles}; raises AssertionError naming why no node came."""
         from bayctl.create.state import BayState
 
-        nodes = []
+        nodes, state = [], None
         deadline = time.monotonic() + timeout
         while worker.is_alive() and not nodes and time.monotonic() < deadline:
             state = BayState.load(bay_name)
@@ -78,7 +87,8 @@ class FakeServers:
         bay_nodes = [Node(**fields) for fields in nodes]
         addresses = [n.public_ip for n in bay_nodes] + [n.private_ip for n in bay_nodes]
         assert len(set(addresses)) == len(addresses), f"stand-ins gave one address twice: {addresses}"
-        return {node.name: self.boot(node, public_key) for node in bay_nodes}
+        container_cidr = state.spec.get("container_cidr") if state is not None else None
+        return {node.name: self.boot(node, public_key, container_cidr) for node in bay_nodes}
 
     def remove(self):
         from bayctl.node.agent_process import remove_tree

@@ -31,6 +31,7 @@ COMMANDS = {
     "node endpoint remove": "bayctl.cli.node:EndpointRemove",
     "policy stats": "bayctl.cli.node:PolicyStats",
     "node docker-plugin": "bayctl.cli.node_plugins:DockerPlugin",
+    "node hostgw": "bayctl.cli.node_hostgw:HostGw",
     "policy drops": "bayctl.cli.node:PolicyDrops",
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",

@@ -123,4 +123,5 @@ def request_from_spec(spec: BaySpec) -> BayRequest:
         name=spec.name, slaves=spec.slaves, image=spec.image, keypair=spec.keypair,
         master_flavor=spec.master_flavor or spec.flavor, slave_flavor=spec.flavor,
         external_network=spec.external_network, labels=dict(spec.labels), timeout=spec.timeout, extra={},
+        container_cidr=spec.container_cidr,
     )

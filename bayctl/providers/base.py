@@ -49,6 +49,7 @@ class BayRequest:
     external_network: Optional[str] = None
     dns_nameserver: Optional[str] = None
     private_cidr: str = "10.0.0.0/24"
+    container_cidr: str = "10.100.0.0/16"  # one subnet per node, derived (bayctl.node.hostgw)
     labels: dict = dataclasses.field(default_factory=dict)  # passed through (magnum labels, heat params)
     timeout: int = 3600  # seconds the whole build may take
     extra: dict = dataclasses.field(default_factory=dict)  # provider-specific knobs

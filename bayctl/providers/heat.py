@@ -48,7 +48,7 @@ class HeatProvider(Provider):
 
     def parameters(self, request, template):
         params = {"bay_name": request.name, "number_of_slaves": request.slaves,
-                  "fixed_network_cidr": request.private_cidr}
+                  "fixed_network_cidr": request.private_cidr, "container_cidr": request.container_cidr}
         for key, value in (("ssh_key_name", request.keypair), ("server_image", request.image),
                            ("master_flavor", request.master_flavor),
                            ("slave_flavor", request.slave_flavor or request.master_flavor),
@@ -142,9 +142,10 @@ class HeatProvider(Provider):
             self.wait(ref, progress=progress, timeout=timeout, action="DELETE")
 
     def list(self):
+        # A stack Heat has just deleted can still be listed as DELETE_COMPLETE for a moment: gone.
         return [BayStatus(name=s.stack_name, id=s.id, status=s.stack_status, provider=self.name,
                           reason=s.stack_status_reason or "")
-                for s in self.hc.stacks.list(tags=PROVIDER_TAG)]
+                for s in self.hc.stacks.list(tags=PROVIDER_TAG) if s.stack_status != "DELETE_COMPLETE"]
 
     def ref_for(self, name):
         stack = self._find(name)

@@ -13,6 +13,10 @@ trap 'notify FAILURE "configure-master failed at line $LINENO"' ERR
 MY_IP=$(ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 ZK="zk://${MY_IP}:2181"
 
+# Routes to every slave's container subnet (host-gw), so the master reaches containers.
+bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NETWORK_CIDR" --no-cni \
+    -f value >/dev/null
+
 echo 1 > /etc/zookeeper/conf/myid
 systemctl enable --now zookeeper
 

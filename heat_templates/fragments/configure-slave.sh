@@ -23,6 +23,11 @@ echo /usr/lib/bayctl/cni > /etc/mesos-slave/network_cni_plugins_dir
 # Containers resolve each other through the master's mesos-dns.
 sed -i "1i nameserver $MESOS_MASTER_PRIVATE" /etc/resolv.conf
 
+# This slave's container subnet (derived from its private address), its Mesos CNI network
+# config, forwarding, and a route to every other node's subnet via that node (host-gw).
+bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NETWORK_CIDR" \
+    --cni-dir /etc/bayctl/cni -f value >/dev/null
+
 systemctl enable --now bayctl-agent
 systemctl enable --now mesos-slave
 

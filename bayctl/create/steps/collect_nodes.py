@@ -1,5 +1,9 @@
 """Read the bay's nodes (master first, then slaves) from the provider into the bay's state.
 
+Each slave's container subnet goes into the state too (verify places its probes there): the
+local provider names its own; on a cloud it is derived from the slave's private address the
+same way the node derives it at boot (bayctl.node.hostgw).
+
 Where the provider knows its nodes' host keys up front (the local bay made them), they
 are recorded now, so even the first SSH contact is checked rather than trusted.
 """
@@ -28,17 +32,30 @@ class CollectNodes(Step):
                              f"the provider reported {len(slaves)}")
         ctx.state.nodes = [dataclasses.asdict(node) for node in nodes]
         ctx.save()
-        subnets = getattr(ctx.provider, "container_subnets", None)
-        if subnets is not None:
-            from bayctl.verify.run import probe_subnets
+        ctx.state.extra["container_subnets"] = container_subnets(ctx, slaves)
+        from bayctl.verify.run import probe_subnets
 
-            ctx.state.extra["container_subnets"] = subnets(ctx.state.ref)
-            ctx.state.extra["probe_subnets"] = probe_subnets(ctx.state.extra["container_subnets"])
-            ctx.save()
+        ctx.state.extra["probe_subnets"] = probe_subnets(ctx.state.extra["container_subnets"])
+        ctx.save()
         known = getattr(ctx.provider, "host_keys", None)
         if known is not None:
             record_host_keys(ctx.state.directory, known(ctx.state.ref))
         ctx.status.update(", ".join(f"{n.name} {n.public_ip or n.private_ip}" for n in nodes))
+
+
+def container_subnets(ctx, slaves) -> dict:
+    """slave name -> its container subnet."""
+    named = getattr(ctx.provider, "container_subnets", None)
+    if named is not None:
+        return named(ctx.state.ref)
+    from bayctl.node.hostgw import RangeError, container_subnet
+
+    request = ctx.request()
+    try:
+        return {node.name: container_subnet(node.private_ip, request.private_cidr, ctx.spec.container_cidr)
+                for node in slaves}
+    except (RangeError, TypeError, ValueError) as err:
+        raise CloudError(f"bay {ctx.spec.name}: no container subnet for its slaves: {err}") from None
 
 
 def record_host_keys(bay_dir, keys):
