@@ -35,6 +35,7 @@ class NodeFiles:
         self.agent_state = os.path.join(self.dir, "agent")
         self.agent_log = os.path.join(self.dir, "agent.log")
         self.agent_socket = os.path.join(socket_dir(bay), f"{node}.sock")
+        self.home = os.path.join(self.dir, "home")
         self.pin_dir = os.path.join(BPFFS, local_net.netns_name(bay, node))
         self.netns = local_net.netns_path(bay, node)
 
@@ -67,6 +68,7 @@ def ensure_host_key(files: NodeFiles) -> str:
 def write_sshd_config(files: NodeFiles, address: str, authorized_keys: str, forwarding: bool) -> None:
     path_env = ":".join([bayctl_bin_dir(), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
                          "/sbin", "/bin"])
+    os.makedirs(files.home, mode=0o700, exist_ok=True)
     lines = [
         f"ListenAddress {address}:22",
         f"HostKey {files.host_key}",
@@ -86,7 +88,9 @@ def write_sshd_config(files: NodeFiles, address: str, authorized_keys: str, forw
         "MaxStartups 64:30:128",
         "LogLevel ERROR",
         # What a node image sets system-wide: where bayctl is and which agent is this node's.
-        f"SetEnv PATH={path_env} BAYCTL_AGENT_SOCKET={files.agent_socket}",
+        # HOME is the node's own, as root's home would be on a slave: otherwise the login shell
+        # sources this machine's ~/.bashrc (a pyenv set-up there costs ~0.5 s per command).
+        f"SetEnv PATH={path_env} BAYCTL_AGENT_SOCKET={files.agent_socket} HOME={files.home}",
     ]
     with open(files.sshd_config, "w") as handle:
         handle.write("\n".join(lines) + "\n")
