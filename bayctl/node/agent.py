@@ -111,9 +111,17 @@ class Agent:
 
     # -- policy --------------------------------------------------------------------------------
 
-    def apply_policy(self, text, source="<request>"):
+    def apply_policy(self, text, source="<request>", unless=None):
+        """Parse, compile and swap in `text`. `unless`: digests (or "*") meaning "the agent
+        already holds it": then nothing is parsed or rewritten and the result says unchanged."""
+        held = self._held(unless)
+        if held:  # checked before parsing: a seeder's no-op costs the node almost nothing
+            return held
         policy, entries = _parse_and_compile(text, source)  # PolicyError: nothing changed
         with self._lock:
+            held = self._held(unless)  # another request may have applied it meanwhile
+            if held:
+                return held
             self.datapath.replace_policy(entries)
             try:
                 self.store.save_policy_text(text)
@@ -124,6 +132,12 @@ class Agent:
             self._policy, self._policy_text = policy, text
         LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, len(entries), source)
         return {"digest": policy.digest, "entries": len(entries)}
+
+    def _held(self, unless):
+        policy = self._policy
+        if not unless or policy is None or not (policy.digest in unless or "*" in unless):
+            return None
+        return {"digest": policy.digest, "unchanged": True}
 
     def _reinstate(self, policy):
         from bayctl.policy import compile_policy

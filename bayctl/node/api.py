@@ -1,6 +1,8 @@
 """The agent's HTTP API (see docs in README "The node"): maps requests onto Agent calls.
 
     PUT    /v1/policy            body: policy YAML   -> {"digest", "entries"}
+                                 with `If-None-Match: "<digest>"`: 412 and nothing rewritten
+                                 when the agent already holds that digest (seeding's check)
     GET    /v1/policy                                -> {"digest", "groups", "source"}
     DELETE /v1/policy                                -> fail closed (deny all)
     POST   /v1/endpoints         {"ip", "group", "ifname"?, "netns"?} -> 201 endpoint
@@ -21,6 +23,9 @@ from bayctl.node.unixhttp import ApiError
 ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns"}
 # Optional request header naming the policy's file, so errors read "web-db.yaml:12: ...".
 SOURCE_HEADER = "X-Bayctl-Source"
+# A policy's entity tag is its digest: `If-None-Match: "<digest>"` makes a PUT conditional
+# (RFC 9110 13.1.2), so a seeder can apply-unless-current in one request instead of two.
+IF_NONE_MATCH = "If-None-Match"
 
 
 class AgentApi:
@@ -58,10 +63,14 @@ class AgentApi:
         # Printable and short: it ends up in error messages and the log.
         source = "".join(c for c in (_header(headers, SOURCE_HEADER) or "") if c.isprintable())[:200]
         source = source or "<request>"
+        unless = _entity_tags(_header(headers, IF_NONE_MATCH))
         try:
-            return 200, self.agent.apply_policy(text, source=source)
+            result = self.agent.apply_policy(text, source=source, unless=unless)
         except PolicyError as exc:
             raise ApiError(400, str(exc)) from None
+        if result.get("unchanged"):
+            raise ApiError(412, f"precondition failed: the agent already holds policy {result['digest']}")
+        return 200, result
 
     def _endpoints(self, method, body):
         _allow(method, "GET", "POST")
@@ -88,6 +97,22 @@ class AgentApi:
 def _allow(method, *allowed):
     if method not in allowed:
         raise ApiError(405, f"method {method} not allowed here (allowed: {', '.join(allowed)})")
+
+
+def _entity_tags(value):
+    """The tags of an If-None-Match value ('"a", W/"b"' -> {"a", "b"}; "*" stays "*"), or None."""
+    if value is None:
+        return None
+    tags = set()
+    for item in value.split(","):
+        item = item.strip()
+        if item.startswith("W/"):
+            item = item[2:]
+        if len(item) >= 2 and item[0] == item[-1] == '"':
+            item = item[1:-1]
+        if item:
+            tags.add(item)
+    return frozenset(tags) or None
 
 
 def _header(headers, name):
