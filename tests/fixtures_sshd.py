@@ -74,12 +74,12 @@ def port_open(ip, port):
         return False
 
 
-def generate_key(path, comment):
-    """An ed25519 key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
+def generate_key(path, comment, key_type="ed25519"):
+    """A key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
     for stale in (path, path + ".pub"):
         if os.path.exists(stale):
             os.unlink(stale)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", path],
                    check=True, stdout=subprocess.DEVNULL)
 
 
@@ -87,11 +87,13 @@ class SshdNode:
     """One node: an sshd (and optionally an agent) on a loopback address."""
 
     def __init__(self, name, ip, port, workdir, authorized_key, forwarding=False, agent=True,
-                 pin_dir=None):
+                 pin_dir=None, host_key_types=("ed25519",)):
         self.name, self.ip, self.port = name, ip, port
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
-        self.host_key = os.path.join(self.dir, "ssh_host_ed25519_key")
+        # The first type is `host_key`; a Debian node has rsa, ecdsa and ed25519 keys.
+        self.host_keys = [os.path.join(self.dir, f"ssh_host_{kind}_key") for kind in host_key_types]
+        self.host_key, self.host_key_types = self.host_keys[0], tuple(host_key_types)
         self.socket = os.path.join(self.dir, "agent.sock")
         self.state_dir = os.path.join(self.dir, "state")
         self.home = os.path.join(self.dir, "home")
@@ -102,14 +104,15 @@ class SshdNode:
         self.agent = None
         with open(os.path.join(self.dir, "authorized_keys"), "w") as handle:
             handle.write(authorized_key)
-        generate_key(self.host_key, f"{PREFIX}-{name}")
+        for kind, path in zip(host_key_types, self.host_keys):
+            generate_key(path, f"{PREFIX}-{name}", kind)
         self._write_config(forwarding)
 
     def _write_config(self, forwarding):
         path_value = f"{bayctl_bin_dir()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         lines = [
             f"ListenAddress {self.ip}:{self.port}",
-            f"HostKey {self.host_key}",
+            *(f"HostKey {path}" for path in self.host_keys),
             "PidFile none",
             "UsePAM no",
             # The test tree lives in a tmp dir that sshd's ownership checks would refuse.
@@ -166,7 +169,8 @@ class SshdNode:
     def new_host_key(self):
         """The node is "rebuilt": a fresh host key, sshd restarted."""
         self.stop_sshd()
-        generate_key(self.host_key, f"{PREFIX}-{self.name}-rebuilt")
+        for kind, path in zip(self.host_key_types, self.host_keys):
+            generate_key(path, f"{PREFIX}-{self.name}-rebuilt", kind)
         self.start_sshd()
 
     # -- agent ----------------------------------------------------------------------------
@@ -185,9 +189,19 @@ class SshdNode:
             if self.agent.poll() is not None:
                 with open(os.path.join(self.dir, "agent.log")) as handle:
                     raise RuntimeError(f"agent of {self.name} exited: {handle.read()[-2000:]}")
-            return os.path.exists(self.socket)
+            return os.path.exists(self.socket) and self._answers()
 
         wait_until(ready, timeout, f"agent of {self.name} at {self.socket}")
+
+    def _answers(self):
+        # The socket exists before the agent has restored its state: ready means it answers.
+        from bayctl.errors import NodeError
+        from bayctl.node.client import AgentClient
+
+        try:
+            return AgentClient(self.socket, timeout=5).health().get("ok") is True
+        except NodeError:
+            return False
 
     def stop_agent(self):
         _stop(self.agent)
@@ -227,7 +241,8 @@ def _stop(process):
 class SshdBay:
     """A master and N slaves as real sshd nodes, a client key, and a bay state dir."""
 
-    def __init__(self, slaves, agents=True, master=False, workdir=None, ready_timeout=30):
+    def __init__(self, slaves, agents=True, master=False, workdir=None, ready_timeout=30,
+                 host_key_types=("ed25519",)):
         self.number = next(_bay_numbers) + (os.getpid() % 50) * 4
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"{PREFIX}-bay-")
         self.state_dir = os.path.join(self.workdir, "bay-state")
@@ -249,7 +264,7 @@ class SshdBay:
                 self._all.append(self.master)
             for index in range(slaves):
                 node = SshdNode(f"{PREFIX}-slave{index}", ips[index + (1 if master else 0)], self.port,
-                                self.workdir, authorized, agent=agents)
+                                self.workdir, authorized, agent=agents, host_key_types=host_key_types)
                 self.slaves.append(node)
                 self._all.append(node)
             for node in self._all:  # start all, then wait all: parallel start-up

@@ -9,11 +9,16 @@ bay's trust is its own.
 
 import os
 import threading
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import asyncssh
 
 KNOWN_HOSTS_NAME = "known_hosts"
+
+
+# Host key types asked for on first contact, in OpenSSH's own order: Ed25519 is the cheapest
+# for the node to sign with (asyncssh's defaults would ask a Debian node for RSA first).
+FIRST_CONTACT_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
 
 def host_pattern(host: str, port: int) -> str:
@@ -52,6 +57,17 @@ class TofuKnownHosts:
 
     def recorded(self, host: str, port: int) -> Optional[asyncssh.SSHKey]:
         return self._keys.get(host_pattern(host, port))
+
+    def host_key_algs(self, host: str, port: int) -> List[str]:
+        """The host key algorithms to offer host:port: the recorded key's first, so the node
+        presents that very key (any other it presents is refused as changed), else Ed25519
+        first; every algorithm asyncssh supports follows, so no node is refused for its key type."""
+        from asyncssh.public_key import get_default_public_key_algs
+
+        recorded = self.recorded(host, port)
+        first = [alg.decode() for alg in recorded.sig_algorithms] if recorded else list(FIRST_CONTACT_TYPES)
+        rest = [alg.decode() for alg in get_default_public_key_algs()]
+        return first + [alg for alg in rest if alg not in first]
 
     def check_or_record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
         """Accept `key` for host:port if it is the recorded one or the first one seen."""

@@ -9,11 +9,19 @@ Two ways to reach the node's agent, both through the same SSH connection:
   (GET/PUT /v1/policy, the same API the CLI calls). Same effect, ~100x cheaper on the node;
   for slaves that are small or many.
 
-Either way the node is asked three things: its current digest, to apply the policy
-(policy text on stdin, never on a command line), and its digest again (the read-back).
+Either way the node is asked the same things: to apply the policy (text on stdin, never on a
+command line) unless it already holds the policy's digest, and then its digest (the read-back).
+
+- ``cli``: three commands, three Python starts: show (the digest, compared here), apply (only
+  when it differs), show again.
+- ``curl``: ONE command per node: one curl making two requests, a conditional
+  ``PUT /v1/policy`` with ``If-None-Match: "<digest>"`` (the agent answers 412 and rewrites
+  nothing when it holds that digest already) and then ``GET /v1/policy``. One SSH channel, one
+  shell and one curl per node instead of three of each: most of a node's seeding cost.
 """
 
 import json
+import re
 import shlex
 from typing import Optional
 
@@ -24,6 +32,10 @@ MODES = ("cli", "curl")
 
 # curl's status line is appended after the body so one call gives both.
 _CURL_STATUS_MARK = "\nbayctl-http-status:"
+# The agent's bodies are one line of JSON, so a mark at a line start cannot come from a body.
+_CURL_ANSWERS = re.compile(r"\n?bayctl-http-status:(\d{3})\n?")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+HTTP_PRECONDITION_FAILED = 412
 
 
 class RemoteAgent:
@@ -48,6 +60,22 @@ class RemoteAgent:
             return f"{shlex.quote(self.bayctl)} node apply -{self._socket_flag()}"
         return self._curl("PUT", "--data-binary @- -H 'Content-Type: application/yaml'")
 
+    @property
+    def one_command(self) -> bool:
+        """True when apply-unless-current and the read-back are one remote command."""
+        return self.mode == "curl"
+
+    def seed_command(self, digest: str) -> str:
+        """curl only: PUT unless the agent holds `digest` (policy on stdin), then GET, in one curl."""
+        if not _SHA256_HEX.match(digest or ""):
+            raise ValueError(f"not a policy digest: {digest!r}")
+        condition = f"-H 'If-None-Match: \"{digest}\"' "
+        put = self._curl("PUT", condition + "--data-binary @- -H 'Content-Type: application/yaml'",
+                         status_newline=True)
+        get = self._curl("GET").split(" ", 1)[1]  # --next: the same options again, without "curl"
+        # --fail-early: a request that gets no answer ends curl with its own exit status.
+        return f"{put.replace('curl ', 'curl --fail-early ', 1)} --next {get}"
+
     def _socket_flag(self) -> str:
         return f" --socket {shlex.quote(self.agent_socket)}" if self.agent_socket else ""
 
@@ -58,15 +86,20 @@ class RemoteAgent:
             return shlex.quote(self.agent_socket)
         return f'"${{BAYCTL_AGENT_SOCKET:-{DEFAULT_SOCKET}}}"'
 
-    def _curl(self, method: str, extra: str = "") -> str:
+    def _curl(self, method: str, extra: str = "", status_newline: bool = False) -> str:
+        end = "\\n" if status_newline else ""  # curl's -w expands \n: the next answer starts a line
         return (f"curl -sS --max-time 20 --unix-socket {self._socket_word()} -X {method} {extra} "
-                f"-w '{_CURL_STATUS_MARK.strip()}%{{http_code}}' http://agent/v1/policy").replace("  ", " ")
+                f"-w '{_CURL_STATUS_MARK.strip()}%{{http_code}}{end}' http://agent/v1/policy"
+                ).replace("  ", " ")
 
     # -- results --------------------------------------------------------------------------
 
     def parse_digest(self, exit_status: Optional[int], stdout: str, stderr: str) -> Optional[str]:
         """The digest a show command reports (None: the node has no policy). NodeError if it failed."""
-        body = self._body(exit_status, stdout, stderr)
+        return self._digest_of(self._body(exit_status, stdout, stderr))
+
+    @staticmethod
+    def _digest_of(body: str) -> Optional[str]:
         try:
             doc = json.loads(body)
         except ValueError:
@@ -75,6 +108,21 @@ class RemoteAgent:
             raise NodeError("the node's agent answered without a digest")
         digest = doc["digest"]
         return digest if digest and digest != "None" else None
+
+    def parse_seed(self, exit_status: Optional[int], stdout: str, stderr: str):
+        """What a seed command did: (applied, digest read back). NodeError if either request failed.
+
+        applied is False when the agent refused the conditional PUT because it already held the
+        digest (412: nothing rewritten); the read-back digest is what the agent holds after."""
+        self._curl_failure(exit_status, stderr)
+        answers = _CURL_ANSWERS.split(stdout)  # [body, status, body, status, ""]
+        if len(answers) != 5 or answers[4].strip():
+            raise NodeError(f"unreadable answer from the node's agent: {_first_line(stdout)!r}")
+        put_body, put_status, get_body, get_status = answers[0], int(answers[1]), answers[2], answers[3]
+        if put_status != HTTP_PRECONDITION_FAILED:
+            self._check_status(put_status, put_body)
+        self._check_status(int(get_status), get_body)
+        return put_status != HTTP_PRECONDITION_FAILED, self._digest_of(get_body)
 
     def check_applied(self, exit_status: Optional[int], stdout: str, stderr: str) -> None:
         """Raise NodeError with the agent's reason unless the apply command succeeded."""
@@ -87,24 +135,33 @@ class RemoteAgent:
             return stdout
         return self._curl_body(exit_status, stdout, stderr)
 
-    def _curl_body(self, exit_status, stdout, stderr) -> str:
+    def _curl_failure(self, exit_status, stderr) -> None:
         if exit_status == 127:
             raise NodeError("curl not found on the node (exit 127)")
         if exit_status == 7:  # curl: could not connect
             raise NodeError(f"agent not running (no answer on {self.agent_socket or 'its socket'})")
         if exit_status != 0:
             raise NodeError(_command_failure(exit_status, stderr))
+
+    def _curl_body(self, exit_status, stdout, stderr) -> str:
+        self._curl_failure(exit_status, stderr)
         body, _, status = stdout.rpartition(_CURL_STATUS_MARK.strip())
         body = body.rstrip("\n")
         if not status.strip().isdigit():
             raise NodeError("unreadable answer from the node's agent")
-        if int(status) >= 400:
+        self._check_status(int(status), body)
+        return body
+
+    @staticmethod
+    def _check_status(status: int, body: str) -> None:
+        if status < 200:  # 000: curl wrote no status (no answer)
+            raise NodeError("no answer from the node's agent")
+        if status >= 400:
             try:
                 reason = json.loads(body)["error"]
             except (ValueError, KeyError, TypeError):
-                reason = _first_line(body) or f"HTTP {status.strip()}"
+                reason = _first_line(body) or f"HTTP {status}"
             raise NodeError(f"agent: {reason}")
-        return body
 
 
 def _command_failure(exit_status, text) -> str:

@@ -35,6 +35,10 @@ def by_name(results):
     return {result.node: result for result in results}
 
 
+def policy_file(slave):
+    return os.path.join(slave.state_dir, "policy.yaml")
+
+
 def known_host_lines(bay):
     with open(os.path.join(bay.state_dir, "known_hosts")) as handle:
         return [line for line in handle.read().splitlines() if line.strip()]
@@ -57,9 +61,13 @@ def test_every_slave_is_seeded_and_reseeding_changes_nothing(sshd_bay_factory, r
     assert [slave.agent_digest() for slave in bay.slaves] == [wanted] * 3
     assert len(known_host_lines(bay)) == 3  # each host key recorded on first contact
 
+    saved = [os.stat(policy_file(slave)) for slave in bay.slaves]
     again = seed_policy(bay.nodes(), WEB_DB, remote=remote, **bay.seed_options())
     assert [r.status for r in again] == [UNCHANGED] * 3
     assert all(r.digest == wanted for r in again)
+    # Unchanged means not rewritten: each agent's saved policy is the very same file.
+    assert [(st.st_ino, st.st_mtime_ns) for st in map(os.stat, map(policy_file, bay.slaves))] == \
+        [(st.st_ino, st.st_mtime_ns) for st in saved]
 
     # The private key never reaches the logs.
     with open(bay.key) as handle:
@@ -99,16 +107,35 @@ def test_a_node_that_never_answers_times_out_and_the_others_are_seeded(sshd_bay_
     assert [results[s.name].status for s in bay.slaves] == [SEEDED, SEEDED]
 
 
-def test_a_node_whose_agent_is_not_running_is_named_with_the_agents_reason(sshd_bay_factory):
+@pytest.mark.parametrize("remote", ["cli", "curl"])
+def test_a_node_whose_agent_is_not_running_is_named_with_the_agents_reason(sshd_bay_factory, remote):
     bay = sshd_bay_factory(3)
     broken = bay.slaves[2]
     broken.stop_agent()
 
-    results = by_name(seed_policy(bay.nodes(), WEB_DB, raise_on_failure=False, **bay.seed_options()))
+    results = by_name(seed_policy(bay.nodes(), WEB_DB, raise_on_failure=False, remote=remote,
+                                  **bay.seed_options()))
 
     assert results[broken.name].status == FAILED
     assert "agent not running" in results[broken.name].reason
     assert [results[s.name].status for s in bay.slaves[:2]] == [SEEDED, SEEDED]
+
+
+def test_a_node_whose_agent_fails_to_apply_is_named_with_the_agents_reason(sshd_bay_factory):
+    """The one-command curl exchange: a failed PUT is the node's failure, with the agent's words."""
+    bay = sshd_bay_factory(2)
+    broken = bay.slaves[1]
+    # Where the agent saves the policy stands a directory: it cannot keep what it applies,
+    # so it undoes the swap and answers 500 (a disk that cannot be written, for real).
+    os.makedirs(os.path.join(policy_file(broken), "in-the-way"))
+
+    results = by_name(seed_policy(bay.nodes(), WEB_DB, raise_on_failure=False, remote="curl",
+                                  **bay.seed_options()))
+
+    assert results[broken.name].status == FAILED
+    assert results[broken.name].reason.startswith(f"agent: cannot write {policy_file(broken)}")
+    assert broken.agent_digest() is None
+    assert results[bay.slaves[0].name].status == SEEDED
 
 
 def test_a_changed_host_key_is_refused_and_nothing_is_applied_there(sshd_bay_factory):
@@ -170,3 +197,23 @@ def test_an_invalid_policy_stops_before_any_node_is_contacted(sshd_bay_factory):
 
     assert bay.slaves[0].agent_digest() is None
     assert not os.path.exists(os.path.join(bay.state_dir, "known_hosts"))
+
+
+def test_a_node_with_several_host_keys_is_asked_for_its_ed25519_key_then_for_the_recorded_one(
+        sshd_bay_factory):
+    bay = sshd_bay_factory(2, host_key_types=("rsa", "ecdsa", "ed25519"))
+    fresh, known = bay.slaves
+    # `known` was recorded earlier (another tool, an older bayctl) with its RSA key.
+    with open(known.host_keys[0] + ".pub") as handle:
+        rsa_line = f"[{known.ip}]:{bay.port} {' '.join(handle.read().split()[:2])}"
+    with open(os.path.join(bay.state_dir, "known_hosts"), "w") as handle:
+        handle.write(rsa_line + "\n")
+
+    results = seed_policy(bay.nodes(), WEB_DB, remote="curl", **bay.seed_options())
+
+    assert [r.status for r in results] == [SEEDED, SEEDED]
+    lines = known_host_lines(bay)
+    assert lines[0] == rsa_line  # the recorded key was asked for, and is still the one trusted
+    assert lines[1].split()[:2] == [f"[{fresh.ip}]:{bay.port}", "ssh-ed25519"]
+    with open(fresh.host_keys[2] + ".pub") as handle:
+        assert lines[1].split()[2] == handle.read().split()[1]

@@ -96,3 +96,36 @@ def test_a_missing_or_locked_key_is_a_clear_error_without_its_contents(tmp_path)
         seed_policy(nowhere, POLICY, bay_state_dir=tmp_path, ssh_user="root", ssh_key=path)
     assert "cannot read the SSH key" in str(caught.value)
     assert secret.decode().splitlines()[1][:30] not in str(caught.value)
+
+
+DIGEST = "ab" * 32
+
+
+def test_curl_seed_is_one_command_with_a_conditional_put_then_a_get():
+    agent = RemoteAgent("curl", agent_socket="/run/a b.sock")
+    assert agent.one_command and not RemoteAgent("cli").one_command
+    command = agent.seed_command(DIGEST)
+    put, get = command.split(" --next ")
+    assert put.startswith("curl --fail-early ") and "-X PUT" in put and "--data-binary @-" in put
+    assert f"-H 'If-None-Match: \"{DIGEST}\"'" in put
+    assert "-X GET" in get and "--unix-socket '/run/a b.sock'" in get and "If-None-Match" not in get
+    with pytest.raises(ValueError):
+        agent.seed_command("abc; rm -rf /")  # only a digest ever reaches the remote shell
+
+
+def test_curl_seed_answers():
+    agent = RemoteAgent("curl")
+    held = f'{{"digest": "{DIGEST}", "groups": {{}}}}\nbayctl-http-status:200'
+    applied = f'{{"digest": "{DIGEST}", "entries": 3}}\nbayctl-http-status:200\n' + held
+    assert agent.parse_seed(0, applied, "") == (True, DIGEST)
+    unchanged = '{"error": "precondition failed: ..."}\nbayctl-http-status:412\n' + held
+    assert agent.parse_seed(0, unchanged, "") == (False, DIGEST)
+    refused = '{"error": "<request>:3: bad port"}\nbayctl-http-status:400\n' + held
+    with pytest.raises(NodeError, match="agent: <request>:3: bad port"):
+        agent.parse_seed(0, refused, "")
+    with pytest.raises(NodeError, match="agent not running"):
+        agent.parse_seed(7, "bayctl-http-status:000\n", "curl: (7) Couldn't connect to server")
+    with pytest.raises(NodeError, match="no answer"):
+        agent.parse_seed(0, "bayctl-http-status:000\n" + held, "")
+    with pytest.raises(NodeError, match="unreadable answer"):
+        agent.parse_seed(0, held, "")  # the PUT's answer is missing
