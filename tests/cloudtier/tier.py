@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from cloudtier import venv
+from cloudtier import magnum_heat_env, venv
 
 HOST = "127.0.0.1"
 # One tier per machine at a time on these ports; BAYCTL_CLOUD_PORT_BASE moves a second one
@@ -291,6 +291,8 @@ class Tier:
         os.makedirs(hdir, exist_ok=True)
         shutil.copy(os.path.join(venv_etc, "heat", "api-paste.ini"), hdir)
         heat_url = f"http://{HOST}:{PORTS['heat']}"
+        # Name-scoped stand-ins for REAL Magnum's mesos templates (no type is mapped globally).
+        magnum_heat_env.write(os.path.join(hdir, "environment.d"))
         self._write("heat/heat.conf", f"""
             [DEFAULT]
             use_stderr = true
@@ -304,6 +306,7 @@ class Tier:
             stack_domain_admin_password = {self.service_password}
             stack_user_domain_name = heat
             max_nested_stack_depth = 6
+            environment_dir = {hdir}/environment.d
             [database]
             connection = {self._db_url('heat')}
             max_pool_size = 20
