@@ -48,6 +48,9 @@ class _Legacy:
                                         "interface": conn.config.get_interface(),
                                         "region_name": conn.config.get_region_name()},
                        headers={"OpenStack-API-Version": "container-infra 1.1"}, raise_exc=False)
+        override = conn.config.get_endpoint("container-infra")
+        if override:
+            self.kw["endpoint_override"] = override
 
     def call(self, method, path, json=None):
         # The catalog URL of Magnum ends in /v1 (as Magnum registers it).
@@ -77,6 +80,10 @@ class MagnumProvider(Provider):
     def _client(self):
         from magnumclient.v1 import client as magnum_client
 
+        # clouds.yaml's `container_infra_endpoint_override` (openstacksdk's per-service override)
+        override = self.conn.config.get_endpoint("container-infra")
+        if override:
+            return magnum_client.Client(session=self.conn.session, endpoint_override=override)
         try:
             self.conn.session.get_endpoint(service_type="container-infra",
                                            interface=self.conn.config.get_interface(),
