@@ -26,6 +26,17 @@ def templates_dir():
     return os.environ.get("BAYCTL_HEAT_TEMPLATES", default)
 
 
+def default_environments():
+    """environments/openstack.yaml, then the files of $BAYCTL_HEAT_ENVIRONMENTS (colon-separated)
+    layered over it, later ones winning: a site's parameter_defaults or resource mappings
+    (the devstack plugin passes BAYCTL_HEAT_ENVIRONMENTS through)."""
+    extra = [path for path in os.environ.get("BAYCTL_HEAT_ENVIRONMENTS", "").split(":") if path]
+    for path in extra:
+        if not os.path.isfile(path):  # fail closed: a bay without the mapping asked for is another bay
+            raise CloudError(f"BAYCTL_HEAT_ENVIRONMENTS: {path}: no such file")
+    return [os.path.join(templates_dir(), "environments", "openstack.yaml"), *extra]
+
+
 def _one_line(error):
     text = getattr(error, "error", None)
     if isinstance(text, dict):  # heatclient's HTTPException.error: {"error": {"message": ...}}
@@ -40,7 +51,7 @@ class HeatProvider(Provider):
         self.conn = conn
         base = templates_dir()
         self.template = template or os.path.join(base, "mesosbay.yaml")
-        self.environments = list(environments or [os.path.join(base, "environments", "openstack.yaml")])
+        self.environments = list(environments or default_environments())
         self.poll_interval = poll_interval
         self.hc = heat(conn)
 
