@@ -28,7 +28,10 @@ from bayctl.verify.matrix import expected_matrix, listening_ports
 from bayctl.verify.report import Report
 from bayctl.verify.shell import BayShell
 
-HELPER = "python3 -m bayctl.verify.node"
+# The helper runs under the Python that has bayctl: on a node image that is a virtualenv
+# (elements/bayctl-node), named by the shebang of the `bayctl` script on PATH; else python3.
+HELPER = ("sh -c 'py=$(sed -n \"1s/^#!\\(\\/[^ ]*\\)$/\\1/p\" \"$(command -v bayctl)\" 2>/dev/null); "
+          "[ -x \"$py\" ] || py=python3; exec \"$py\" -m bayctl.verify.node'")
 PROBE_TIMEOUT = 1.5
 
 

@@ -14,6 +14,9 @@ MY_IP=$(ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 ZK="zk://${MY_IP}:2181"
 
 # Routes to every slave's container subnet (host-gw), so the master reaches containers.
+mkdir -p /etc/default
+printf 'BAYCTL_CONTAINER_CIDR=%s\nBAYCTL_PRIVATE_CIDR=%s\n' "$CONTAINER_CIDR" "$FIXED_NETWORK_CIDR" \
+    > /etc/default/bayctl-hostgw  # bayctl-hostgw.service re-applies them at every boot
 bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NETWORK_CIDR" --no-cni \
     -f value >/dev/null
 

@@ -25,6 +25,9 @@ sed -i "1i nameserver $MESOS_MASTER_PRIVATE" /etc/resolv.conf
 
 # This slave's container subnet (derived from its private address), its Mesos CNI network
 # config, forwarding, and a route to every other node's subnet via that node (host-gw).
+mkdir -p /etc/default
+printf 'BAYCTL_CONTAINER_CIDR=%s\nBAYCTL_PRIVATE_CIDR=%s\n' "$CONTAINER_CIDR" "$FIXED_NETWORK_CIDR" \
+    > /etc/default/bayctl-hostgw  # bayctl-hostgw.service re-applies them at every boot
 bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NETWORK_CIDR" \
     --cni-dir /etc/bayctl/cni -f value >/dev/null
 

@@ -70,11 +70,15 @@ def test_magnum_bay_through_the_create_pipeline(magnum_cloud, cloud_conn, clouds
     options = {"poll_interval": 1}
     name, lines, outcome = "bbm-bay", [], {}
 
+    def progress(line):
+        lines.append(line)
+        print(line, flush=True)  # shown with -s
+
     def create():
         try:
             outcome["bay"] = api.create_bay(
                 name, provider="magnum", slaves=2, cloud="bayctl-test", ssh_user="root", ssh_key=str(key),
-                policy=WEB_DB, verify=True, timeout="480", status=Status(lines.append),
+                policy=WEB_DB, verify=True, timeout="480", status=Status(progress),
                 provider_options=options, **magnum_cloud)
         except Exception as err:  # reported by the assertion below
             outcome["error"] = err
