@@ -23,7 +23,8 @@ BAYCTL_PACKAGES=(make clang llvm libbpf-dev openssh-client curl debootstrap qemu
 
 # Run bayctl as devstack's admin, keeping bays' state where this plugin put it.
 function bayctl_cli {
-    OS_CLOUD=$BAYCTL_CLOUD BAYCTL_STATE_DIR=$BAYCTL_STATE_DIR bayctl "$@"
+    OS_CLOUD=$BAYCTL_CLOUD BAYCTL_STATE_DIR=$BAYCTL_STATE_DIR BAYCTL_HEAT_ENVIRONMENTS=$BAYCTL_HEAT_ENVIRONMENTS \
+        bayctl "$@"
 }
 
 function install_bayctl {
@@ -49,7 +50,20 @@ function upload_bayctl_image {
     local args=(image build --upload --image-name "$BAYCTL_IMAGE_NAME"
         --output "$BAYCTL_IMAGE_DIR/$BAYCTL_IMAGE_NAME.qcow2"
         --log-file "$BAYCTL_IMAGE_DIR/$BAYCTL_IMAGE_NAME.log"
-        --cache-dir "$BAYCTL_IMAGE_DIR/cache")
+        --cache-dir "$BAYCTL_IMAGE_CACHE_DIR")
+    local item
+    for item in $BAYCTL_IMAGE_EXTRA_ELEMENTS; do
+        args+=(--extra-element "$item")
+    done
+    for item in $BAYCTL_IMAGE_ELEMENTS_PATH; do
+        args+=(--elements-path "$item")
+    done
+    if [[ "$BAYCTL_IMAGE_COMPRESS" != "True" ]]; then
+        args+=(--no-compress)
+    fi
+    if [[ -n "$BAYCTL_IMAGE_BAYCTL_SOURCE" ]]; then
+        args+=(--bayctl-source "$BAYCTL_IMAGE_BAYCTL_SOURCE")
+    fi
     if [[ -n "$BAYCTL_MESOS_APT_REPO" ]]; then
         args+=(--mesos-apt-repo "$BAYCTL_MESOS_APT_REPO")
     fi
@@ -77,6 +91,9 @@ function create_bayctl_bay {
         --policy "$BAYCTL_POLICY")
     if [[ -n "$BAYCTL_KEYPAIR" ]]; then
         args+=(--keypair "$BAYCTL_KEYPAIR")
+    fi
+    if [[ -n "$BAYCTL_BAY_SPEC" ]]; then
+        args+=(--spec "$BAYCTL_BAY_SPEC")
     fi
     bayctl_cli "${args[@]}" || die $LINENO "bayctl: creating bay $BAYCTL_BAY_NAME failed (see above)"
     bayctl_cli show "$BAYCTL_BAY_NAME"

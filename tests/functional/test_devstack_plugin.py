@@ -1,53 +1,19 @@
 """The devstack plugin, phase by phase, as stack.sh / clean.sh source it.
 
 devstack's own helpers the plugin calls (is_service_enabled, trueorfalse, install_package,
-setup_develop, echo_summary, die, sudo) are stood in by functions defined here that record
-their calls; `bayctl` is stood in by a script that records its arguments and environment and
-then parses them with bayctl's REAL command-line parser, so a flag the real CLI does not
-have fails the phase exactly as it would on a devstack host.
+setup_develop, echo_summary, die, sudo) are stood in by functions that record their calls
+(tests/devstack_harness.py, shared with test_devstack_tier.py, which runs the REAL bayctl
+against the cloud tier); here `bayctl` is stood in too, by a script that records its
+arguments and environment and then parses them with bayctl's REAL command-line parser, so a
+flag the real CLI does not have fails the phase exactly as it would on a devstack host.
 """
 
-import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from devstack_harness import PLUGIN_DIR, ROOT, flag, named, read_calls, write_harness
 from prereq import require_tools
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLUGIN_DIR = os.path.join(ROOT, "devstack")
-SEP = "\x1f"
-
-# devstack's helpers, stood in. trueorfalse follows devstack's functions-common exactly.
-DEVSTACK_STANDINS = r"""
-function _record { local IFS=$'\x1f'; printf '%s\n' "$*" >> "$BSEED_CALLS"; }
-function is_service_enabled {
-    local service
-    for service in "$@"; do
-        [[ ,${ENABLED_SERVICES}, == *,${service},* ]] && return 0
-    done
-    return 1
-}
-function enable_service {
-    # devstack refuses to re-enable what local.conf disabled (disable_service).
-    [[ ,${DISABLED_SERVICES:-}, == *,$1,* ]] || ENABLED_SERVICES+=",$1"
-}
-function trueorfalse {
-    local default=$1
-    local testval=${!2:-}
-    case "$testval" in
-        "1" | [yY]es | "YES" | [tT]rue | "TRUE" ) echo "True" ;;
-        "0" | [nN]o | "NO" | [fF]alse | "FALSE" ) echo "False" ;;
-        * )                                      echo "$default" ;;
-    esac
-}
-function install_package { _record install_package "$@"; }
-function setup_develop { _record setup_develop "$@"; }
-function echo_summary { _record echo_summary "$*"; }
-function die { _record die "$@"; exit 1; }
-function sudo { _record sudo "$@"; }
-"""
 
 # `bayctl` stood in: record, then parse with the real CLI's parser (exit 2 on a bad flag).
 BAYCTL_STANDIN = """#!{python}
@@ -55,7 +21,8 @@ import os, sys
 sys.path.insert(0, {root!r})
 with open(os.environ["BSEED_CALLS"], "a") as calls:
     calls.write("\\x1f".join(["bayctl", "OS_CLOUD=" + os.environ.get("OS_CLOUD", ""),
-                              "BAYCTL_STATE_DIR=" + os.environ.get("BAYCTL_STATE_DIR", "")]
+                              "BAYCTL_STATE_DIR=" + os.environ.get("BAYCTL_STATE_DIR", ""),
+                              "BAYCTL_HEAT_ENVIRONMENTS=" + os.environ.get("BAYCTL_HEAT_ENVIRONMENTS", "")]
                              + sys.argv[1:]) + "\\n")
 from bayctl.cli.main import BayctlApp
 app = BayctlApp()
@@ -90,17 +57,8 @@ def run_plugin(tmp_path, *mode, enabled="glance,heat", disabled="", env=None):
     standin = bindir / "bayctl"
     standin.write_text(BAYCTL_STANDIN.format(python=sys.executable, root=ROOT))
     standin.chmod(0o755)
-    harness = tmp_path / "harness.sh"
-    harness.write_text(DEVSTACK_STANDINS + textwrap.dedent(f"""
-        set -o errexit
-        DEST={tmp_path}/opt
-        DATA_DIR={tmp_path}/data
-        STACK_USER=stack
-        ENABLED_SERVICES={enabled}
-        DISABLED_SERVICES={disabled}
-        source {PLUGIN_DIR}/settings
-        source {PLUGIN_DIR}/plugin.sh {' '.join(mode)}
-        """))
+    harness = write_harness(str(tmp_path), mode, dest=f"{tmp_path}/opt", data_dir=f"{tmp_path}/data",
+                            enabled=enabled, disabled=disabled)
     # devstack writes /etc/openstack/clouds.yaml with a `devstack-admin` cloud; stood in here
     # (openstacksdk looks the cloud up while bayctl builds its --os-* options).
     clouds = tmp_path / "clouds.yaml"
@@ -108,26 +66,17 @@ def run_plugin(tmp_path, *mode, enabled="glance,heat", disabled="", env=None):
     environ = {"PATH": f"{bindir}:/usr/bin:/bin", "BSEED_CALLS": str(calls), "HOME": str(tmp_path),
                "OS_CLIENT_CONFIG_FILE": str(clouds)}
     environ.update(env or {})
-    done = subprocess.run(["bash", str(harness)], env=environ, capture_output=True, text=True, timeout=120)
-    recorded = [line.split(SEP) for line in calls.read_text().splitlines()]
-    return done.returncode, recorded, done.stdout + done.stderr
-
-
-def named(calls, name):
-    return [call[1:] for call in calls if call[0] == name]
+    done = subprocess.run(["bash", harness], env=environ, capture_output=True, text=True, timeout=120)
+    return done.returncode, read_calls(calls), done.stdout + done.stderr
 
 
 def bayctl_calls(calls):
     """bayctl invocations as (environment dict, argv)."""
     result = []
     for call in named(calls, "bayctl"):
-        environ = dict(item.split("=", 1) for item in call[:2])
-        result.append((environ, call[2:]))
+        environ = dict(item.split("=", 1) for item in call[:3])
+        result.append((environ, call[3:]))
     return result
-
-
-def flag(argv, name):
-    return argv[argv.index(name) + 1]
 
 
 def test_plugin_files_are_shellcheck_clean():
@@ -163,7 +112,45 @@ def test_extra_builds_and_uploads_the_image_and_creates_no_bay_by_default(tmp_pa
     assert flag(argv, "--image-name") == "bayctl-mesos-node"
     assert flag(argv, "--output") == f"{tmp_path}/data/bayctl-images/bayctl-mesos-node.qcow2"
     assert "--mesos-apt-repo" not in argv
-    assert environ == {"OS_CLOUD": "devstack-admin", "BAYCTL_STATE_DIR": f"{tmp_path}/data/bayctl"}
+    assert environ == {"OS_CLOUD": "devstack-admin", "BAYCTL_STATE_DIR": f"{tmp_path}/data/bayctl",
+                       "BAYCTL_HEAT_ENVIRONMENTS": ""}
+    assert flag(argv, "--cache-dir") == f"{tmp_path}/data/bayctl-images/cache"
+    assert not {"--no-compress", "--extra-element", "--elements-path", "--bayctl-source"} & set(argv)
+
+
+def test_extra_passes_the_image_knobs_to_the_build(tmp_path):
+    # What a site sets to build the image with its own elements, keep DIB's cache across
+    # clean.sh, or reuse a build made from the same inputs (test_devstack_tier.py does that).
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    code, calls, output = run_plugin(
+        tmp_path, "stack", "extra",
+        env={"BAYCTL_IMAGE_EXTRA_ELEMENTS": "site-ca site-motd", "BAYCTL_IMAGE_ELEMENTS_PATH": "/srv/el",
+             "BAYCTL_IMAGE_COMPRESS": "False", "BAYCTL_IMAGE_BAYCTL_SOURCE": str(wheels),
+             "BAYCTL_IMAGE_CACHE_DIR": "/var/cache/bayctl-dib", "BAYCTL_MESOS_DEB_DIR": str(wheels)})
+    assert code == 0, output
+    (_, argv), = bayctl_calls(calls)
+    assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--extra-element"] == ["site-ca", "site-motd"]
+    assert flag(argv, "--elements-path") == "/srv/el"
+    assert "--no-compress" in argv
+    assert flag(argv, "--bayctl-source") == str(wheels)
+    assert flag(argv, "--cache-dir") == "/var/cache/bayctl-dib"
+    assert flag(argv, "--mesos-deb-dir") == str(wheels)
+
+
+def test_extra_creates_the_bay_from_a_spec_file_with_more_heat_environments(tmp_path):
+    spec = tmp_path / "bay.yaml"
+    spec.write_text("ssh_user: root\ntimeout: 600\n")
+    environments = "/etc/bayctl/site.yaml:/etc/bayctl/dns.yaml"
+    code, calls, output = run_plugin(
+        tmp_path, "stack", "extra",
+        env={"BAYCTL_CREATE_BAY": "True", "BAYCTL_BUILD_IMAGE": "False", "BAYCTL_KEYPAIR": "ops",
+             "BAYCTL_BAY_SPEC": str(spec), "BAYCTL_HEAT_ENVIRONMENTS": environments})
+    assert code == 0, output
+    (environ, create), (_, show) = bayctl_calls(calls)
+    assert flag(create, "--spec") == str(spec)
+    assert environ["BAYCTL_HEAT_ENVIRONMENTS"] == environments
+    assert show == ["show", "devstack-bay"]
 
 
 def test_extra_with_create_bay_creates_the_bay_after_the_image(tmp_path):
