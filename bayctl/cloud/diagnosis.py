@@ -9,6 +9,7 @@ failure is returned, sorted by path.
 
 import dataclasses
 import logging
+from typing import Optional
 
 from bayctl.cloud.heat_client import heat
 from bayctl.errors import StackFailed
@@ -25,11 +26,16 @@ class Failure:
     reason: str
     physical_id: str = ""
     fault: str = ""  # Nova's fault message for a failed server, when available
+    fault_code: Optional[int] = None  # its code (500 for NoValidHost, ...)
+    server_gone: bool = False  # Nova no longer knows the server (404): no fault to show
 
     def line(self):
         text = f"{self.path} ({self.resource_type}) {self.status}: {self.reason}"
         if self.fault:
-            text += f" [server fault: {self.fault}]"
+            text += f" [nova fault {self.fault_code}: {self.fault}]" if self.fault_code is not None \
+                else f" [nova fault: {self.fault}]"
+        elif self.server_gone:
+            text += f" [server {self.physical_id} is gone from Nova: no fault to show]"
         return text
 
 
@@ -81,7 +87,7 @@ def stack_failures(conn, stack_ref):
                               physical_id=res.physical_resource_id or ""))
     for leaf in leaves:
         if leaf.resource_type == "OS::Nova::Server" and leaf.physical_id:
-            leaf.fault = _server_fault(conn, leaf.physical_id)
+            _add_server_fault(conn, leaf)
     if not leaves and stack.stack_status.endswith("FAILED"):
         # No failed resource (a timeout, a validation error): the stack's own reason is all there is.
         leaves.append(Failure(path=stack.stack_name, resource_type="OS::Heat::Stack",
@@ -89,14 +95,22 @@ def stack_failures(conn, stack_ref):
     return sorted(leaves, key=lambda f: f.path)
 
 
-def _server_fault(conn, server_id):
+def _add_server_fault(conn, failure):
+    """Nova's own account of a failed server (the fault Heat's reason may have cut short)."""
+    from openstack import exceptions as sdk_exc
+
     try:
-        server = conn.compute.get_server(server_id)
-    except Exception as e:  # no Nova, or the server is gone: the Heat reason stands alone
-        LOG.debug("no server fault for %s: %s", server_id, e)
-        return ""
+        server = conn.compute.get_server(failure.physical_id)
+    except sdk_exc.NotFoundException:  # deleted meanwhile: Heat's reason stands alone, and says so
+        failure.server_gone = True
+        return
+    except Exception as e:  # no compute endpoint, Nova down: the diagnosis must not fail for it
+        LOG.debug("no server fault for %s: %s", failure.physical_id, type(e).__name__)
+        return
     fault = getattr(server, "fault", None) or {}
-    return (fault.get("message") or "").strip()
+    failure.fault = " ".join((fault.get("message") or "").split())
+    code = fault.get("code")
+    failure.fault_code = int(code) if isinstance(code, (int, str)) and str(code).isdigit() else None
 
 
 def raise_stack_failed(conn, stack_ref, what="stack"):

@@ -11,15 +11,31 @@ Follows the Compute API reference (docs.openstack.org/api-ref/compute/):
 - quotas: GET/PUT /os-quota-sets/{project_id} (`quota_set`: instances, cores, ram; PUT admin only);
 - limits: GET /limits -> `absolute` maxTotalInstances/totalInstancesUsed, maxTotalCores/
   totalCoresUsed, maxTotalRAMSize/totalRAMUsed (-1 is unlimited).
+- servers, the part Heat's OS::Nova::Server (novaclient at the negotiated microversion) uses to
+  create, watch and delete a server, and that bayctl's diagnosis reads the fault from:
+  POST /servers -> 202 `{"server": {id, links, OS-DCF:diskConfig, security_groups, adminPass}}`
+  with a Location header; `flavorRef` must name a flavor and `imageRef` an image of the real
+  Glance (else 400); from 2.37 on `networks` is required, and only "none" is emulated (there
+  is no Neutron port behind a server here). GET /servers/{id} -> status BUILD (vm_state
+  building) for `build_seconds`, then ERROR with a `fault` {code, message, details, created}
+  when the flavor's name ends in "no-host" (Nova's NoValidHost; `details` only for admins, as
+  Nova shows a 500 fault), else ACTIVE. `flavor` is {id, links} before 2.47 and the embedded
+  flavor from 2.47 on. GET /servers, /servers/detail; DELETE /servers/{id} -> 204;
+  GET /servers/{id}/os-interface -> `interfaceAttachments` (none, as the server has no port).
+  A server of another project is 404 to a non-admin, as in Nova.
 Error bodies are `{"<kind>": {"code": N, "message": "..."}}` as Nova writes them.
-Servers are not emulated: bays' servers exist only as Heat stand-ins in the tests.
+The bay templates still use stand-ins for their servers (no Neutron ports or floating IPs here).
 """
 
+import datetime
+import time
 import uuid
 
 from emulators.base import HTTPError, Service
 
 MIN_VERSION, MAX_VERSION = (2, 1), (2, 96)
+NO_HOST_SUFFIX = "no-host"  # a flavor no compute host can take: its servers end in ERROR
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
 ERROR_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
                406: "notAcceptable", 409: "conflictingRequest", 405: "notAllowed"}
 
@@ -32,9 +48,11 @@ def _parse_version(text):
 class Nova(Service):
     name = "compute"
 
-    def __init__(self, validator, base_url):
+    def __init__(self, validator, base_url, build_seconds=1.0):
         super().__init__(validator)
         self.base_url = base_url
+        self.build_seconds = build_seconds
+        self.servers = {}  # id -> server record (the API view is made per request)
         self.keypairs = {}  # (user_id, name) -> keypair
         self.flavors = {}  # id -> flavor
         # Quota as the limits API reports it, per project; tests lower it to exercise pre-flight.
@@ -52,6 +70,13 @@ class Nova(Service):
         self.route("POST", "/v2.1/flavors", self.create_flavor)
         self.route("GET", "/v2.1/flavors/(?P<id>[^/]+)", self.get_flavor)
         self.route("GET", "/v2.1/limits", self.limits)
+        self.route("DELETE", "/v2.1/flavors/(?P<id>[^/]+)", self.delete_flavor)
+        self.route("GET", "/v2.1/servers", self.list_servers)
+        self.route("GET", "/v2.1/servers/detail", self.list_servers_detail)
+        self.route("POST", "/v2.1/servers", self.create_server)
+        self.route("GET", "/v2.1/servers/(?P<id>[^/]+)", self.show_server)
+        self.route("DELETE", "/v2.1/servers/(?P<id>[^/]+)", self.delete_server)
+        self.route("GET", "/v2.1/servers/(?P<id>[^/]+)/os-interface", self.list_interfaces)
         self.route("GET", "/v2.1/os-quota-sets/(?P<project>[^/]+)", self.show_quota)
         self.route("PUT", "/v2.1/os-quota-sets/(?P<project>[^/]+)", self.update_quota)
 
@@ -156,6 +181,169 @@ class Nova(Service):
         if flavor is None:
             raise HTTPError(404, f"Flavor {request.params['id']} could not be found.")
         return 200, {"flavor": flavor}
+
+    def delete_flavor(self, request):
+        if not request.is_admin:
+            raise HTTPError(403, "Policy doesn't allow os_compute_api:os-flavor-manage:delete "
+                                 "to be performed.")
+        if self.flavors.pop(request.params["id"], None) is None:
+            raise HTTPError(404, f"Flavor {request.params['id']} could not be found.")
+        return 202, None
+
+    # servers --------------------------------------------------------------------------
+    @staticmethod
+    def _now():
+        return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _links(self, kind, item_id):
+        return [{"rel": "self", "href": f"{self.base_url}/v2.1/{kind}/{item_id}"},
+                {"rel": "bookmark", "href": f"{self.base_url}/{kind}/{item_id}"}]
+
+    def create_server(self, request):
+        body = request.body.get("server")
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Invalid input for field/attribute server. Value: None. "
+                                 "None is not of type 'object'")
+        for field in ("name", "flavorRef"):
+            if not body.get(field):
+                raise HTTPError(400, f"Invalid input for field/attribute server. '{field}' is a required "
+                                     "property")
+        version = self._requested_version(request)
+        networks = body.get("networks")
+        if version >= (2, 37) and networks is None:
+            raise HTTPError(400, "Invalid input for field/attribute server. 'networks' is a required "
+                                 "property")
+        if networks not in (None, "none"):
+            raise HTTPError(400, "Only networks 'none' is emulated: there is no Neutron port behind a "
+                                 "server here")
+        flavor = self.flavors.get(body["flavorRef"].rstrip("/").rsplit("/", 1)[-1])
+        if flavor is None:
+            raise HTTPError(400, f"Flavor {body['flavorRef']} could not be found.")
+        image_id = (body.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
+        if not image_id:  # boot from volume is not emulated
+            raise HTTPError(400, "Invalid input for field/attribute server. 'imageRef' is a required "
+                                 "property")
+        self._check_image(request, image_id)
+        now = self._now()
+        server = {"id": str(uuid.uuid4()), "name": body["name"], "flavor": flavor, "image_id": image_id,
+                  "key_name": body.get("key_name"), "metadata": body.get("metadata") or {},
+                  "project_id": request.project_id, "user_id": request.token["user"]["id"],
+                  "created": now, "updated": now, "started": time.monotonic(),
+                  "security_groups": [{"name": g.get("name", "default")}
+                                      for g in body.get("security_groups") or [{"name": "default"}]],
+                  "disk_config": body.get("OS-DCF:diskConfig", "MANUAL"), "fault": None}
+        with self.lock:
+            self.servers[server["id"]] = server
+        request.extra_headers.append(("Location", f"{self.base_url}/v2.1/servers/{server['id']}"))
+        return 202, {"server": {"id": server["id"], "links": self._links("servers", server["id"]),
+                                "OS-DCF:diskConfig": server["disk_config"],
+                                "security_groups": server["security_groups"],
+                                "adminPass": uuid.uuid4().hex[:12]}}
+
+    @staticmethod
+    def _check_image(request, image_id):
+        """Ask the image service of the caller's catalog with the caller's token, as Nova does."""
+        import requests
+
+        urls = [e["url"] for svc in request.token.get("catalog", []) if svc.get("type") == "image"
+                for e in svc.get("endpoints", []) if e.get("interface") == "public"]
+        if not urls:  # no Glance to ask: take the image as given
+            return
+        try:
+            resp = requests.get(f"{urls[0].rstrip('/')}/v2/images/{image_id}", timeout=30,
+                                headers={"X-Auth-Token": request.headers.get("x-auth-token", "")})
+        except requests.RequestException as e:
+            raise HTTPError(500, f"Error contacting the image service: {type(e).__name__}") from None
+        if resp.status_code == 404:
+            raise HTTPError(400, f"Image {image_id} could not be found.")
+        if resp.status_code != 200:
+            raise HTTPError(500, f"The image service answered {resp.status_code} for image {image_id}")
+        if resp.json().get("status") != "active":
+            raise HTTPError(400, f"Image {image_id} is not active.")
+
+    def _server(self, request):
+        server = self.servers.get(request.params["id"])
+        if server is None or not (request.is_admin or server["project_id"] == request.project_id):
+            raise HTTPError(404, f"Instance {request.params['id']} could not be found.")
+        return server
+
+    def _status(self, server):
+        """BUILD until the build time is over; then the scheduler's answer, once."""
+        if server["fault"] is None and time.monotonic() - server["started"] < self.build_seconds:
+            return "BUILD"
+        with self.lock:
+            if server["flavor"]["name"].endswith(NO_HOST_SUFFIX):
+                if server["fault"] is None:
+                    server["fault"] = {"code": 500, "message": NO_VALID_HOST, "created": self._now(),
+                                       "details": "Traceback (most recent call last):\n  File "
+                                                  "\"nova/conductor/manager.py\", in schedule_and_build_"
+                                                  "instances\nnova.exception.NoValidHost: No valid host "
+                                                  "was found. There are not enough hosts available.\n"}
+                    server["updated"] = server["fault"]["created"]
+                return "ERROR"
+        return "ACTIVE"
+
+    def _server_view(self, request, server):
+        version = self._requested_version(request)
+        status = self._status(server)
+        flavor = server["flavor"]
+        view = {
+            "id": server["id"], "name": server["name"], "status": status, "tenant_id": server["project_id"],
+            "user_id": server["user_id"], "metadata": server["metadata"], "key_name": server["key_name"],
+            "created": server["created"], "updated": server["updated"], "addresses": {},
+            "accessIPv4": "", "accessIPv6": "", "hostId": "" if status != "ACTIVE" else uuid.uuid5(
+                uuid.NAMESPACE_URL, server["project_id"] + "emulated-host").hex,
+            "image": {"id": server["image_id"], "links": self._links("images", server["image_id"])[1:]},
+            "links": self._links("servers", server["id"]), "progress": 0 if status == "BUILD" else 100,
+            "config_drive": "", "security_groups": server["security_groups"],
+            "OS-DCF:diskConfig": server["disk_config"], "OS-EXT-AZ:availability_zone": "nova",
+            "OS-EXT-STS:vm_state": {"BUILD": "building", "ERROR": "error", "ACTIVE": "active"}[status],
+            "OS-EXT-STS:task_state": "scheduling" if status == "BUILD" else None,
+            "OS-EXT-STS:power_state": 1 if status == "ACTIVE" else 0,
+            "OS-SRV-USG:launched_at": server["updated"] if status == "ACTIVE" else None,
+            "OS-SRV-USG:terminated_at": None, "os-extended-volumes:volumes_attached": [],
+        }
+        if version >= (2, 47):
+            view["flavor"] = {"vcpus": flavor["vcpus"], "ram": flavor["ram"], "disk": flavor["disk"],
+                              "ephemeral": flavor.get("OS-FLV-EXT-DATA:ephemeral", 0),
+                              "swap": flavor.get("swap", 0), "original_name": flavor["name"],
+                              "extra_specs": {}}
+        else:
+            view["flavor"] = {"id": flavor["id"], "links": self._links("flavors", flavor["id"])[1:]}
+        if version >= (2, 9):
+            view["locked"] = False
+        if version >= (2, 26):
+            view["tags"] = []
+        if status == "ERROR" and server["fault"]:
+            fault = dict(server["fault"])
+            if fault["code"] == 500 and not request.is_admin:
+                fault.pop("details")  # Nova shows a 500 fault's details to admins only
+            view["fault"] = fault
+        return view
+
+    def show_server(self, request):
+        return 200, {"server": self._server_view(request, self._server(request))}
+
+    def _visible_servers(self, request):
+        return [s for s in list(self.servers.values())
+                if request.is_admin and request.arg("all_tenants") or s["project_id"] == request.project_id]
+
+    def list_servers(self, request):
+        return 200, {"servers": [{"id": s["id"], "name": s["name"], "links": self._links("servers", s["id"])}
+                                 for s in self._visible_servers(request)]}
+
+    def list_servers_detail(self, request):
+        return 200, {"servers": [self._server_view(request, s) for s in self._visible_servers(request)]}
+
+    def delete_server(self, request):
+        server = self._server(request)
+        with self.lock:
+            self.servers.pop(server["id"], None)
+        return 204, None
+
+    def list_interfaces(self, request):
+        self._server(request)
+        return 200, {"interfaceAttachments": []}  # networks "none": no port
 
     # limits ---------------------------------------------------------------------------
     def limits(self, request):
