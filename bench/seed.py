@@ -3,18 +3,24 @@
 
 Every node is a real `/usr/sbin/sshd` on its own loopback address with its own host key, and
 runs a real `bayctl node agent` (its own socket, bpffs pin dir and state dir) that its sshd
-hands to each session (tests/fixtures_sshd.py). For each N and each remote mode both sides
-run exactly the same commands on every node, over SSH:
-
-  show   read the agent's digest        cli: `bayctl node show -f json`  curl: GET /v1/policy
-  apply  policy text on stdin            cli: `bayctl node apply -`       curl: PUT /v1/policy
-  show   read back and verify the digest
+hands to each session (tests/fixtures_sshd.py). Every side does the same writes and checks on
+every node, over SSH: apply the policy unless the node holds its digest, read the digest back
+and compare.
 
 bayctl: `bayctl.seed.seed_policy` (asyncssh, one connection per node, `--concurrency` at a
-time). The loop: one `ssh` per command, node after node, as a shell script would (it reuses
-the known_hosts bayctl recorded, with StrictHostKeyChecking=yes). Each side moves every node
-to a policy it does not hold yet, so each does all three steps on every node. Also timed:
-bayctl re-seeding the same policy (every node `unchanged`: one show per node).
+time), with the commands of bayctl.seed.remote:
+  cli   `bayctl node show -f json`; `bayctl node apply -` (policy on stdin); show again
+  curl  ONE command: one curl doing `PUT /v1/policy` with `If-None-Match: "<digest>"` (the
+        agent answers 412 and rewrites nothing if it holds that digest) then `GET /v1/policy`
+The loops (OpenSSH `ssh`, node after node, as a shell script would; they use the known_hosts
+bayctl recorded, with StrictHostKeyChecking=yes):
+  ssh_loop                  one `ssh` per step: show (digest compared), apply, show, with
+                            the mode's commands (curl: GET, PUT, GET)
+  ssh_loop_same_command     (curl) one `ssh` per node running bayctl's own one command
+Each side moves every node to a policy it does not hold yet, so each writes every node. Also
+timed: bayctl re-seeding the same policy (every node `unchanged`, nothing rewritten).
+Where the time goes: per phase the CPU of the nodes' sshd (with the sessions' shells and
+commands), of the agents, and of the seeding side itself, per node.
 
 Prints ONE JSON document (progress on stderr). Needs root (agents load the eBPF datapath).
 Usage: python3 bench/seed.py [--sizes 10,50,200] [--modes cli,curl] [--concurrency 32]
@@ -39,9 +45,10 @@ from bayctl.seed import SEEDED, UNCHANGED, seed_policy  # noqa: E402
 from bayctl.seed.remote import RemoteAgent  # noqa: E402
 
 EXAMPLES = os.path.join(HERE, "..", "policy", "examples")
-# Per mode: the policy bayctl seeds, then the one the loop seeds (each differs from what the
-# nodes hold at that moment, so both sides do show + apply + show on every node).
-POLICIES = {"cli": ("web-db.yaml", "stars.yaml"), "curl": ("netgroups.yaml", "gist-numeric.yaml")}
+# Per mode: the policy bayctl seeds, then the one each loop seeds (each differs from what the
+# nodes hold at that moment, so every side writes every node).
+POLICIES = {"cli": ("web-db.yaml", "stars.yaml"),
+            "curl": ("netgroups.yaml", "gist-numeric.yaml", "web-db.yaml")}
 
 
 def log(message):
@@ -91,11 +98,47 @@ def client_cpu_seconds():
     return times.user + times.system + times.children_user + times.children_system
 
 
-def timed(function, *args):
-    busy, client, start = cpu_busy_seconds(), client_cpu_seconds(), time.monotonic()
+def process_cpu_seconds(pid, children=False):
+    """utime+stime of a process (or, children=True, of its reaped children: an sshd listener's
+    per-connection processes, their shells and the commands those ran)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    first = 13 if children else 11  # cutime, cstime / utime, stime (fields 16-17 / 14-15)
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def nodes_cpu_seconds(bay):
+    sshd = sum(process_cpu_seconds(slave.sshd.pid, children=True) for slave in bay.slaves if slave.sshd)
+    agents = sum(process_cpu_seconds(slave.agent.pid) for slave in bay.slaves if slave.agent)
+    return sshd, agents
+
+
+def timed(bay, function, *args):
+    """Run one phase; returns (result, figures): wall time, machine-wide busy CPU, and CPU split
+    into the seeding side, the nodes' sshd (+ sessions) and the agents, in total and per node."""
+    busy, client, nodes, start = cpu_busy_seconds(), client_cpu_seconds(), nodes_cpu_seconds(bay), \
+        time.monotonic()
     result = function(*args)
-    return (result, round(time.monotonic() - start, 3), round(cpu_busy_seconds() - busy, 2),
-            round(client_cpu_seconds() - client, 2))
+    seconds = time.monotonic() - start
+    sshd, agents = (after - before for after, before in zip(nodes_cpu_seconds(bay), nodes))
+    client = client_cpu_seconds() - client
+    count = len(bay.slaves)
+    return result, {
+        "seconds": round(seconds, 3),
+        "machine_cpu_seconds": round(cpu_busy_seconds() - busy, 2),
+        "client_cpu_seconds": round(client, 2),
+        "nodes_sshd_cpu_seconds": round(sshd, 2),
+        "agents_cpu_seconds": round(agents, 2),
+        # What the nodes alone cost, spread over this machine's cores: no seeder can beat it here.
+        "nodes_cpu_floor_seconds": round((sshd + agents) / os.cpu_count(), 2),
+        "per_node_ms": {"wall_share": round(1000 * seconds / count, 1),
+                        "client_cpu": round(1000 * client / count, 1),
+                        "sshd_and_session_cpu": round(1000 * sshd / count, 1),
+                        "agent_cpu": round(1000 * agents / count, 1)},
+    }
 
 
 def bayctl_seed(bay, policy_text, mode, concurrency):
@@ -111,8 +154,9 @@ def bayctl_seed(bay, policy_text, mode, concurrency):
 LOOP_KEX = "curve25519-sha256"
 
 
-def ssh_loop(bay, policy_text, mode):
-    """The same three remote commands per node, one `ssh` each, node after node."""
+def ssh_loop(bay, policy_text, mode, same_command=False):
+    """Node after node, the same writes and checks as bayctl: one `ssh` per step (show, apply
+    if the digest differs, show), or with same_command one `ssh` running bayctl's command."""
     agent = RemoteAgent(mode)
     wanted = parse_policy(policy_text).digest
     base = ["ssh", "-F", "/dev/null", "-q", "-i", bay.key, "-p", str(bay.port),
@@ -131,6 +175,11 @@ def ssh_loop(bay, policy_text, mode):
     for slave in bay.slaves:
         target = f"root@{slave.ip}"
         try:
+            if same_command:
+                applied, readback = agent.parse_seed(*run(target, agent.seed_command(wanted), policy_text))
+                status = ("seeded" if applied else "unchanged") if readback == wanted else "failed"
+                counts[status] += 1
+                continue
             if agent.parse_digest(*run(target, agent.show_command())) == wanted:
                 counts["unchanged"] += 1
                 continue
@@ -199,28 +248,29 @@ def bench_size(size, modes, concurrency, node_mb):
         figures["memory"]["mem_available_drop_mb"] = round(drop_mb)
         figures["memory"]["mem_available_drop_per_node_mb"] = round(drop_mb / size, 1)
         for mode in modes:
-            first, second = (read_example(name) for name in POLICIES[mode])
+            policies = [read_example(name) for name in POLICIES[mode]]
             log(f"N={size} mode={mode}: bayctl seed")
-            (counts, failures), seconds, cpu, client = timed(bayctl_seed, bay, first, mode, concurrency)
-            (again, again_failures), again_seconds, again_cpu, again_client = timed(
-                bayctl_seed, bay, first, mode, concurrency)
+            (counts, failures), seed = timed(bay, bayctl_seed, bay, policies[0], mode, concurrency)
+            (again, again_failures), reseed = timed(bay, bayctl_seed, bay, policies[0], mode, concurrency)
             log(f"N={size} mode={mode}: sequential ssh loop")
-            (loop_counts, loop_failures), loop_seconds, loop_cpu, loop_client = timed(
-                ssh_loop, bay, second, mode)
-            figures[mode] = {
-                "bayctl": {"seconds": seconds, "machine_cpu_seconds": cpu, "client_cpu_seconds": client,
-                           "results": counts, "failures": failures},
-                "bayctl_reseed_unchanged": {"seconds": again_seconds, "machine_cpu_seconds": again_cpu,
-                                            "client_cpu_seconds": again_client, "results": again,
-                                            "failures": again_failures},
-                "ssh_loop": {"seconds": loop_seconds, "machine_cpu_seconds": loop_cpu,
-                             "client_cpu_seconds": loop_client, "results": loop_counts,
-                             "failures": loop_failures},
-                "speedup_vs_loop": round(loop_seconds / seconds, 2) if seconds else None,
-                "all_seeded_and_verified": counts.get(SEEDED) == size and loop_counts.get(SEEDED) == size,
-                "reseed_all_unchanged": again.get(UNCHANGED) == size,
+            (loop_counts, loop_failures), loop = timed(bay, ssh_loop, bay, policies[1], mode)
+            result = {
+                "bayctl": dict(seed, results=counts, failures=failures),
+                "bayctl_reseed_unchanged": dict(reseed, results=again, failures=again_failures),
+                "ssh_loop": dict(loop, results=loop_counts, failures=loop_failures),
+                "speedup_vs_loop": round(loop["seconds"] / seed["seconds"], 2),
             }
-            log(f"N={size} mode={mode}: bayctl {seconds}s, loop {loop_seconds}s")
+            seeded = [counts, loop_counts]
+            if RemoteAgent(mode).one_command:
+                log(f"N={size} mode={mode}: sequential ssh loop, bayctl's one command per node")
+                (same_counts, same_failures), same = timed(bay, ssh_loop, bay, policies[2], mode, True)
+                result["ssh_loop_same_command"] = dict(same, results=same_counts, failures=same_failures)
+                result["speedup_vs_loop_same_command"] = round(same["seconds"] / seed["seconds"], 2)
+                seeded.append(same_counts)
+            result["all_seeded_and_verified"] = all(c.get(SEEDED) == size for c in seeded)
+            result["reseed_all_unchanged"] = again.get(UNCHANGED) == size
+            figures[mode] = result
+            log(f"N={size} mode={mode}: bayctl {seed['seconds']}s, loop {loop['seconds']}s")
     finally:
         bay.close()
     return figures
@@ -252,14 +302,20 @@ def main():
                           "(own socket, bpffs pin dir, state dir), all on this machine",
             "cli": "bayctl node show -f json; bayctl node apply - (policy on stdin); "
                    "bayctl node show -f json",
-            "curl": "curl --unix-socket $BAYCTL_AGENT_SOCKET: GET /v1/policy; PUT /v1/policy; GET /v1/policy",
+            "curl": "one command: curl --unix-socket $BAYCTL_AGENT_SOCKET: PUT /v1/policy with "
+                    "If-None-Match: \"<digest>\" (412: held already, nothing rewritten), then GET "
+                    "/v1/policy (the read-back)",
         },
-        "loop": f"OpenSSH ssh, one connection per command, node after node, KexAlgorithms={LOOP_KEX} "
-                "(what asyncssh negotiates with this sshd), the bay's known_hosts enforced",
+        "loop": f"OpenSSH ssh, node after node, KexAlgorithms={LOOP_KEX} (what asyncssh negotiates "
+                "with this sshd), the bay's known_hosts enforced. ssh_loop: one ssh per step (show, "
+                "apply, show; curl: GET, PUT, GET); ssh_loop_same_command: one ssh per node running "
+                "bayctl's own curl command",
         "figures": "seconds: wall time; machine_cpu_seconds: busy CPU of the whole (shared) machine "
                    "meanwhile, every node's sshd/agent/commands included; client_cpu_seconds: the "
                    "seeding side alone (bayctl's process, or the loop's ssh clients): what a "
-                   "controller would spend when the nodes are other machines",
+                   "controller would spend when the nodes are other machines; nodes_sshd_cpu_seconds: "
+                   "the nodes' sshd per-connection processes with their sessions' shells and commands; "
+                   "agents_cpu_seconds: the agents; per_node_ms: the same per node",
         "target": "200 nodes seeded and verified < 10 s, >= 10x the sequential loop",
         "runs": runs,
     }, indent=2))
