@@ -4,6 +4,8 @@ Each slave's container subnet goes into the state too (verify places its probes 
 local provider names its own; on a cloud it is derived from the slave's private address the
 same way the node derives it at boot (bayctl.node.hostgw).
 
+A Magnum cluster's slave ports are given the container range as an allowed address pair.
+
 Where the provider knows its nodes' host keys up front (the local bay made them), they
 are recorded now, so even the first SSH contact is checked rather than trusted.
 """
@@ -37,6 +39,8 @@ class CollectNodes(Step):
 
         ctx.state.extra["probe_subnets"] = probe_subnets(ctx.state.extra["container_subnets"])
         ctx.save()
+        if ctx.provider.name == "magnum":
+            allow_container_range(ctx, slaves)
         known = getattr(ctx.provider, "host_keys", None)
         if known is not None:
             record_host_keys(ctx.state.directory, known(ctx.state.ref))
@@ -56,6 +60,18 @@ def container_subnets(ctx, slaves) -> dict:
                 for node in slaves}
     except (RangeError, TypeError, ValueError) as err:
         raise CloudError(f"bay {ctx.spec.name}: no container subnet for its slaves: {err}") from None
+
+
+def allow_container_range(ctx, slaves) -> None:
+    """Magnum's own templates leave the slaves' ports without the container range's address
+    pair (bayctl's Heat templates set it): add it (bayctl.providers.magnum_ports)."""
+    from bayctl.providers.magnum_ports import allow_container_range as allow
+
+    provider = ctx.provider
+    stack_ref = provider._stack_ref(provider._cluster(ctx.state.ref))  # the provider's own lookups
+    changed = allow(provider.conn, stack_ref, [node.private_ip for node in slaves], ctx.spec.container_cidr)
+    if changed:
+        ctx.status.update(f"allowed {ctx.spec.container_cidr} on {changed} slave port(s)")
 
 
 def record_host_keys(bay_dir, keys):
