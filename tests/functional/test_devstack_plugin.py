@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from devstack_harness import PLUGIN_DIR, ROOT, flag, named, read_calls, write_harness
-from prereq import require_tools
+from prereq import require, require_tools
 
 # `bayctl` stood in: record, then parse with the real CLI's parser (exit 2 on a bad flag).
 BAYCTL_STANDIN = """#!{python}
@@ -212,3 +212,24 @@ def test_a_plugin_disabled_in_local_conf_does_nothing(tmp_path, mode):
     code, calls, output = run_plugin(tmp_path, *mode, disabled="bayctl", env={"BAYCTL_CREATE_BAY": "True"})
     assert code == 0, output
     assert calls == []
+
+
+def test_bayctl_layers_the_heat_environments_it_is_given_over_openstack_yaml(tmp_path, monkeypatch):
+    # What BAYCTL_HEAT_ENVIRONMENTS does inside the real bayctl (test_devstack_tier.py: a bay).
+    try:
+        import heatclient  # noqa: F401
+    except ImportError:
+        require(False, "needs python-heatclient (pip install '.[cloud]')")
+    from bayctl.errors import CloudError
+    from bayctl.providers.heat import default_environments, templates_dir
+
+    site, dns = tmp_path / "site.yaml", tmp_path / "dns.yaml"
+    site.write_text("parameter_defaults: {}\n")
+    dns.write_text("parameter_defaults: {dns_nameserver: 192.0.2.53}\n")
+    monkeypatch.setenv("BAYCTL_HEAT_ENVIRONMENTS", f"{site}:{dns}")
+    assert default_environments() == [f"{templates_dir()}/environments/openstack.yaml", str(site), str(dns)]
+    monkeypatch.setenv("BAYCTL_HEAT_ENVIRONMENTS", f"{site}:{tmp_path}/missing.yaml")
+    with pytest.raises(CloudError, match=f"BAYCTL_HEAT_ENVIRONMENTS: {tmp_path}/missing.yaml: no such file"):
+        default_environments()
+    monkeypatch.setenv("BAYCTL_HEAT_ENVIRONMENTS", "")  # the plugin's default: none
+    assert default_environments() == [f"{templates_dir()}/environments/openstack.yaml"]
