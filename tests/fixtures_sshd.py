@@ -299,7 +299,7 @@ def sshd_prerequisites():
 
     require_root()
     require(os.path.exists(SSHD), f"needs OpenSSH's {SSHD} (Debian openssh-server)")
-    require_tools("ssh", "ssh-keygen")
+    require_tools("ssh", "ssh-keygen", "curl")  # curl: the remote="curl" mode runs it on the node
 
 
 @pytest.fixture
