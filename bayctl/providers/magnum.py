@@ -39,6 +39,13 @@ def _magnum_message(error):
     return str(text).strip().splitlines()[0][:300]
 
 
+def _first(value):
+    """An address output that may be one address or a list of them (one per master)."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
 class _Legacy:
     """baymodels/bays, from Magnum's API reference, over the keystoneauth session."""
 
@@ -260,9 +267,11 @@ class MagnumProvider(Provider):
         stack = heat(self.conn).stacks.get(self._stack_ref(cluster))
         out = {o["output_key"]: o.get("output_value") for o in stack.outputs or []}
         name = cluster["name"]
-        nodes = [Node(name=f"{name}-master", role=MASTER, public_ip=out.get("mesos_master") or
+        # Magnum's own mesoscluster.yaml gives the master's addresses as lists (its masters are a
+        # ResourceGroup: one entry per master); bayctl's single-master bay takes the first.
+        nodes = [Node(name=f"{name}-master", role=MASTER, public_ip=_first(out.get("mesos_master")) or
                       (cluster.get("master_addresses") or [None])[0],
-                      private_ip=out.get("mesos_master_private"))]
+                      private_ip=_first(out.get("mesos_master_private")))]
         publics = out.get("mesos_slaves") or cluster.get("node_addresses") or []
         privates = out.get("mesos_slaves_private") or []
         for i, private in enumerate(privates):

@@ -1,0 +1,4 @@
+# REAL Magnum 10.0.0 (api + conductor; the last release that creates Mesos clusters) for the
+# magnum_real tests: its own Python 3.8 virtualenv with Ussuri's pins under /var/cache/bayctl-ci
+# (a few minutes once, then reused); it uses the cloud tier's MariaDB and RabbitMQ.
+POST_INSTALL+=("python3 tests/cloudtier/magnum_venv.py")
