@@ -185,7 +185,11 @@ class Magnum(Service):
         import openstack
 
         auth = self.tier.auth
+        # The caller's token only: never a clouds.yaml or OS_* of the process the emulator runs in
+        # (a test's own clouds.yaml would add its password to the token plugin).
         return openstack.connect(
+            load_yaml_config=False,
+            load_envvars=False,
             auth_type="token",
             auth_url=auth["auth_url"],
             token=request.headers["x-auth-token"],
