@@ -1,11 +1,12 @@
-"""The magnum provider: a Mesos cluster through the cloud's Magnum (releases up to 15.x).
+"""The magnum provider: a Mesos cluster through the cloud's Magnum (releases up to 10.0.0).
 
-Magnum's Mesos driver (mesos_ubuntu_v1) was removed in 16.0.0, so this only works where
-Magnum still has it; Magnum then answers "Cluster type (vm, <os_distro>, mesos) not
-supported" and the error tells the user to use `--provider heat`. Clusters and cluster
-templates go through python-magnumclient; a Magnum so old that it has only baymodels/bays
-(which today's magnumclient no longer speaks) is driven through the same session with the
-API reference's /v1/baymodels and /v1/bays.
+Magnum's API refuses coe=mesos from 14.0.0 on ("Requested COE type mesos is not supported.";
+the mesos_ubuntu_v1 driver itself went in 16.0.0), and 10.1.0-13.x fail every Mesos stack (a
+missing `allowed_cidrs`), so this works on a Magnum up to 10.0.0; a refusal (that one, or
+"Cluster type (vm, <os_distro>, mesos) not supported" for a non-ubuntu image) tells the user
+to use `--provider heat`. Clusters and cluster templates go through python-magnumclient; a
+Magnum so old that it has only baymodels/bays (which today's magnumclient no longer speaks)
+is driven through the same session with the API reference's /v1/baymodels and /v1/bays.
 
 The stack Magnum's conductor creates is watched and diagnosed like the heat provider's.
 """
@@ -133,10 +134,9 @@ class MagnumProvider(Provider):
     def _refusal(self, error, what):
         message = _magnum_message(error)
         if "not supported" in message and "mesos" in message.lower():
-            return MesosNotSupported(f"this cloud's Magnum does not support Mesos ({message}); Magnum "
-                                     "removed its Mesos driver in 16.0.0 and 15.x runs it only on "
-                                     "os_distro=ubuntu "
-                                     "images: use --provider heat")
+            return MesosNotSupported(f"this cloud's Magnum does not support Mesos ({message}); Magnum's "
+                                     "API refuses Mesos from 14.0.0 on, and earlier releases run it "
+                                     "only on os_distro=ubuntu images: use --provider heat")
         return CloudError(f"Magnum refused the {what}: {message}")
 
     def ensure_template(self, request):
