@@ -107,9 +107,12 @@ $B mount -t devtmpfs dev /host/dev || echo "BPLG-INIT devtmpfs failed"
 $B mount -t bpf bpf /host/sys/fs/bpf || echo "BPLG-INIT bpffs failed"
 $B mount -t cgroup2 cgroup2 /host/sys/fs/cgroup || echo "BPLG-INIT cgroup2 failed"
 $B grep -c . /proc/mounts
-$B chroot /host /usr/bin/env -i PATH={path} HOME=/root PYTHONDONTWRITEBYTECODE=1 \\
-    {python} {script} {args}
-echo "BPLG-INIT guest script exited $?"
+# switch_root, not chroot: the host root must be the top of the mount namespace's root, or a
+# process that joins a container's mount namespace (`docker exec`, `runc exec`) lands in this
+# initramfs instead of the container's root (runc pivots the container onto the mount under "/").
+exec $B switch_root /host /bin/sh -c '/usr/bin/env -i PATH={path} HOME=/root PYTHONDONTWRITEBYTECODE=1 \\
+    {python} {script} {args}; echo "BPLG-INIT guest script exited $?"; /usr/bin/busybox poweroff -f'
+echo "BPLG-INIT switch_root failed"
 $B poweroff -f
 """
 

@@ -30,6 +30,8 @@ rules:
 """
 PARENT = "bplgpar0"
 NODE_ADDRESS = "192.168.77.1"
+PAGE = "bplg"  # what the servers' index.html holds (tests/fixtures_docker.py writes the same in the image)
+HTTP_GET = "GET / HTTP/1.0\r\n\r\n"
 
 
 def report(check, ok, detail=""):
@@ -117,16 +119,20 @@ def main():
     w1, w2, d1 = boxes["w1"], boxes["w2"], boxes["d1"]
     www = "/tmp/www"
     os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write(PAGE + "\n")
     servers = [subprocess.Popen(["nsenter", f"--net={b[0]}", "busybox", "httpd", "-f", "-p", port, "-h", www])
                for b, port in ((d1, "5432"), (w1, "80"))]
     time.sleep(0.5)
 
+    # Each probe asserts the traffic itself: the server's page came back / the echo reply came.
     def tcp(src, ip, port, tries=1):
-        return any(in_ns(src[0], "nc", "-w", "2", ip, str(port), input="").returncode == 0
+        return any(PAGE in in_ns(src[0], "nc", "-w", "2", ip, str(port), input=HTTP_GET).stdout
                    for _ in range(tries))
 
     def ping(src, ip, tries=1):
-        return any(in_ns(src[0], "ping", "-c", "1", "-W", "2", ip).returncode == 0 for _ in range(tries))
+        return any(f"bytes from {ip}" in in_ns(src[0], "ping", "-c", "1", "-W", "2", ip).stdout
+                   for _ in range(tries))
 
     if policy_applied:
         report("allow web -> db tcp/5432", tcp(w1, d1[1], 5432, tries=3))
@@ -191,7 +197,7 @@ def docker_part(client, agent_socket, policy_applied, group_of):
         create = ("network", "create", "-d", plugin.name, "--ipam-driver", plugin.name)
         daemon.docker(*create, "--subnet", "10.87.0.0/24", "-o", f"bayctl.group={group_of['web']}", "dweb")
         daemon.docker(*create, "--subnet", "10.88.0.0/24", "-o", f"bayctl.group={group_of['db']}", "ddb")
-        for name, net, command in (("dw1", "dweb", "sleep 3600"), ("dd1", "ddb", "httpd -f -p 5432")):
+        for name, net, command in (("dw1", "dweb", "sleep 3600"), ("dd1", "ddb", "httpd -f -p 5432 -h /www")):
             result = daemon.docker("run", "-d", "--name", name, "--network", net, IMAGE, *command.split(),
                                    check=False)
             report(f"docker run {name}", result.returncode == 0, result.stderr)
@@ -211,16 +217,34 @@ def docker_part(client, agent_socket, policy_applied, group_of):
             time.sleep(0.2)
         report("docker: policy program attached on the slave inside the container", attached,
                f"{entry} {filters}")
+
+        def page(box, to_ip, port, tries=1):
+            """The server's page through `docker exec` (-i: nc sends the request on stdin)."""
+            runs = [daemon.docker("exec", "-i", box, "nc", "-w", "2", to_ip, str(port),
+                                  input=HTTP_GET.encode(), check=False) for _ in range(tries)]
+            return any(PAGE in r.stdout.decode(errors="replace") for r in runs), runs[-1]
+
+        def echo_reply(box, to_ip, tries=1):
+            runs = [daemon.docker("exec", box, "ping", "-c", "1", "-W", "2", to_ip, check=False)
+                    for _ in range(tries)]
+            return any(f"bytes from {to_ip}" in r.stdout.decode(errors="replace") for r in runs), runs[-1]
+
+        def seen(run):
+            return f"exit {run.returncode}: {run.stdout[-300:]!r} {run.stderr[-300:]!r}"
+
+        # The container tools themselves must work, or every deny below would pass vacuously.
+        tool = daemon.docker("exec", "dd1", "nc", "--help", check=False)
+        report("docker: exec finds the image's tools", b"Usage: nc" in tool.stderr + tool.stdout, seen(tool))
         if policy_applied:
-            ok = daemon.docker("exec", "dw1", "nc", "-w", "2", ip["dd1"], "5432", input=b"", check=False)
-            report("docker: allow web -> db tcp/5432", ok.returncode == 0, ok.stderr)
-            bad = daemon.docker("exec", "dd1", "ping", "-c", "1", "-W", "2", ip["dw1"], check=False)
-            report("docker: deny db -> web", bad.returncode != 0)
-            gw = daemon.docker("exec", "dw1", "ping", "-c", "1", "-W", "2", NODE_ADDRESS, check=False)
-            report("docker: web reaches its node", gw.returncode == 0)
+            ok, run = page("dw1", ip["dd1"], 5432, tries=3)
+            report("docker: allow web -> db tcp/5432", ok, seen(run))
+            got, run = echo_reply("dd1", ip["dw1"])
+            report("docker: deny db -> web", not got and run.returncode == 1, seen(run))
+            got, run = echo_reply("dw1", NODE_ADDRESS, tries=3)
+            report("docker: web reaches its node", got, seen(run))
         else:
-            bad = daemon.docker("exec", "dw1", "nc", "-w", "2", ip["dd1"], "5432", input=b"", check=False)
-            report("fail closed: docker web -> db dropped without a policy", bad.returncode != 0)
+            got, run = page("dw1", ip["dd1"], 5432)
+            report("fail closed: docker web -> db dropped without a policy", not got, seen(run))
         daemon.docker("rm", "-f", "dw1", "dd1", check=False)
         left = [e["ip"] for e in client.endpoints()]
         report("docker: no agent endpoints left", not left, left)

@@ -30,14 +30,8 @@ POLICY_CHECKS = [
     "allow web <-> web (intra-group)", "web reaches its node at the gateway slave",
     "web reaches its node's own address on the parent", "deny db -> node (no db -> external rule)",
     "drops counted",
-    "docker: deny db -> web",
-] + [
-    # Diagnosed in the guest (6.1): the network is fine (the agent counts web<->db packets), but
-    # `docker exec` finds no executable in the imported busybox image ("exec: \"nc\": executable
-    # file not found in $PATH", exit 126), so these probes never run. The image import (fixtures_docker)
-    # sets no PATH; until it does, they cannot pass (and "deny db -> web" passes without a probe).
-    pytest.param(check, marks=pytest.mark.xfail(reason="docker exec in the guest's busybox image: no PATH"))
-    for check in ("docker: allow web -> db tcp/5432", "docker: web reaches its node")
+    "docker: exec finds the image's tools", "docker: deny db -> web",
+    "docker: allow web -> db tcp/5432", "docker: web reaches its node",
 ]
 
 
