@@ -32,6 +32,10 @@ PARENT = "bplgpar0"
 NODE_ADDRESS = "192.168.77.1"
 PAGE = "bplg"  # what the servers' index.html holds (tests/fixtures_docker.py writes the same in the image)
 HTTP_GET = "GET / HTTP/1.0\r\n\r\n"
+WWW = "/tmp/www"
+# ipvlan l3 gets a parent of its own (see l3_part).
+L3_PARENT = "bplgpar1"
+L3_NODE_ADDRESS = "192.168.78.1"
 
 
 def report(check, ok, detail=""):
@@ -47,12 +51,26 @@ def in_ns(netns, *argv, **kw):
     return sh("nsenter", f"--net={netns}", "busybox", *argv, **kw)
 
 
+# Each probe asserts the traffic itself: the server's page came back / the echo reply came.
+def tcp_page(netns, ip, port, tries=1):
+    return any(PAGE in in_ns(netns, "nc", "-w", "2", ip, str(port), input=HTTP_GET).stdout
+               for _ in range(tries))
+
+
+def echo_reply(netns, ip, tries=1):
+    return any(f"bytes from {ip}" in in_ns(netns, "ping", "-c", "1", "-W", "2", ip).stdout
+               for _ in range(tries))
+
+
 def main():
     from bayctl.errors import NodeError
     from bayctl.node import cni, links
     from bayctl.node.client import AgentClient
 
     report("kernel", True, os.uname().release)
+    # No init system brought the node's loopback up, as every real node has it: without it, an
+    # ipvlan l3 slave's packets to the node's own addresses (routed locally, via lo) are lost.
+    sh("ip", "link", "set", "lo", "up")
     sh("ip", "link", "add", PARENT, "type", "dummy")
     sh("ip", "link", "set", PARENT, "up")
     sh("ip", "addr", "add", f"{NODE_ADDRESS}/24", "dev", PARENT)
@@ -117,7 +135,7 @@ def main():
         report(f"{box} policy program attached in its namespace", "bpf" in filters, filters)
 
     w1, w2, d1 = boxes["w1"], boxes["w2"], boxes["d1"]
-    www = "/tmp/www"
+    www = WWW
     os.makedirs(www, exist_ok=True)
     with open(os.path.join(www, "index.html"), "w") as f:
         f.write(PAGE + "\n")
@@ -125,14 +143,11 @@ def main():
                for b, port in ((d1, "5432"), (w1, "80"))]
     time.sleep(0.5)
 
-    # Each probe asserts the traffic itself: the server's page came back / the echo reply came.
     def tcp(src, ip, port, tries=1):
-        return any(PAGE in in_ns(src[0], "nc", "-w", "2", ip, str(port), input=HTTP_GET).stdout
-                   for _ in range(tries))
+        return tcp_page(src[0], ip, port, tries)
 
     def ping(src, ip, tries=1):
-        return any(f"bytes from {ip}" in in_ns(src[0], "ping", "-c", "1", "-W", "2", ip).stdout
-                   for _ in range(tries))
+        return echo_reply(src[0], ip, tries)
 
     if policy_applied:
         report("allow web -> db tcp/5432", tcp(w1, d1[1], 5432, tries=3))
@@ -169,6 +184,10 @@ def main():
     report("no container slaves left in the node namespace", not slaves, slaves)
     for holder in holders:
         holder.kill()
+    try:
+        l3_part(client, socket, group_of)
+    except Exception:
+        report("l3 part", False, traceback.format_exc())
     try:
         docker_part(client, socket, policy_applied, group_of)
     except Exception:
@@ -224,7 +243,7 @@ def docker_part(client, agent_socket, policy_applied, group_of):
                                   input=HTTP_GET.encode(), check=False) for _ in range(tries)]
             return any(PAGE in r.stdout.decode(errors="replace") for r in runs), runs[-1]
 
-        def echo_reply(box, to_ip, tries=1):
+        def exec_ping(box, to_ip, tries=1):
             runs = [daemon.docker("exec", box, "ping", "-c", "1", "-W", "2", to_ip, check=False)
                     for _ in range(tries)]
             return any(f"bytes from {to_ip}" in r.stdout.decode(errors="replace") for r in runs), runs[-1]
@@ -238,9 +257,9 @@ def docker_part(client, agent_socket, policy_applied, group_of):
         if policy_applied:
             ok, run = page("dw1", ip["dd1"], 5432, tries=3)
             report("docker: allow web -> db tcp/5432", ok, seen(run))
-            got, run = echo_reply("dd1", ip["dw1"])
+            got, run = exec_ping("dd1", ip["dw1"])
             report("docker: deny db -> web", not got and run.returncode == 1, seen(run))
-            got, run = echo_reply("dw1", NODE_ADDRESS, tries=3)
+            got, run = exec_ping("dw1", NODE_ADDRESS, tries=3)
             report("docker: web reaches its node", got, seen(run))
         else:
             got, run = page("dw1", ip["dd1"], 5432)
@@ -255,6 +274,74 @@ def docker_part(client, agent_socket, policy_applied, group_of):
     finally:
         plugin.stop()
         daemon.stop()
+
+
+def l3_part(client, agent_socket, group_of):
+    """ipvlan l3 through the CNI plugin, in this same boot: policy and node reachability.
+
+    Its own parent: an ipvlan port has one mode for all its slaves (a new slave's mode is the
+    port's), so l3 slaves on PARENT would turn the l2 ones into l3 too.
+    """
+    from bayctl.node import cni
+
+    sh("ip", "link", "add", L3_PARENT, "type", "dummy")
+    sh("ip", "link", "set", L3_PARENT, "up")
+    sh("ip", "addr", "add", f"{L3_NODE_ADDRESS}/24", "dev", L3_PARENT)
+    subnets = (("web", "bplg-l3web", "10.79.0.0/24"), ("db", "bplg-l3db", "10.80.0.0/24"))
+    nets = {group: {"cniVersion": "1.0.0", "name": name, "type": "bayctl-cni", "group": group_of[group],
+                    "linkMode": "ipvlan-l3", "parent": L3_PARENT, "agentSocket": agent_socket,
+                    "stateDir": "/tmp/cni-l3", "linkPrefix": "bplg",
+                    "ipam": {"type": "bayctl", "subnet": subnet}}
+            for group, name, subnet in subnets}
+    boxes, holders, servers = {}, [], []
+    try:
+        for box, group in (("l3w1", "web"), ("l3w2", "web"), ("l3d1", "db")):
+            holder = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
+            holders.append(holder)
+            netns = f"/proc/{holder.pid}/ns/net"
+            _wait_for_own_netns(netns)
+            env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+                   "CNI_PATH": ""}
+            result, status = cni.run(env, json.dumps(nets[group]))
+            report(f"l3: ADD {box}", status == 0, result)
+            if status != 0:
+                return
+            boxes[box] = (netns, result["ips"][0]["address"].split("/")[0], group, result)
+        details = sh("nsenter", f"--net={boxes['l3w1'][0]}", "ip", "-d", "link", "show", "eth0").stdout
+        report("l3: container has an ipvlan l3 slave", "ipvlan" in details and "mode l3 " in details, details)
+        filters = sh("nsenter", f"--net={boxes['l3w1'][0]}", "tc", "filter", "show", "dev", "eth0",
+                     "ingress").stdout
+        report("l3: policy program attached in the container's namespace", "bpf" in filters, filters)
+        w1, w2, d1 = boxes["l3w1"], boxes["l3w2"], boxes["l3d1"]
+        servers = [subprocess.Popen(["nsenter", f"--net={b[0]}", "busybox", "httpd", "-f", "-p", port,
+                                     "-h", WWW]) for b, port in ((d1, "5432"), (w1, "80"))]
+        time.sleep(0.5)
+        report("l3: allow web -> db tcp/5432", tcp_page(w1[0], d1[1], 5432, tries=3))
+        report("l3: deny web -> db icmp", not echo_reply(w1[0], d1[1]))
+        report("l3: deny db -> web tcp/80", not tcp_page(d1[0], w1[1], 80))
+        report("l3: allow web <-> web (intra-group)",
+               echo_reply(w2[0], w1[1], tries=3) and tcp_page(w2[0], w1[1], 80, tries=3))
+        gateway = w1[3]["ips"][0]["gateway"]
+        report("l3: web reaches its node at the gateway slave", echo_reply(w1[0], gateway, tries=3), gateway)
+        report("l3: web reaches its node's own address on the parent",
+               echo_reply(w1[0], L3_NODE_ADDRESS, tries=3))
+        report("l3: deny db -> node (no db -> external rule)",
+               not echo_reply(d1[0], d1[3]["ips"][0]["gateway"]) and not echo_reply(d1[0], L3_NODE_ADDRESS))
+    finally:
+        for server in servers:
+            server.kill()
+        statuses = []
+        for box, (netns, _ip, group, _) in boxes.items():
+            env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0"}
+            statuses.append(cni.run(env, json.dumps(nets[group]))[1])
+        report("l3: DEL every container", boxes and statuses == [0] * len(boxes), statuses)
+        for holder in holders:
+            holder.kill()
+        left = [e["ip"] for e in client.endpoints()]
+        report("l3: no agent endpoints left", not left, left)
+        slaves = [line for line in sh("ip", "-o", "link", "show", "type", "ipvlan").stdout.splitlines()
+                  if "bplgn" not in line]
+        report("l3: no container slaves left", not slaves, slaves)
 
 
 def _wait_for_own_netns(netns):

@@ -2,8 +2,9 @@
 
 The host kernel has no ipvlan; one boot of Debian's 6.1 kernel (software emulation, host root
 over 9p read-only) runs tests/plugin_qemu_guest.py with this checkout, the real agent and its
-eBPF datapath: the CNI plugin's ADD/CHECK/DEL, then a real dockerd with the Docker driver in
-ipvlan l2 mode. The guest reports one line per check; each is asserted here.
+eBPF datapath: the CNI plugin's ADD/CHECK/DEL in ipvlan l2 mode, the same in l3 mode on a parent
+of its own, then a real dockerd with the Docker driver in ipvlan l2 mode. The guest reports one
+line per check; each is asserted here.
 """
 
 import os
@@ -32,6 +33,15 @@ POLICY_CHECKS = [
     "drops counted",
     "docker: exec finds the image's tools", "docker: deny db -> web",
     "docker: allow web -> db tcp/5432", "docker: web reaches its node",
+]
+# ipvlan l3 (the CNI plugin's linkMode ipvlan-l3): no ARP, the parent routes by address.
+L3_CHECKS = [
+    "l3: ADD l3w1", "l3: ADD l3w2", "l3: ADD l3d1", "l3: container has an ipvlan l3 slave",
+    "l3: policy program attached in the container's namespace",
+    "l3: allow web -> db tcp/5432", "l3: deny web -> db icmp", "l3: deny db -> web tcp/80",
+    "l3: allow web <-> web (intra-group)", "l3: web reaches its node at the gateway slave",
+    "l3: web reaches its node's own address on the parent", "l3: deny db -> node (no db -> external rule)",
+    "l3: DEL every container", "l3: no agent endpoints left", "l3: no container slaves left",
 ]
 
 
@@ -65,4 +75,9 @@ def test_ipvlan_links_attach_and_cleanup(guest_results, check):
 
 @pytest.mark.parametrize("check", POLICY_CHECKS)
 def test_ipvlan_policy_allows_and_denies(guest_results, check):
+    _assert_reported_ok(guest_results, check)
+
+
+@pytest.mark.parametrize("check", L3_CHECKS)
+def test_ipvlan_l3_policy_and_node_reachability(guest_results, check):
     _assert_reported_ok(guest_results, check)
