@@ -25,7 +25,8 @@ def main():
         emulators = start_emulators(tier)
         path = os.path.join(workdir, "auth.json")
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            json.dump({"auth": tier.auth, "demo_password": tier.demo_password, "timings": tier.timings}, f)
+            json.dump({"auth": tier.auth, "demo_password": tier.demo_password, "timings": tier.timings,
+                       "transport_url": tier.transport_url}, f)  # 0600: it holds the broker password
         print("READY", tier.timings, path, flush=True)
         signal.sigwait([signal.SIGTERM, signal.SIGINT])
     finally:

@@ -3,11 +3,13 @@
     python serve.py keystone PORT CONFIG_DIR
     python serve.py glance   PORT CONFIG_DIR
     python serve.py heat     PORT CONFIG_FILE     # heat-api AND heat-engine in this one process
+    python serve.py heat-api PORT CONFIG_FILE     # heat-api only (the engine runs apart, RabbitMQ)
 
 Why not the projects' own launchers (shared/PLATFORM.md): keystone and heat's WSGI apps parse
 `sys.argv`, so a server that passes its own flags breaks them (argv is reset here before the
-import); standalone `glance-api` is refused; and heat 27 has no heat-all, so the engine and
-the API share oslo.messaging's in-process `fake://` transport here (no RabbitMQ to start).
+import); standalone `glance-api` is refused; and heat 27 has no heat-all: with the tier's
+RabbitMQ the engine runs apart (heat.cmd.engine) and this serves heat-api alone; without it the
+engine and the API share oslo.messaging's in-process `fake://` transport in one process.
 A small threading wsgiref server is plenty for one test client.
 """
 
@@ -73,9 +75,18 @@ def _heat(config_file):
     return config.load_paste_app("heat-api")
 
 
+def _heat_api(config_file):
+    """heat-api alone, through heat's own WSGI entry point (heat.wsgi.api): the engine is
+    `heat.cmd.engine` in its own process, reached over the tier's RabbitMQ."""
+    sys.argv = ["heat-api", "--config-file", config_file]
+    from heat.api.openstack import wsgi
+
+    return wsgi.init_application()
+
+
 def main():
     service, port, config = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    app = {"keystone": _keystone, "glance": _glance, "heat": _heat}[service](config)
+    app = {"keystone": _keystone, "glance": _glance, "heat": _heat, "heat-api": _heat_api}[service](config)
     server = simple_server.make_server("127.0.0.1", port, app, server_class=_ThreadingServer,
                                        handler_class=_QuietHandler)
     print(f"{service} serving on 127.0.0.1:{port}", file=sys.stderr, flush=True)

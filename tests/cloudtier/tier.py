@@ -4,6 +4,14 @@ Ports are in bayctl-cloud's test range 15500-15599. Everything lives in one work
 and dies with `Tier.stop()`. Facts this follows are in shared/PLATFORM.md: sqlite is fine for
 keystone and glance, but heat's engine threads lock sqlite, so heat gets MariaDB.
 
+Messaging: a private RabbitMQ (cloudtier/rabbitmq.py, Debian's rabbitmq-server on the tier's own
+ports) started beside MariaDB, and heat-api and heat-engine as SEPARATE processes over it, as in
+a real deployment; `tier.transport_url` is the broker's oslo.messaging URL for other services
+(real Magnum). Without rabbitmq-server, or with BAYCTL_CLOUD_MESSAGING=fake, heat-api and the
+engine share one process over oslo.messaging's in-process fake:// (transport_url is then None).
+The broker boots during MariaDB + the migrations, so it adds only heat-engine's own start-up
+(~4 s until it consumes its RPC queue; tier.timings has the parts).
+
     tier = Tier(workdir); tier.start(); ...; tier.stop()
     tier.auth -> dict for openstack.connect(**tier.auth)
 """
@@ -17,14 +25,15 @@ import subprocess
 import sys
 import time
 
-from cloudtier import magnum_heat_env, venv
+from cloudtier import magnum_heat_env, rabbitmq, venv
 
 HOST = "127.0.0.1"
 # One tier per machine at a time on these ports; BAYCTL_CLOUD_PORT_BASE moves a second one
 # (e.g. a developer's run beside CI's) to another hundred in 15000-15999.
 _BASE = int(os.environ.get("BAYCTL_CLOUD_PORT_BASE", "15500"))
 PORTS = {"keystone": _BASE, "glance": _BASE + 92, "heat": _BASE + 4, "mariadb": _BASE + 6,
-         "nova": _BASE + 74, "neutron": _BASE + 96, "magnum": _BASE + 11}
+         "nova": _BASE + 74, "neutron": _BASE + 96, "magnum": _BASE + 11,
+         "rabbitmq": _BASE + 30, "rabbitmq-dist": _BASE + 31, "rabbitmq-epmd": _BASE + 32}
 REGION = "RegionOne"
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
 
@@ -79,6 +88,15 @@ class Tier:
         self.service_password = secrets.token_urlsafe(18)
         self.db_socket = os.path.join(workdir, "mariadb", "mysqld.sock")
         self.timings = {}
+        use_rabbit = os.environ.get("BAYCTL_CLOUD_MESSAGING", "rabbit") != "fake" and rabbitmq.installed()
+        self.broker = rabbitmq.Broker(workdir, PORTS["rabbitmq"], PORTS["rabbitmq-dist"],
+                                      PORTS["rabbitmq-epmd"]) if use_rabbit else None
+
+    @property
+    def transport_url(self):
+        """oslo.messaging URL of the tier's RabbitMQ (holds its password: never print it), or
+        None when the tier runs heat over in-process fake://."""
+        return self.broker.transport_url if self.broker else None
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -131,7 +149,8 @@ class Tier:
     def _spawn(self, name, argv, env=None):
         log = open(self._path(f"{name}.log"), "ab")
         self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(env or {})}, start_new_session=True)
+                                            env={**os.environ, **(env or {})}, start_new_session=True,
+                                            preexec_fn=rabbitmq.unblock_signals)
         return self.procs[name]
 
     def log_tail(self, name, chars=4000):
@@ -160,8 +179,13 @@ class Tier:
     def start(self):
         t0 = time.monotonic()
         os.makedirs(self.workdir, exist_ok=True)
-        for name in ("keystone", "glance", "heat", "mariadb"):
+        names = ["keystone", "glance", "heat", "mariadb"]
+        if self.broker:
+            names += ["rabbitmq", "rabbitmq-dist", "rabbitmq-epmd"]
+        for name in names:
             _require_free_port(name, PORTS[name])
+        if self.broker:  # boots (~5-12 s of Erlang) while MariaDB and the migrations run
+            self.broker.spawn()
         self._start_mariadb()
         # Schema migrations and key setup do not need each other: run them side by side
         # (each is a python start-up plus imports, the slow part on a busy 2-core machine).
@@ -181,12 +205,62 @@ class Tier:
         # glance and heat are independent once keystone knows them: start both, then wait.
         glance = self._spawn("glance", [self.python, SERVE, "glance", str(PORTS["glance"]),
                                         self._path("glance")])
-        heat = self._spawn("heat", [self.python, SERVE, "heat", str(PORTS["heat"]),
-                                    self._path("heat", "heat.conf")])
+        heat_conf = self._path("heat", "heat.conf")
+        if self.broker:
+            t1 = time.monotonic()
+            self.broker.wait_ready()
+            self.timings["rabbitmq_wait"] = round(time.monotonic() - t1, 2)
+            engine = self._spawn("heat-engine",
+                                 [self.python, "-c", self.HEAT_ENGINE, "--config-file", heat_conf])
+            heat = self._spawn("heat", [self.python, SERVE, "heat-api", str(PORTS["heat"]), heat_conf])
+        else:
+            heat = self._spawn("heat", [self.python, SERVE, "heat", str(PORTS["heat"]), heat_conf])
         wait_http(PORTS["glance"], "/versions", proc=glance, what="glance")
         wait_http(PORTS["heat"], "/", proc=heat, what="heat")
+        if self.broker:
+            self._wait_engine_consuming(engine)
         self.timings["total"] = round(time.monotonic() - t0, 2)
         return self
+
+    HEAT_ENGINE = "import sys; sys.argv[0]='heat-engine'; from heat.cmd.engine import main; main()"
+    # Passive declare of heat's RPC queue until it exists: the engine consumes from then on (an
+    # RPC cast to a topic nobody has declared yet is dropped by RabbitMQ, and a call would wait
+    # out rpc_response_timeout). kombu is oslo.messaging's own AMQP library, in the tier venv.
+    ENGINE_QUEUE_WAIT = (
+        "import sys, time, kombu\n"
+        "deadline = time.monotonic() + float(sys.argv[1])\n"
+        "url = sys.stdin.read().strip().replace('rabbit://', 'amqp://', 1)\n"
+        "while True:\n"
+        "    with kombu.Connection(url, connect_timeout=5) as conn:\n"
+        "        try:\n"
+        "            conn.default_channel.queue_declare('engine', passive=True)\n"
+        "            break\n"
+        "        except conn.channel_errors:\n"
+        "            pass\n"
+        "    if time.monotonic() > deadline:\n"
+        "        sys.exit('heat-engine queue not declared in time')\n"
+        "    time.sleep(0.3)\n")
+
+    def _wait_engine_consuming(self, engine, timeout=120):
+        t0 = time.monotonic()
+        waiter = subprocess.Popen([self.python, "-c", self.ENGINE_QUEUE_WAIT, str(timeout)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        waiter.stdin.write(self.transport_url)  # the password goes through a pipe, not argv
+        waiter.stdin.close()
+        while waiter.poll() is None:
+            if engine.poll() is not None:
+                waiter.kill()
+                waiter.wait()
+                raise TierError(f"heat-engine exited with {engine.returncode} while starting:\n"
+                                + self.log_tail("heat-engine"))
+            time.sleep(0.2)
+        out = waiter.stdout.read()
+        if waiter.returncode != 0:
+            raise TierError("heat-engine did not start consuming RPC: "
+                            + out[-1500:].replace(self.broker._password, "***") + "\n"
+                            + self.log_tail("heat-engine"))
+        self.timings["heat_engine_wait"] = round(time.monotonic() - t0, 2)
 
     def stop(self):
         for _name, proc in reversed(list(self.procs.items())):
@@ -195,13 +269,16 @@ class Tier:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     continue
+        deadline = time.monotonic() + 15  # one deadline for all: they were all told at once
         for _name, proc in self.procs.items():
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+        if self.broker:  # after heat: its engine and API close their AMQP connections first
+            self.broker.stop()
 
     # ---- MariaDB (keystone's and heat's database) -------------------------------------------
 
@@ -296,8 +373,10 @@ class Tier:
         self._write("heat/heat.conf", f"""
             [DEFAULT]
             use_stderr = true
-            transport_url = fake://
+            transport_url = {self.transport_url or 'fake://'}
             num_engine_workers = 1
+            # A test tier: stop() should not wait out oslo.service's 60 s for in-flight work.
+            graceful_shutdown_timeout = 5
             host = bayctl-tier
             region_name_for_services = {REGION}
             heat_metadata_server_url = {heat_url}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from prereq import require
 
 pytestmark = pytest.mark.cloud
 
@@ -99,3 +100,93 @@ def test_debug_output_never_shows_the_password_or_the_token(cloud_tier, clouds_y
     assert res.returncode == 0, out[-2000:]
     assert "GET call to" in out or "REQ: curl" in out
     assert token not in out
+
+
+# ---- messaging: the tier's private RabbitMQ between heat-api and heat-engine ----------------
+
+def _require_broker(tier):
+    from cloudtier import rabbitmq
+
+    require(rabbitmq.installed(), "needs Debian's rabbitmq-server (tools/setup.d/50-cloud.sh installs it)")
+    require(getattr(tier, "broker", None) is not None,
+            "the tier runs heat over fake:// (BAYCTL_CLOUD_MESSAGING=fake) or is a reused one")
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_heat_api_and_engine_are_separate_processes_over_the_tiers_rabbitmq(cloud_tier, cloud_conn):
+    from bayctl.cloud.heat_client import heat
+
+    _require_broker(cloud_tier)
+    api, engine = cloud_tier.procs["heat"], cloud_tier.procs["heat-engine"]
+    assert api.pid != engine.pid and _process_alive(api.pid) and _process_alive(engine.pid)
+    url = cloud_tier.transport_url
+    assert url.startswith("rabbit://") and f"@127.0.0.1:{cloud_tier.broker.amqp_port}/" in url
+    # An RPC round trip API -> engine -> API (listing resource types is answered by the engine).
+    assert "OS::Heat::RandomString" in {t.resource_type for t in heat(cloud_conn).resource_types.list()}
+    # Both heat services hold AMQP connections to the tier's broker port (the engine's from its
+    # worker process, so compare process groups: each service was started in its own).
+    import re
+
+    peers = subprocess.run(["ss", "-Htnp", "state", "established", "dst",
+                            f"127.0.0.1:{cloud_tier.broker.amqp_port}"],
+                           capture_output=True, text=True, check=True).stdout
+    groups = {_pgid(int(pid)) for pid in re.findall(r"pid=(\d+),", peers)}
+    assert {api.pid, engine.pid} <= groups, peers
+
+
+def test_broker_password_is_in_no_log_of_the_tier(cloud_tier):
+    _require_broker(cloud_tier)
+    password = cloud_tier.transport_url.split(":", 2)[2].split("@", 1)[0]
+    assert len(password) >= 24
+    for root, _dirs, files in os.walk(cloud_tier.workdir):
+        for name in files:
+            if name.endswith(".log"):
+                with open(os.path.join(root, name), errors="replace") as f:
+                    assert password not in f.read(), os.path.join(root, name)
+
+
+def test_a_private_broker_binds_loopback_on_its_own_ports_and_stop_leaves_no_process(cloud_tier, tmp_path):
+    """A second broker beside the tier's (other ports from the same base): both run at once,
+    and stop() ends beam, its helpers and the private epmd."""
+    import socket
+
+    from cloudtier import rabbitmq
+    from cloudtier.tier import PORTS
+
+    _require_broker(cloud_tier)
+    base = PORTS["rabbitmq"] + 10
+    broker = rabbitmq.Broker(str(tmp_path), base, base + 1, base + 2)
+    try:
+        broker.spawn()
+        broker.wait_ready()
+        pgids = {p.pid for p in broker.procs.values()}
+        listening = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout
+        for port in (base, base + 1, base + 2):
+            bound = [local for local in (line.split()[3] for line in listening.splitlines())
+                     if local.endswith(f":{port}")]
+            assert bound and all(addr.startswith(("127.0.0.1:", "[::1]:")) for addr in bound), (port, bound)
+    finally:
+        broker.stop()
+    left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if _pgid(pid) in pgids]
+    assert left == []
+    for port in (base, base + 1, base + 2):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    with open(os.path.join(broker.dir, "rabbitmq.conf")) as f:
+        assert oct(os.fstat(f.fileno()).st_mode & 0o777) == "0o600"
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
