@@ -16,7 +16,7 @@ import time
 
 from bayctl.cloud.diagnosis import raise_stack_failed
 from bayctl.cloud.heat_client import heat
-from bayctl.cloud.stacks import DEFAULT_INTERVAL, wait_for_stack
+from bayctl.cloud.stacks import DEFAULT_INTERVAL, AdaptivePolling, wait_for_stack
 from bayctl.errors import CloudError
 from bayctl.providers.base import MASTER, SLAVE, BayStatus, Node, Progress, Provider
 
@@ -220,9 +220,10 @@ class MagnumProvider(Provider):
         cluster = self._cluster(ref)
         if cluster is None:
             raise CloudError(f"cluster {ref} not found")
+        backoff = self._backoff()
         while not cluster.get("stack_id") and cluster["status"].endswith("IN_PROGRESS"):
             self._check_deadline(deadline, timeout, cluster, action)
-            time.sleep(self.poll_interval)
+            self._sleep(backoff, deadline)
             cluster = self._cluster(ref)
         if cluster["status"] == f"{action}_FAILED" and not cluster.get("stack_id"):
             raise CloudError(f"cluster {cluster['name']} {cluster['status']}: {cluster.get('status_reason')}")
@@ -232,7 +233,9 @@ class MagnumProvider(Provider):
         wait_for_stack(self.conn, stack_ref, action=action, progress=progress, timeout=remaining,
                        interval=self.poll_interval, what=f"cluster {cluster['name']}: stack",
                        provider=self.name)
-        # Then Magnum's own view catches up (its conductor syncs from the stack).
+        # Then Magnum's own view catches up (its conductor syncs from the stack periodically:
+        # backing off, as nothing but that sync can change it).
+        backoff = self._backoff()
         while True:
             cluster = self._cluster(ref)
             if cluster is None or cluster["status"] == f"{action}_COMPLETE":
@@ -240,12 +243,23 @@ class MagnumProvider(Provider):
             if cluster["status"].endswith("FAILED"):
                 raise_stack_failed(self.conn, stack_ref, what=f"cluster {cluster['name']}")
             self._check_deadline(deadline, timeout, cluster, action)
-            time.sleep(self.poll_interval)
+            self._sleep(backoff, deadline)
         if progress is not None and cluster is not None:
             progress(Progress(message=f"cluster {cluster['name']} {cluster['status']}", done=1, total=1,
                               status=cluster["status"]))
         status = cluster["status"] if cluster else f"{action}_COMPLETE"
         return BayStatus(name=cluster["name"] if cluster else ref, id=ref, status=status, provider=self.name)
+
+    def _backoff(self):
+        """The stack waiter's policy for Magnum's own records: each quiet GET waits longer."""
+        return AdaptivePolling(floor=self.poll_interval)
+
+    @staticmethod
+    def _sleep(backoff, deadline):
+        delay = backoff.after_poll(False)  # a record that is still not there yet: no news
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+        time.sleep(delay)
 
     @staticmethod
     def _check_deadline(deadline, timeout, cluster, action):
@@ -296,9 +310,10 @@ class MagnumProvider(Provider):
                            interval=self.poll_interval, what=f"cluster {cluster['name']}: stack",
                            provider=self.name)
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = self._backoff()
         while self._cluster(cluster["uuid"]) is not None:
             self._check_deadline(deadline, timeout, cluster, "DELETE")
-            time.sleep(self.poll_interval)
+            self._sleep(backoff, deadline)
         self._delete_own_template(template_id)
 
     def _delete_own_template(self, template_id):

@@ -379,6 +379,8 @@ class Tier:
             num_engine_workers = 1
             # A test tier: stop() should not wait out oslo.service's 60 s for in-flight work.
             graceful_shutdown_timeout = 5
+            # Tests fail resources on purpose: no re-creating a failed server 5 times (~80 s each run).
+            action_retry_limit = 0
             host = bayctl-tier
             region_name_for_services = {REGION}
             heat_metadata_server_url = {heat_url}

@@ -1,7 +1,9 @@
 """The magnum provider against the emulated Magnum, whose conductor builds REAL Heat stacks.
 
-Real Magnum 15.0.2 is not run here (see the README's cloud section for why); the emulator
-follows Magnum's API reference and validates against the real Glance and emulated Nova/Neutron.
+Real Magnum (10.0.0, the last release that builds Mesos clusters; 14.0.0+ refuse coe=mesos)
+runs in test_cloud_magnum_real.py. The emulator covers what one real release cannot: the
+legacy baymodels/bays API and the releases that refuse Mesos. It follows Magnum's API
+reference and validates against the real Glance and emulated Nova/Neutron.
 """
 
 import pytest
