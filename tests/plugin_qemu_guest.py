@@ -117,18 +117,11 @@ def main():
     boxes = {}
     holders = []
     for box, group in (("w1", "web"), ("w2", "web"), ("d1", "db")):
-        # A namespace held by a process, as Mesos hands them over (/proc/PID/ns/net).
-        holder = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
-        holders.append(holder)
-        netns = f"/proc/{holder.pid}/ns/net"
-        _wait_for_own_netns(netns)
-        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-               "CNI_PATH": ""}
-        result, status = cni.run(env, json.dumps(nets[group]))
-        report(f"ADD {box}", status == 0, result)
-        if status != 0:
+        added = cni_add(box, nets[group], holders)
+        if added is None:
             return
-        boxes[box] = (netns, result["ips"][0]["address"].split("/")[0], group, result)
+        netns, ip, result = added
+        boxes[box] = (netns, ip, group, result)
         info = links.describe_in_netns(netns, "eth0")
         report(f"{box} has an ipvlan slave", info and info["kind"] == "ipvlan", info)
         filters = sh("nsenter", f"--net={netns}", "tc", "filter", "show", "dev", "eth0", "ingress").stdout
@@ -296,17 +289,11 @@ def l3_part(client, agent_socket, group_of):
     boxes, holders, servers = {}, [], []
     try:
         for box, group in (("l3w1", "web"), ("l3w2", "web"), ("l3d1", "db")):
-            holder = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
-            holders.append(holder)
-            netns = f"/proc/{holder.pid}/ns/net"
-            _wait_for_own_netns(netns)
-            env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-                   "CNI_PATH": ""}
-            result, status = cni.run(env, json.dumps(nets[group]))
-            report(f"l3: ADD {box}", status == 0, result)
-            if status != 0:
+            added = cni_add(box, nets[group], holders, label="l3: ")
+            if added is None:
                 return
-            boxes[box] = (netns, result["ips"][0]["address"].split("/")[0], group, result)
+            netns, ip, result = added
+            boxes[box] = (netns, ip, group, result)
         details = sh("nsenter", f"--net={boxes['l3w1'][0]}", "ip", "-d", "link", "show", "eth0").stdout
         report("l3: container has an ipvlan l3 slave", "ipvlan" in details and "mode l3 " in details, details)
         filters = sh("nsenter", f"--net={boxes['l3w1'][0]}", "tc", "filter", "show", "dev", "eth0",
@@ -342,6 +329,25 @@ def l3_part(client, agent_socket, group_of):
         slaves = [line for line in sh("ip", "-o", "link", "show", "type", "ipvlan").stdout.splitlines()
                   if "bplgn" not in line]
         report("l3: no container slaves left", not slaves, slaves)
+
+
+def cni_add(box, config, holders, label=""):
+    """CNI ADD of one container as Mesos does it: into a namespace held by a process
+    (/proc/PID/ns/net; the holder is appended to `holders` for the caller to kill).
+    Returns (netns, ip, CNI result), or None after reporting a failed ADD."""
+    from bayctl.node import cni
+
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
+    holders.append(holder)
+    netns = f"/proc/{holder.pid}/ns/net"
+    _wait_for_own_netns(netns)
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": box, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+           "CNI_PATH": ""}
+    result, status = cni.run(env, json.dumps(config))
+    report(f"{label}ADD {box}", status == 0, result)
+    if status != 0:
+        return None
+    return netns, result["ips"][0]["address"].split("/")[0], result
 
 
 def _wait_for_own_netns(netns):

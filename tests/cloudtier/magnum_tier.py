@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from cloudtier import magnum_venv
-from cloudtier.tier import HOST, PORTS, REGION, TierError, _require_free_port, wait_http
+from cloudtier.tier import HOST, PORTS, REGION, TierError, _require_free_port, log_tail, wait_http
 
 MAGNUM_PORT = PORTS["keystone"] + 17
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "magnum_serve.py")
@@ -56,11 +56,7 @@ class MagnumTier:
         return os.path.join(self.workdir, *parts)
 
     def log_tail(self, name, chars=4000):
-        try:
-            with open(self._path(f"{name}.log"), errors="replace") as f:
-                return f.read()[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self._path(f"{name}.log"), chars)
 
     def _run(self, code, *args):
         res = subprocess.run([self.python, "-c", code, *args], capture_output=True, text=True, timeout=300)

@@ -69,6 +69,15 @@ def wait_http(port, path="/", timeout=90.0, proc=None, what=""):
     raise TierError(f"{what or port} not ready after {timeout:.0f}s: {last}")
 
 
+def log_tail(path, chars=4000):
+    """The end of a service's log, for an error message ("" if there is none)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return ""
+
+
 def _require_free_port(name, port):
     import socket
 
@@ -156,11 +165,7 @@ class Tier:
         return self.procs[name]
 
     def log_tail(self, name, chars=4000):
-        try:
-            with open(self._path(f"{name}.log"), errors="replace") as f:
-                return f.read()[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self._path(f"{name}.log"), chars)
 
     @property
     def auth_url(self):
