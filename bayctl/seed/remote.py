@@ -41,24 +41,28 @@ HTTP_PRECONDITION_FAILED = 412
 class RemoteAgent:
     """Builds the node-side commands for one mode and reads their results."""
 
-    def __init__(self, mode: str = "cli", agent_socket: Optional[str] = None, bayctl: str = "bayctl"):
+    def __init__(self, mode: str = "cli", agent_socket: Optional[str] = None, bayctl: str = "bayctl",
+                 sudo: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown remote mode {mode!r} (one of {', '.join(MODES)})")
         self.mode = mode
         self.agent_socket = agent_socket
         self.bayctl = bayctl
+        # The agent's socket is root's only (0600): a login that is not root (a cloud image's
+        # `debian`) asks through sudo, never interactively (-n: no password prompt to hang on).
+        self.sudo = sudo
 
     # -- commands -------------------------------------------------------------------------
 
     def show_command(self) -> str:
         if self.mode == "cli":
-            return f"{shlex.quote(self.bayctl)} node show -f json{self._socket_flag()}"
-        return self._curl("GET")
+            return self._as_root(f"{shlex.quote(self.bayctl)} node show -f json{self._socket_flag()}")
+        return self._as_root(self._curl("GET"))
 
     def apply_command(self) -> str:
         if self.mode == "cli":
-            return f"{shlex.quote(self.bayctl)} node apply -{self._socket_flag()}"
-        return self._curl("PUT", "--data-binary @- -H 'Content-Type: application/yaml'")
+            return self._as_root(f"{shlex.quote(self.bayctl)} node apply -{self._socket_flag()}")
+        return self._as_root(self._curl("PUT", "--data-binary @- -H 'Content-Type: application/yaml'"))
 
     @property
     def one_command(self) -> bool:
@@ -74,7 +78,10 @@ class RemoteAgent:
                          status_newline=True)
         get = self._curl("GET").split(" ", 1)[1]  # --next: the same options again, without "curl"
         # --fail-early: a request that gets no answer ends curl with its own exit status.
-        return f"{put.replace('curl ', 'curl --fail-early ', 1)} --next {get}"
+        return self._as_root(f"{put.replace('curl ', 'curl --fail-early ', 1)} --next {get}")
+
+    def _as_root(self, command: str) -> str:
+        return f"sudo -n {command}" if self.sudo else command
 
     def _socket_flag(self) -> str:
         return f" --socket {shlex.quote(self.agent_socket)}" if self.agent_socket else ""

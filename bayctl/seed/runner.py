@@ -84,6 +84,7 @@ async def seed_policy_async(
     ssh_port: int = 22,
     remote: str = "cli",
     remote_bayctl: str = "bayctl",
+    sudo: Optional[bool] = None,
     connect_timeout: float = 15.0,
     node_timeout: float = 90.0,
     raise_on_failure: bool = True,
@@ -95,6 +96,7 @@ async def seed_policy_async(
     bastion: the master (a Node or an address) that nodes without a public_ip are reached through.
     agent_socket: the agent's socket on the nodes (default: the node's own default).
     remote: "cli" (bayctl node show/apply on the node) or "curl" (the agent's HTTP API).
+    sudo: run the node commands through `sudo -n` (default: when ssh_user is not root).
     progress: called with each NodeResult as soon as that node is done.
     Returns the results in the order of `nodes`; raises SeedError (with .results) if any node
     failed and raise_on_failure is true. An invalid policy raises PolicyError before any contact.
@@ -107,7 +109,8 @@ async def seed_policy_async(
         trust = TofuKnownHosts(bay_state_dir)
     except ValueError as exc:  # a damaged trust file: refuse rather than trust anything
         raise SeedError(str(exc)) from None
-    agent = RemoteAgent(remote, agent_socket=agent_socket, bayctl=remote_bayctl)
+    agent = RemoteAgent(remote, agent_socket=agent_socket, bayctl=remote_bayctl,
+                        sudo=ssh_user != "root" if sudo is None else sudo)
     connect_options = dict(
         username=ssh_user,
         client_keys=[key],

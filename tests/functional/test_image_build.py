@@ -69,6 +69,15 @@ def test_image_build_installs_stand_in_mesos_from_both_sources(node_image_raw):
     assert read_file(node_image_raw, "/etc/mesos-slave/containerizers").strip() == "docker,mesos"
 
 
+def test_image_has_curl_for_wait_conditions_and_seeding(node_image_raw):
+    # The Heat user data signals its wait condition with curl, and bayctl asks the agent's
+    # API with it over SSH (seeding, wait-for-agents): a minimal Debian has no curl.
+    status = read_file(node_image_raw, "/var/lib/dpkg/status")
+    assert "Package: curl\n" in status
+    stanza = status.split("Package: curl\n", 1)[1].split("\n\n", 1)[0]
+    assert "Status: install ok installed" in stanza
+
+
 def test_image_build_shows_progress_and_records_inputs(node_image):
     image = node_image["image"]
     assert not image.reused and os.path.isfile(image.path)

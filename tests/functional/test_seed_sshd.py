@@ -11,6 +11,7 @@ import os
 import socket
 
 import pytest
+from prereq import require_tools
 
 from bayctl.errors import PolicyError, SeedError
 from bayctl.policy import parse_policy
@@ -73,6 +74,18 @@ def test_every_slave_is_seeded_and_reseeding_changes_nothing(sshd_bay_factory, r
     with open(bay.key) as handle:
         key_body = "".join(handle.read().splitlines()[1:-1])
     assert key_body and key_body[:40] not in caplog.text
+
+
+def test_a_login_that_is_not_root_asks_the_agent_through_sudo(sshd_bay_factory):
+    # A cloud image logs in as a user (`debian`) and the agent's socket is root's only, so
+    # seeding runs its command through `sudo -n`. The login here is root, whom the REAL sudo
+    # lets through without a prompt: what this proves is that the command works under sudo
+    # as written (the socket word expanded by the login shell, the policy on stdin).
+    require_tools("sudo")
+    bay = sshd_bay_factory(2)
+    results = seed_policy(bay.nodes(), WEB_DB, remote="curl", sudo=True, **bay.seed_options())
+    assert [r.status for r in results] == [SEEDED] * 2
+    assert [slave.agent_digest() for slave in bay.slaves] == [parse_policy(WEB_DB).digest] * 2
 
 
 def test_a_node_that_is_down_is_named_and_the_others_are_seeded(sshd_bay_factory):

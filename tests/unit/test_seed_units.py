@@ -76,6 +76,16 @@ def test_curl_answers():
         agent.parse_digest(7, "", "curl: (7) Couldn't connect to server")
 
 
+def test_sudo_wraps_every_node_command_whole():
+    for mode in ("cli", "curl"):
+        agent = RemoteAgent(mode, sudo=True)
+        assert agent.show_command() == "sudo -n " + RemoteAgent(mode).show_command()
+        assert agent.apply_command() == "sudo -n " + RemoteAgent(mode).apply_command()
+    seed = RemoteAgent("curl", sudo=True).seed_command("ab" * 32)
+    assert seed == "sudo -n " + RemoteAgent("curl").seed_command("ab" * 32)
+    assert seed.count("sudo") == 1 and " --next -sS " in seed  # the second request is curl's, not sudo's
+
+
 def test_an_invalid_policy_is_refused_before_anything_else(tmp_path):
     nowhere = [Node("s0", SLAVE, "192.0.2.1", None)]
     with pytest.raises(PolicyError):

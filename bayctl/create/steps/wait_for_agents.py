@@ -10,7 +10,6 @@ import time
 from bayctl.create.steps import Step
 from bayctl.errors import NodeError
 
-SHOW = "bayctl node show -f json"
 POLL_SECONDS = 3.0
 
 
@@ -24,8 +23,11 @@ class WaitForAgents(Step):
         asyncio.run(self._wait_all(ctx, timeout))
 
     async def _wait_all(self, ctx, timeout):
+        from bayctl.seed.remote import RemoteAgent
         from bayctl.verify.shell import BayShell
 
+        # Asked exactly as seeding will ask (its API through curl, sudo unless root).
+        agent = RemoteAgent("curl", sudo=ctx.ssh_user != "root")
         slaves = ctx.slaves
         ready = []
         async with BayShell(ctx.nodes, bay_state_dir=ctx.state.directory, ssh_user=ctx.ssh_user,
@@ -36,13 +38,11 @@ class WaitForAgents(Step):
                 last = "no answer"
                 while time.monotonic() < deadline:
                     try:
-                        done = await shell.run(node.name, SHOW, timeout=30)
-                        if done.exit_status == 0:
-                            ready.append(node.name)
-                            ctx.status.update(f"{node.name} agent answers", len(ready), len(slaves))
-                            return
-                        last = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["?"]
-                        last = last[0]
+                        done = await shell.run(node.name, agent.show_command(), timeout=30)
+                        agent.parse_digest(done.exit_status, done.stdout, done.stderr)
+                        ready.append(node.name)
+                        ctx.status.update(f"{node.name} agent answers", len(ready), len(slaves))
+                        return
                     except NodeError as err:
                         last = str(err)
                         if ctx.is_local and "refused the bay's key" in last:
