@@ -1,6 +1,6 @@
 """The test Heat's global environment for REAL Magnum's mesos_ubuntu_v1 templates.
 
-Magnum 15.0.2's conductor builds its stack from its own templates, which use OS::Nova::Server
+Magnum 10.0.0's conductor builds its stack from its own templates, which use OS::Nova::Server
 and OS::Neutron::* directly, and the test tier has no Nova or Neutron. Its installed files are
 not patched; instead Heat's global environment (heat.conf `environment_dir`) maps those
 resources BY NAME (Heat's `resource_registry: resources: {<name>: {<type>: ...}}`) to the

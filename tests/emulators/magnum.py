@@ -15,8 +15,10 @@ What Magnum's API and conductor check and do, emulated in the same order:
   (400 otherwise); keypair, flavors and external network are looked up in Nova/Neutron
   (emulated, through the catalog); the driver is chosen by (server_type, os_distro, coe)
   and an unsupported combination is 400 "Cluster type (vm, <os>, <coe>) not supported."
-  Release `15.0.2` has the Mesos driver (mesos_ubuntu_v1: os_distro ubuntu); `16` and later
-  accept only kubernetes, exactly as Magnum 16+ removed Mesos.
+  Releases up to 13 have the Mesos driver (mesos_ubuntu_v1: os_distro ubuntu); 14.0.0 and
+  15.x refuse coe=mesos in the API ("Requested COE type mesos is not supported.", as the real
+  15.0.2 answers: tests/functional/test_cloud_magnum_real.py runs the real 10.0.0); `16` and
+  later have no Mesos driver at all ("Cluster type ... not supported.").
 - cluster create: 202 and a Heat stack named `<cluster>-<random>` created in the REAL Heat
   with the caller's token (Magnum's conductor uses a trust; same effect here). The stack is
   built from bayctl's heat_templates with the test stand-ins, since Magnum's own driver
@@ -70,11 +72,11 @@ TEMPLATE_FIELDS = (
 class Magnum(Service):
     name = "container-infra"
 
-    def __init__(self, validator, base_url, tier, release="15.0.2", legacy=False):
+    def __init__(self, validator, base_url, tier, release="10.0.0", legacy=False):
         super().__init__(validator)
         self.base_url = base_url
         self.tier = tier
-        self.release = release  # "15.0.2": has Mesos; "16.0.0"+: kubernetes only
+        self.release = release  # "10.0.0": has Mesos; "14.0.0"-"15.x": API refuses it; "16.0.0"+: no driver
         self.legacy = legacy  # True: only baymodels/bays exist (a Magnum from before clusters)
         self.max_version = (1, 10)
         self.templates = {}
@@ -246,7 +248,10 @@ class Magnum(Service):
             conn.close()
         server_type, coe = body.get("server_type", "vm"), body["coe"]
         drivers = {"kubernetes": KUBERNETES_DRIVER_DISTROS}
-        if self.release.split(".")[0].isdigit() and int(self.release.split(".")[0]) <= 15:
+        major = int(self.release.split(".")[0])
+        if coe == "mesos" and 14 <= major <= 15:  # the API's own COE check (the driver still ships)
+            raise HTTPError(400, "Requested COE type mesos is not supported.")
+        if major <= 15:
             drivers["mesos"] = MESOS_DRIVER_DISTROS
         if server_type != "vm" or os_distro not in drivers.get(coe, ()):
             raise HTTPError(400, f"Cluster type ({server_type}, {os_distro}, {coe}) not supported.")

@@ -35,9 +35,9 @@ def magnum_cloud(cloud_tier, cloud_conn):
     """What a Magnum 15 cloud has for a mesos cluster template: keypair, flavor, external
     network (emulated Nova/Neutron) and an ubuntu image (real Glance)."""
     emulators = getattr(cloud_tier, "emulators", None)
-    if emulators is not None:  # in-process; a reused dev tier runs its own, as started (15.0.2)
+    if emulators is not None:  # in-process; a reused dev tier runs its own, as started (10.0.0)
         require(emulators.magnum is not None, "needs the Magnum emulator")
-        emulators.magnum.configure(release="15.0.2", legacy=False)
+        emulators.magnum.configure(release="10.0.0", legacy=False)
     conn = cloud_conn
     if conn.compute.find_keypair("bbm-key") is None:
         conn.compute.create_keypair(name="bbm-key")

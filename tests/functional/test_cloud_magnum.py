@@ -33,7 +33,7 @@ def magnum(cloud_tier, cloud_conn):
               for name, distro in (("bcl-mg-ubuntu", "ubuntu"), ("bcl-mg-debian", "debian"))]
     emulator = emulators.magnum
     yield emulator
-    emulator.configure(release="15.0.2", legacy=False)
+    emulator.configure(release="10.0.0", legacy=False)
     for image in images:
         conn.image.delete_image(image, ignore_missing=True)
 
@@ -53,7 +53,7 @@ def _templates(provider):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["clusters", "bays"])
 def test_cluster_create_progress_nodes_delete(magnum, cloud_conn, legacy):
-    magnum.configure(release="15.0.2", legacy=legacy)
+    magnum.configure(release="10.0.0", legacy=legacy)
     provider = get_provider("magnum", cloud_conn, poll_interval=1)
     assert provider.legacy is legacy
     name = "bcl-mg-bay" if not legacy else "bcl-mg-oldbay"
@@ -84,8 +84,9 @@ def test_cluster_create_progress_nodes_delete(magnum, cloud_conn, legacy):
         assert "bayctl-" + name not in _templates(provider)  # the template bayctl made went with it
 
 
-def test_magnum_without_mesos_says_so_and_suggests_heat(magnum, cloud_conn):
-    magnum.configure(release="16.0.0", legacy=False)
+@pytest.mark.parametrize("release", ["15.0.2", "16.0.0"])  # the API refuses it / no driver at all
+def test_magnum_without_mesos_says_so_and_suggests_heat(magnum, cloud_conn, release):
+    magnum.configure(release=release, legacy=False)
     provider = MagnumProvider(cloud_conn, poll_interval=1)
     with pytest.raises(MesosNotSupported) as info:
         provider.create(_request("bcl-mg-nomesos"))
@@ -96,7 +97,7 @@ def test_magnum_without_mesos_says_so_and_suggests_heat(magnum, cloud_conn):
     # auto follows the cloud's answer
     chosen = get_provider("auto", cloud_conn, request=_request("bcl-mg-nomesos"))
     assert type(chosen).__name__ == "HeatProvider"
-    magnum.configure(release="15.0.2")
+    magnum.configure(release="10.0.0")
     chosen = get_provider("auto", cloud_conn, request=_request("bcl-mg-auto"))
     assert type(chosen).__name__ == "MagnumProvider"
     provider._delete_own_template(next(t.uuid for t in provider.mc.cluster_templates.list()
@@ -104,14 +105,14 @@ def test_magnum_without_mesos_says_so_and_suggests_heat(magnum, cloud_conn):
 
 
 def test_mesos_driver_needs_an_ubuntu_image(magnum, cloud_conn):
-    magnum.configure(release="15.0.2", legacy=False)
+    magnum.configure(release="10.0.0", legacy=False)
     provider = MagnumProvider(cloud_conn, poll_interval=1)
     with pytest.raises(MesosNotSupported, match=r"Cluster type \(vm, debian, mesos\) not supported"):
         provider.create(_request("bcl-mg-debian", image="bcl-mg-debian"))
 
 
 def test_failed_cluster_is_diagnosed_through_its_stack(magnum, cloud_conn):
-    magnum.configure(release="15.0.2", legacy=False)
+    magnum.configure(release="10.0.0", legacy=False)
     provider = MagnumProvider(cloud_conn, poll_interval=1)
     ref = provider.create(_request("bcl-mg-fail", slaves=1, slave_flavor="bayctl-test-fail"))
     try:
