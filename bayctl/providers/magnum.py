@@ -25,6 +25,11 @@ LOG = logging.getLogger(__name__)
 TEMPLATE_PREFIX = "bayctl-"  # cluster templates bayctl makes itself (deleted with their bay)
 
 
+# Seconds a cluster whose stack is gone may show a status other than DELETE_* before its
+# delete is asked for again (Magnum's status sync runs every 10 s).
+RESEND_DELETE_AFTER = 30.0
+
+
 class MesosNotSupported(CloudError):
     """This cloud's Magnum has no Mesos driver (or none for the image's os_distro)."""
 
@@ -299,10 +304,7 @@ class MagnumProvider(Provider):
             return
         template_id = cluster.get("cluster_template_id") or cluster.get("baymodel_id")
         stack_ref = self._stack_ref(cluster) if cluster.get("stack_id") else None
-        if self.legacy:
-            self._legacy_api().call("DELETE", f"/bays/{cluster['uuid']}")
-        else:
-            self.mc.clusters.delete(cluster["uuid"])
+        self._send_delete(cluster)
         if not wait:
             return
         if stack_ref:
@@ -311,10 +313,41 @@ class MagnumProvider(Provider):
                            provider=self.name)
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = self._backoff()
-        while self._cluster(cluster["uuid"]) is not None:
-            self._check_deadline(deadline, timeout, cluster, "DELETE")
+        resent_at = time.monotonic()
+        while True:
+            current = self._cluster_while_deleting(cluster)
+            if current is None:
+                break
+            forgotten = not current["status"].startswith("DELETE")
+            if forgotten and time.monotonic() - resent_at >= RESEND_DELETE_AFTER:
+                # The stack is gone but Magnum's record says it was never asked: its periodic status
+                # sync read the cluster before our DELETE and saved it after (seen with real Magnum
+                # 10.0.0 on a cluster that had just failed). Ask again: its conductor destroys a
+                # cluster whose stack is missing.
+                LOG.info("cluster %s is %s after its delete: asking Magnum again", current["name"],
+                         current["status"])
+                self._send_delete(current)
+                resent_at = time.monotonic()
+            self._check_deadline(deadline, timeout, current, "DELETE")
             self._sleep(backoff, deadline)
         self._delete_own_template(template_id)
+
+    def _send_delete(self, cluster):
+        if self.legacy:
+            self._legacy_api().call("DELETE", f"/bays/{cluster['uuid']}")
+        else:
+            self.mc.clusters.delete(cluster["uuid"])
+
+    def _cluster_while_deleting(self, cluster):
+        """The cluster's record while it is being deleted; None once it is gone."""
+        from magnumclient import exceptions as mc_exc
+
+        try:
+            return self._cluster(cluster["uuid"])
+        except mc_exc.BadRequest:
+            # Magnum 10.0.0 answers 400 "Invalid input for field/attribute node_count" for a
+            # cluster whose node groups are already destroyed and whose own record goes next.
+            return dict(cluster, status="DELETE_IN_PROGRESS")
 
     def _delete_own_template(self, template_id):
         """Delete the cluster template bayctl made for this bay, unless it is shared or still used."""
