@@ -20,23 +20,23 @@ import argparse
 import collections
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
+
+from cloudtier.calls import CallRecorder  # noqa: E402  (tests/ holds the call recorder)
 
 SLAVES = 3
 NAIVE_INTERVAL = 2.0
 POLICIES = ("adaptive", "fixed", "naive")
 BOOT_SECONDS = 60  # a small cloud image boots and starts its services in about a minute
 
-# Why each call of the adaptive run is still made (keys as CallCounter normalises them).
+# Why each call of the adaptive run is still made (keys as CallRecorder normalises them).
 WHY = {
     "GET /v1/{project}/stacks": "create: is there a bay of this name already? (re-running create "
                                 "resumes it instead of uploading the template again)",
@@ -52,31 +52,8 @@ WHY = {
 }
 
 
-class CallCounter:
-    """Wraps Session.request: records (method, normalised path, status, event ids) of every call."""
-
-    def __init__(self, session):
-        self.calls = []
-        original = session.request
-
-        def counting(url, method, *args, **kwargs):
-            resp = original(url, method, *args, **kwargs)
-            full = getattr(resp, "url", None) or url
-            path, status = self._normalise(full), getattr(resp, "status_code", 0)
-            ids = None
-            if path.endswith("/events") and status == 200:
-                ids = [e["id"] for e in resp.json().get("events", [])]
-            self.calls.append((method, path, status, ids))
-            return resp
-        session.request = counting
-
-    @staticmethod
-    def _normalise(url):
-        path = urllib.parse.urlparse(url).path
-        path = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "{id}", path)
-        path = re.sub(r"/v1/[0-9a-f]{32}", "/v1/{project}", path)
-        path = re.sub(r"/stacks/[^/]+/\{id\}", "/stacks/{name}/{id}", path)
-        return path
+class CallCounter(CallRecorder):
+    """The calls of one session (tests/cloudtier/calls.py), counted per step."""
 
     def mark(self):
         return len(self.calls)

@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+from cloudtier.calls import CallRecorder
 
 from bayctl.providers import BayRequest, get_provider
 from bayctl.providers.heat import templates_dir
@@ -15,30 +16,12 @@ pytestmark = pytest.mark.cloud
 STANDINS = os.path.join(templates_dir(), "environments", "standins.yaml")
 
 
-class Recorder:
-    """Every HTTP call of one connection: (method, path, events returned or None)."""
-
-    def __init__(self, session):
-        self.calls = []
-        original = session.request
-
-        def recording(url, method, *args, **kwargs):
-            resp = original(url, method, *args, **kwargs)
-            path = url.split("?", 1)[0]
-            events = None
-            if path.endswith("/events") and resp.status_code == 200:
-                events = [e["id"] for e in resp.json()["events"]]
-            self.calls.append((method, path, events))
-            return resp
-        session.request = recording
-
-
 @pytest.fixture
 def recorded_conn(cloud_tier):
     from bayctl.cloud.connection import connect
 
     conn = connect(**cloud_tier.auth)
-    recorder = Recorder(conn.session)
+    recorder = CallRecorder(conn.session)
     yield conn, recorder
     conn.close()
 
@@ -46,7 +29,7 @@ def recorded_conn(cloud_tier):
 def _waiter_calls(calls):
     """The calls a wait made: events polls and stack GETs (name/id), in order."""
     out = []
-    for method, path, events in calls:
+    for method, path, _status, events in calls:
         if method == "GET" and path.endswith("/events"):
             out.append(("events", events))
         elif method == "GET" and re.search(r"/stacks/[^/]+/[^/]+$", path):
