@@ -69,6 +69,8 @@ class Agent:
     def start(self):
         """Load (or reuse) the datapath, then re-apply the saved policy and endpoints."""
         self.store.ensure_dir()
+        for name in self.store.remove_leftovers():
+            LOG.info("removed %s: left by a write that was interrupted", name)
         self.datapath.load()
         with self._lock:
             self._restore_policy()

@@ -11,7 +11,7 @@ import os
 import socket
 
 import pytest
-from fixtures_agent import EXAMPLES, new_agent, cleanup_agent
+from fixtures_agent import EXAMPLES, cleanup_agent, new_agent
 
 pytestmark = pytest.mark.root
 
@@ -131,8 +131,8 @@ def test_two_different_content_lengths_are_refused(agent_with_web_db):
 def test_body_of_a_get_is_never_run_as_the_next_request(agent_with_web_db):
     agent = agent_with_web_db
     hidden = b"DELETE /v1/policy HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
-    answers = exchange(agent.socket_path, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                       % (len(hidden), hidden))
+    request = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(hidden), hidden)
+    answers = exchange(agent.socket_path, request)
     assert [status for status, _, _ in answers] == [200], answers
     assert json.loads(answers[0][2])["digest"] == agent.digest
     assert agent.client.health()["digest"] == agent.digest, "the hidden DELETE cleared the policy"
