@@ -116,7 +116,8 @@ class Agent:
             try:
                 self._register(ip, int(ep["tag"]), ep.get("ifname"), ep.get("netns"))
             except (NodeError, OSError) as exc:
-                # The container may be gone; its address stays registered until removed.
+                # Its interface exists (gone ones were dropped above) but cannot be attached
+                # now: the address keeps its group until it is removed or re-registered.
                 LOG.warning("endpoint %s: cannot re-attach %s: %s", ip, _where(ep), exc)
         if saved:
             LOG.info("endpoints restored: %d", len(saved))
