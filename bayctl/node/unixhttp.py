@@ -134,6 +134,9 @@ class HardenedHandler(http.server.BaseHTTPRequestHandler):
     body_required_for = ()          # methods that must carry Content-Length (else 411)
 
     def error_document(self, message):
+        """The body of an error answer: the message on one line (a client shows it as is)."""
+        if "\n" in message or "\r" in message:
+            message = " ".join(message.split())
         return {"error": message}
 
     def parse_request(self):
@@ -154,8 +157,7 @@ class HardenedHandler(http.server.BaseHTTPRequestHandler):
             phrase = http.HTTPStatus(code).phrase
         except ValueError:
             phrase = "error"
-        message = " ".join(str(message or phrase).split())
-        self.send_document(code, self.error_document(message))
+        self.send_document(code, self.error_document(" ".join(str(message or phrase).split())))
 
     def read_body(self):
         """The request's body (b"" when it has none). Raises ApiError when the framing is bad,
@@ -243,10 +245,10 @@ class JsonHandler(HardenedHandler):
         try:
             status, document = self.server.app.handle(method, self.path, body, dict(self.headers))
         except ApiError as exc:
-            status, document = exc.status, {"error": str(exc)}
+            status, document = exc.status, self.error_document(str(exc))
         except NodeError as exc:
-            status, document = 500, {"error": str(exc)}
+            status, document = 500, self.error_document(str(exc))
         except Exception as exc:  # noqa: BLE001 - the client gets one line, the log the details
             LOG.exception("internal error on %s %s", method, self.path)
-            status, document = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+            status, document = 500, self.error_document(f"internal error: {type(exc).__name__}: {exc}")
         self.send_document(status, document)
