@@ -153,6 +153,8 @@ class HardenedHandler(http.server.BaseHTTPRequestHandler):
         if self.request_version in ("HTTP/0.9", ""):
             # Not parsed far enough to know the client's version: answer with a status line anyway.
             self.request_version = self.protocol_version
+        if code == 414 and not message:
+            message = "request line longer than 65536 bytes"    # http.server's limit
         try:
             phrase = http.HTTPStatus(code).phrase
         except ValueError:
