@@ -17,7 +17,7 @@ def write_atomically(path, data, mode=0o600):
     directory = os.path.dirname(os.path.abspath(path))
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -39,3 +39,22 @@ def fsync_dir(directory):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_leftovers(path):
+    """Remove the temp files a writer of `path` killed mid-write (kill -9, power loss) left
+    behind; returns their names. Only when no one else writes `path` now (e.g. at start)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+    return removed
+
+
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}."

@@ -132,11 +132,15 @@ class EndpointAdd(ShowOne):
         parser.add_argument("group", metavar="GROUP", help="group name from the policy, or its tag")
         parser.add_argument("--ifname", help="interface carrying IP's traffic: attach the datapath to it")
         parser.add_argument("--netns", help="network namespace of --ifname (path); default: the agent's")
+        parser.add_argument("--allow-uplink", action="store_true",
+                            help="attach even though --ifname carries the default route of the agent's "
+                                 "own namespace (its default deny then applies to the node's own traffic)")
         return parser
 
     def take_action(self, parsed_args):
         endpoint = _client(parsed_args).add_endpoint(
-            parsed_args.ip, parsed_args.group, ifname=parsed_args.ifname, netns=parsed_args.netns
+            parsed_args.ip, parsed_args.group, ifname=parsed_args.ifname, netns=parsed_args.netns,
+            allow_uplink=parsed_args.allow_uplink,
         )
         return ENDPOINT_COLUMNS, tuple(endpoint.get(column) for column in ENDPOINT_COLUMNS)
 

@@ -23,7 +23,9 @@ import sys
 import threading
 
 from bayctl.errors import BayctlError, NodeError, PolicyError
+from bayctl.node import nodeguard
 from bayctl.node.api import AgentApi
+from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
 from bayctl.node.state import StateStore
 from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
 
@@ -69,6 +71,8 @@ class Agent:
     def start(self):
         """Load (or reuse) the datapath, then re-apply the saved policy and endpoints."""
         self.store.ensure_dir()
+        for name in self.store.remove_leftovers():
+            LOG.info("removed %s: left by a write that was interrupted", name)
         self.datapath.load()
         with self._lock:
             self._restore_policy()
@@ -99,12 +103,21 @@ class Agent:
         for ip in set(self.datapath.endpoints()) - set(saved):
             self.datapath.delete_endpoint(ip)
             LOG.info("endpoint %s dropped: not in saved state", ip)
+        vanished = _vanished_interfaces(saved.values())
+        for ip, reason in sorted(vanished.items()):
+            # Its container is gone (e.g. removed while the agent was down): forget it.
+            del saved[ip]
+            self.datapath.delete_endpoint(ip)
+            LOG.info("endpoint %s dropped: %s", ip, reason)
+        if vanished:
+            self.store.save_endpoints(list(saved.values()))
         for ip, ep in sorted(saved.items()):
             self._endpoints[ip] = dict(ep)
             try:
                 self._register(ip, int(ep["tag"]), ep.get("ifname"), ep.get("netns"))
             except (NodeError, OSError) as exc:
-                # The container may be gone; its address stays registered until removed.
+                # Its interface exists (gone ones were dropped above) but cannot be attached
+                # now: the address keeps its group until it is removed or re-registered.
                 LOG.warning("endpoint %s: cannot re-attach %s: %s", ip, _where(ep), exc)
         if saved:
             LOG.info("endpoints restored: %d", len(saved))
@@ -163,10 +176,17 @@ class Agent:
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    def add_endpoint(self, ip, group, ifname=None, netns=None):
+    def add_endpoint(self, ip, group, ifname=None, netns=None, allow_uplink=False):
         ip = _check_ip(ip)
         ifname, netns = _check_interface(ifname, netns)
+        if not isinstance(allow_uplink, bool):
+            raise ApiError(400, f"bad allow_uplink {allow_uplink!r}: expected true or false")
+        if ifname:
+            _check_interface_exists(ifname, netns)
+            if not allow_uplink:
+                _refuse_uplink(ifname, netns)
         with self._lock:
+            self._drop_vanished(cheap=True)
             tag = self._resolve_group(group)
             endpoint = {"ip": ip, "tag": tag, "registered_as": group, "ifname": ifname, "netns": netns}
             previous = self._endpoints.get(ip)
@@ -203,7 +223,23 @@ class Agent:
         return {"ip": ip, "removed": endpoint is not None}
 
     def endpoints(self):
-        return [self._describe(ep) for _, ep in sorted(self._endpoints.items(), key=_ip_order)]
+        with self._lock:
+            self._drop_vanished()
+            listed = sorted(self._endpoints.items(), key=_ip_order)
+        return [self._describe(ep) for _, ep in listed]
+
+    def _drop_vanished(self, cheap=False):
+        """Forget endpoints whose interface is gone (container removed, e.g. while the agent
+        was down and CNI DEL could not tell it). `cheap`: only look for namespaces that are
+        gone (a stat each), not inside the ones that remain. Called with the lock held."""
+        vanished = _vanished_interfaces(self._endpoints.values(), look_inside=not cheap)
+        if not vanished:
+            return
+        for ip, reason in sorted(vanished.items()):
+            self._endpoints.pop(ip)
+            self.datapath.delete_endpoint(ip)
+            LOG.info("endpoint %s dropped: %s", ip, reason)
+        self._save_endpoints()
 
     def _resolve_group(self, group):
         if isinstance(group, bool):
@@ -333,7 +369,68 @@ def _check_interface(ifname, netns):
             raise ApiError(400, f"bad netns {netns!r}: expected a path like /run/netns/x or /proc/PID/ns/net")
         if not os.path.exists(netns):
             raise ApiError(400, f"netns {netns} does not exist")
+        if not is_network_namespace(netns):
+            raise ApiError(400, f"netns {netns} is not a network namespace")
     return ifname, netns
+
+
+def _check_interface_exists(ifname, netns):
+    try:
+        names = interface_names(netns)
+    except NetnsGone:
+        raise ApiError(400, f"netns {netns} does not exist") from None
+    except (NodeError, OSError) as exc:
+        raise ApiError(400, f"netns {netns}: {exc}") from None
+    if ifname not in names:
+        raise ApiError(400, f"ifname {ifname!r} does not exist in {_namespace(netns)}")
+
+
+def _refuse_uplink(ifname, netns):
+    if nodeguard.is_own_namespace(netns) and ifname in nodeguard.uplinks():
+        raise ApiError(409, f"ifname {ifname!r} carries the default route of the agent's own namespace: "
+                            "a default-deny classifier there would cut the node off "
+                            '(send "allow_uplink": true if that is really meant)')
+
+
+_UNKNOWN = object()     # a namespace that was not (or could not be) looked into
+
+
+def _namespace(netns):
+    return f"netns {netns}" if netns else "the agent's namespace"
+
+
+def _vanished_interfaces(endpoints, look_inside=True):
+    """ip -> why, for the endpoints whose interface no longer exists: its namespace is gone
+    (or is no namespace any more), or (`look_inside`) the namespace has no such interface.
+    Endpoints without an interface, and namespaces that cannot be looked into for another
+    reason, are never reported: only what is known to be gone is dropped."""
+    names = {}          # netns -> interface names (None: gone), one look per namespace
+    vanished = {}
+    for ep in endpoints:
+        ifname, netns = ep.get("ifname"), ep.get("netns")
+        if not ifname:
+            continue
+        if netns not in names:
+            if netns is not None and not os.path.lexists(netns):
+                names[netns] = None
+            elif netns is not None and not is_network_namespace(netns):
+                names[netns] = None
+            elif not look_inside:
+                names[netns] = _UNKNOWN
+            else:
+                try:
+                    names[netns] = interface_names(netns)
+                except NetnsGone:
+                    names[netns] = None
+                except (NodeError, OSError) as exc:
+                    LOG.warning("cannot look into %s: %s", _namespace(netns), exc)
+                    names[netns] = _UNKNOWN
+        found = names[netns]
+        if found is None:
+            vanished[ep["ip"]] = f"its network namespace {netns} is gone"
+        elif found is not _UNKNOWN and ifname not in found:
+            vanished[ep["ip"]] = f"interface {ifname} no longer exists in {_namespace(netns)}"
+    return vanished
 
 
 def _iface(endpoint):

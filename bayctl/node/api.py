@@ -5,7 +5,9 @@
                                  when the agent already holds that digest (seeding's check)
     GET    /v1/policy                                -> {"digest", "groups", "source"}
     DELETE /v1/policy                                -> fail closed (deny all)
-    POST   /v1/endpoints         {"ip", "group", "ifname"?, "netns"?} -> 201 endpoint
+    POST   /v1/endpoints         {"ip", "group", "ifname"?, "netns"?, "allow_uplink"?} -> 201 endpoint
+                                 (409 for the interface of the agent's own default route,
+                                 unless "allow_uplink": true)
     DELETE /v1/endpoints/<ip>                        -> idempotent
     GET    /v1/endpoints                             -> {"endpoints": [...]}
     GET    /v1/stats                                 -> {"pairs": [...], "drops": {...}}
@@ -20,7 +22,7 @@ import urllib.parse
 from bayctl.errors import PolicyError
 from bayctl.node.unixhttp import ApiError
 
-ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns"}
+ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns", "allow_uplink"}
 # Optional request header naming the policy's file, so errors read "web-db.yaml:12: ...".
 SOURCE_HEADER = "X-Bayctl-Source"
 # A policy's entity tag is its digest: `If-None-Match: "<digest>"` makes a PUT conditional
@@ -89,7 +91,8 @@ class AgentApi:
             if field not in request:
                 raise ApiError(400, f"endpoint field '{field}' is required")
         endpoint = self.agent.add_endpoint(
-            request["ip"], request["group"], ifname=request.get("ifname"), netns=request.get("netns")
+            request["ip"], request["group"], ifname=request.get("ifname"), netns=request.get("netns"),
+            allow_uplink=request.get("allow_uplink", False),
         )
         return 201, endpoint
 

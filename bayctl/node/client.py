@@ -75,12 +75,14 @@ class AgentClient:
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    def add_endpoint(self, ip, group, ifname=None, netns=None):
+    def add_endpoint(self, ip, group, ifname=None, netns=None, allow_uplink=False):
         request = {"ip": ip, "group": group}
         if ifname is not None:
             request["ifname"] = ifname
         if netns is not None:
             request["netns"] = netns
+        if allow_uplink:
+            request["allow_uplink"] = True
         return self._request("POST", "/v1/endpoints", json.dumps(request).encode(),
                              {"Content-Type": "application/json"})
 

@@ -338,12 +338,8 @@ def serve(args):
     """Run the plugin until SIGTERM/SIGINT; returns the exit status."""
     plugin = DockerPlugin(state_dir=args.state_dir, agent_socket=args.agent_socket, link_mode=args.link_mode,
                           parent=args.parent, link_prefix=args.link_prefix)
-    if args.link_mode == links.AUTO:
-        parent = args.parent or links.default_parent()
-        chosen = "ipvlan-l2 (the kernel has ipvlan)" if links.ipvlan_supported(parent) else \
-            "veth (this kernel has no ipvlan)"
-        LOG.warning("link mode auto: %s", chosen)
     socket_path = os.path.join(args.plugin_dir, f"{args.name}.sock")
+    # Claimed before anything else is probed: a second plugin on a live socket touches nothing.
     server = PluginServer(socket_path, plugin.routes())
 
     def stop(signum, frame):
@@ -351,8 +347,13 @@ def serve(args):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    LOG.warning("bayctl docker plugin %s serving on %s", args.name, socket_path)
     try:
+        if args.link_mode == links.AUTO:
+            parent = args.parent or links.default_parent()
+            chosen = "ipvlan-l2 (the kernel has ipvlan)" if links.ipvlan_supported(parent) else \
+                "veth (this kernel has no ipvlan)"
+            LOG.warning("link mode auto: %s", chosen)
+        LOG.warning("bayctl docker plugin %s serving on %s", args.name, socket_path)
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()

@@ -7,24 +7,30 @@ dockerd shows the user verbatim, so it is kept to one clear line.
 
 import json
 import logging
-import os
-import socketserver
-import stat
-from http.server import BaseHTTPRequestHandler
 
 from bayctl.errors import BayctlError
+from bayctl.node.unixhttp import ApiError, HardenedHandler, UnixHTTPServer
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 LOG = logging.getLogger(__name__)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(HardenedHandler):
+    """The agent's hardened framing (bodies read whole, JSON for every error), speaking
+    the plugin protocol: the plugin content type and `{"Err": ...}` errors."""
+
     server_version = "bayctl-docker-plugin"
+    content_type = CONTENT_TYPE
+
+    def error_document(self, message):
+        return {"Err": message}
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        try:
+            raw = self.read_body()
+        except ApiError as e:
+            self._answer(e.status, {"Err": str(e)})
+            return
         route = self.server.routes.get(self.path)
         if route is None:
             # Unknown calls (newer dockerd) must not break anything: say so, as docker expects.
@@ -53,51 +59,25 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST
 
     def _answer(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, fmt, *args):  # the default one indexes client_address, empty on unix sockets
-        LOG.debug("docker: " + fmt, *args)
+        self.send_document(status, body)
 
 
-class PluginServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Serves `routes` ("/NetworkDriver.Join" -> callable(request) -> answer) on `socket_path`."""
+class PluginServer(UnixHTTPServer):
+    """Serves `routes` ("/NetworkDriver.Join" -> callable(request) -> answer) on `socket_path`.
 
-    daemon_threads = True
-    allow_reuse_address = True
+    The agent's unix HTTP server: the socket is born 0600, a second plugin on a live socket
+    is refused, and on exit only our own socket is removed (never a successor's).
+    """
 
     def __init__(self, socket_path, routes):
         self.routes = dict(routes)
         self.socket_path = socket_path
-        os.makedirs(os.path.dirname(socket_path), mode=0o755, exist_ok=True)
-        _remove_stale_socket(socket_path)
-        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
-        try:
-            super().__init__(socket_path, _Handler)
-        finally:
-            os.umask(old_umask)
-        os.chmod(socket_path, 0o600)
+        # dockerd looks for plugin sockets in this directory: others may live there too.
+        super().__init__(socket_path, _Handler, app=None, owner="bayctl-docker-plugin", dir_mode=0o755)
 
     def server_close(self):
         super().server_close()
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
-
-
-def _remove_stale_socket(path):
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise BayctlError(f"{path} exists and is not a socket; refusing to replace it")
-    os.unlink(path)
+        self.remove_socket()
 
 
 def _one_line(message):

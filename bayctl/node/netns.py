@@ -8,7 +8,10 @@ so bpffs pins) stays the caller's, unlike `ip netns exec`.
 """
 
 import ctypes
+import fcntl
 import os
+import socket
+import stat
 import threading
 
 from bayctl.errors import NodeError
@@ -67,3 +70,39 @@ def run_in_netns(netns, func, *args, **kwargs):
 
 class NetnsGone(NodeError):
     """The namespace path does not exist (the container is gone)."""
+
+
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h: the kind of namespace an nsfs file is
+
+
+def is_network_namespace(path):
+    """Whether `path` opens as a network namespace (not a regular file, not a mount/pid ns)."""
+    try:
+        # nsfs files are regular files; opening anything else (a FIFO, a device) could block
+        # or have side effects, and cannot be a namespace anyway.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False            # ENOTTY: not an nsfs file at all
+    finally:
+        os.close(fd)
+
+
+def same_namespace(path, other="/proc/self/ns/net"):
+    """Whether two namespace paths name one namespace (nsfs: same device and inode)."""
+    try:
+        a, b = os.stat(path), os.stat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def interface_names(netns=None):
+    """Names of the interfaces in `netns` (a path; None = the caller's namespace).
+    Raises NetnsGone when the namespace no longer exists."""
+    return run_in_netns(netns, lambda: {name for _, name in socket.if_nameindex()})

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 
-from bayctl.atomicfile import fsync_dir, write_atomically
+from bayctl.atomicfile import fsync_dir, remove_leftovers, write_atomically
 from bayctl.errors import NodeError
 
 LOG = logging.getLogger(__name__)
@@ -32,6 +32,17 @@ class StateStore:
             os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise NodeError(f"cannot create state dir {self.state_dir}: {exc.strerror}") from exc
+
+    def remove_leftovers(self):
+        """Drop the temp files of writes a crash interrupted (the agent calls it at start,
+        when it alone owns the state dir); returns their names."""
+        removed = []
+        for name in (POLICY_FILE, ENDPOINTS_FILE):
+            try:
+                removed += remove_leftovers(self._path(name))
+            except OSError as exc:
+                raise NodeError(f"cannot clean up {self.state_dir}: {exc.strerror}") from exc
+        return removed
 
     # -- policy -------------------------------------------------------------------------------
 

@@ -82,3 +82,43 @@ def test_refuses_to_replace_something_that_is_not_a_socket(tmp_path):
     with pytest.raises(Exception, match="not a socket"):
         PluginServer(str(path), {})
     assert path.read_text() == "precious"
+
+
+def test_second_server_on_a_live_socket_is_refused(server):
+    refusal = f"another bayctl-docker-plugin is already running at {server.socket_path}"
+    with pytest.raises(NodeError, match=refusal):
+        PluginServer(server.socket_path, {})
+    assert post(server, "/Plugin.Activate")[0] == 200, "the first server still answers"
+
+
+def test_a_server_removes_only_its_own_socket(server):
+    # Someone removed our socket and a successor serves on the path now.
+    os.unlink(server.socket_path)
+    routes = {"/Plugin.Activate": lambda r: {"Implements": ["Successor"]}}
+    successor = PluginServer(server.socket_path, routes)
+    thread = threading.Thread(target=successor.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server.shutdown()
+        server.server_close()           # the first one exits: it must leave the successor's socket
+        assert stat.S_ISSOCK(os.lstat(server.socket_path).st_mode)
+        assert post(successor, "/Plugin.Activate")[2] == {"Implements": ["Successor"]}
+    finally:
+        successor.shutdown()
+        successor.server_close()
+    assert not os.path.exists(server.socket_path), "its own socket is removed on exit"
+
+
+def test_framing_errors_are_err_documents(server):
+    """The plugin speaks through the agent's hardened transport: bad framing never runs."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(server.socket_path)
+        sock.sendall(b"POST /NetworkDriver.Echo HTTP/1.1\r\nContent-Length: 50\r\n\r\n{}")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert CONTENT_TYPE.encode() in head
+    assert "ended after 2 of 50 bytes" in json.loads(body)["Err"]
