@@ -8,6 +8,7 @@ Entries are built by hand with layout.PolicyKey.make: these tests pin down the d
 meaning of an entry, independent of the policy compiler.
 """
 
+import ctypes
 import json
 import os
 import socket
@@ -646,6 +647,27 @@ def test_incompatible_pin_is_named(lab):
     finally:
         stale.unpin()
     assert not os.path.exists(stale.pin_dir)
+
+
+def test_conntrack_table_of_an_older_layout_is_replaced(lab):
+    """Pins from before TCP state (16-byte entries) would make load() refuse; the table holds only
+    flow state, so it is replaced and the node loads."""
+    from bayctl.node import libbpf
+
+    old = Datapath(pin_dir=lab.pin_dir + "-oldct")
+    os.makedirs(old.pin_dir)
+    try:
+        fd = libbpf.map_create(9, "bayctl_conntrac", 16, 16, layout.MAX_CONNTRACK)  # LRU_HASH, old value
+        libbpf.obj_pin(fd, os.path.join(old.pin_dir, layout.PIN_CONNTRACK))
+        os.close(fd)
+        old.load()
+        fd = libbpf.obj_get(os.path.join(old.pin_dir, layout.PIN_CONNTRACK))
+        try:
+            assert libbpf.map_info(fd).value_size == ctypes.sizeof(layout.ConntrackValue)
+        finally:
+            os.close(fd)
+    finally:
+        old.unpin()
 
 
 def test_run_in_netns_sees_that_namespace(lab):
