@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Datapath throughput: iperf3 between two namespaces over one veth pair, 5 s per case.
 
-Two loads per case: one TCP stream (Gbit/s; GSO makes this mostly a per-64KB cost) and a UDP
-flood of 64-byte datagrams (packets/s received; the per-packet cost of the filter).
+Three loads per case: one TCP stream (Gbit/s; GSO makes this mostly a per-64KB cost), a UDP
+flood of 64-byte datagrams (packets/s received; the per-packet cost of the filter), and new
+TCP connections per second (connect, one byte each way, close with RST; one client, one
+server, both Python: the cost of conntrack's create/update/close path per connection).
 
 Cases, all on the same packet path (client ns -> veth -> server ns), filtering at the server's
 end of the veth:
@@ -15,9 +17,9 @@ end of the veth:
   iptables_ct_N         the usual stateful set-up: INPUT accepts ESTABLISHED first, then the
                         N rules (only the first packet of a flow walks them)
 N = 10, 100, 1000 (each allowing this flow for both TCP and UDP). The cases run in interleaved
-rounds (--rounds, default 3) so drift of the shared machine hits all of them alike. Prints one
-JSON document: every sample, the median Gbit/s and packets/s per case, and the ratios of the
-medians to nofilter.
+rounds (--rounds, default 3), each round starting one case later, so drift of the shared
+machine hits all of them alike. --cases picks some (e.g. nofilter,bayctl_100). Prints one JSON
+document: every sample, the median per load and case, and the ratios of the medians to nofilter.
 Run as root: `python3 bench/datapath.py [--seconds 5]`. Figures are noisy (shared 2-core VM):
 compare within one run.
 """
@@ -52,6 +54,8 @@ def bayctl_entries(n):
     for proto in (layout.PROTO_TCP, layout.PROTO_UDP):
         entries.append((layout.PolicyKey.make(64, CLIENT_GROUP, SERVER_GROUP, proto, PORT),
                         layout.PolicyValue(rule_id=n)))
+    entries.append((layout.PolicyKey.make(64, CLIENT_GROUP, SERVER_GROUP, layout.PROTO_TCP, PORT + 1),
+                    layout.PolicyValue(rule_id=n)))   # the connection-rate server
     return entries
 
 
@@ -68,6 +72,9 @@ def iptables_rules(n, stateful):
         lines.append(f"-A INPUT -s 10.{100 + i // 250}.{i % 250}.0/24 -p tcp --dport {1000 + i} -j ACCEPT")
     for proto in ("tcp", "udp"):
         lines.append(f"-A INPUT -s {CLIENT_IP} -p {proto} --dport {PORT} -j ACCEPT")
+    lines.append(f"-A INPUT -s {CLIENT_IP} -p tcp --dport {PORT + 1} -j ACCEPT")
+    if not stateful:
+        lines.append(f"-A OUTPUT -p tcp -d {CLIENT_IP} --sport {PORT + 1} -j ACCEPT")
     lines += ["-A INPUT -i lo -j ACCEPT", "-A OUTPUT -o lo -j ACCEPT", "COMMIT", ""]
     return "\n".join(lines)
 
@@ -92,9 +99,58 @@ def iperf(client, server, seconds, udp=False):
     return result["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
+CONNECT_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1024)
+print("ready", flush=True)
+while True:
+    conn, _ = s.accept()
+    try:
+        if conn.recv(1):
+            conn.send(b"y")
+    except OSError:
+        pass
+    conn.close()
+"""
+
+CONNECT_CLIENT = """
+import socket, struct, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+linger = struct.pack("ii", 1, 0)   # close with RST: no TIME_WAIT, the port range never runs dry
+done, start = 0, time.monotonic()
+while time.monotonic() - start < seconds:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    s.connect((host, port))
+    s.send(b"x")
+    s.recv(1)
+    s.close()
+    done += 1
+print(done / (time.monotonic() - start))
+"""
+
+
+def connection_rate(client, server, seconds):
+    """New TCP connections per second, each a full open / exchange / close."""
+    srv = server.popen(sys.executable, "-c", CONNECT_SERVER, SERVER_IP, str(PORT + 1),
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        out = client.run(sys.executable, "-c", CONNECT_CLIENT, SERVER_IP, str(PORT + 1), str(seconds),
+                         timeout=seconds + 60).stdout
+    finally:
+        srv.kill()
+        srv.wait(timeout=30)
+    return float(out)
+
+
 def measure(client, server, seconds):
     return {"tcp_gbit_per_s": iperf(client, server, seconds),
-            "udp64_packets_per_s": iperf(client, server, seconds, udp=True)}
+            "udp64_packets_per_s": iperf(client, server, seconds, udp=True),
+            "tcp_connections_per_s": connection_rate(client, server, seconds)}
 
 
 class Cases:
@@ -130,6 +186,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3,
                         help="every case once per round, rounds interleaved; the median is reported")
+    parser.add_argument("--cases", default="",
+                        help="comma-separated cases to run (default all; nofilter is always run)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/datapath.py: run as root (namespaces, tc, iptables)")
@@ -146,8 +204,17 @@ def main():
             dp.set_endpoint(CLIENT_IP, CLIENT_GROUP, local=False)
             dp.set_endpoint(SERVER_IP, SERVER_GROUP, ifindex=server_ifindex)
             cases = Cases(server, dp)
-            for _ in range(args.rounds):
-                for case in cases.names():
+            names = cases.names()
+            if args.cases:
+                wanted = set(args.cases.split(",")) | {"nofilter"}
+                unknown = wanted - set(names)
+                if unknown:
+                    sys.exit(f"bench/datapath.py: --cases: unknown {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(names)})")
+                names = [name for name in names if name in wanted]
+            for round_index in range(args.rounds):
+                shift = round_index % len(names)
+                for case in names[shift:] + names[:shift]:
                     cases.configure(case)
                     for load, value in measure(client, server, args.seconds).items():
                         samples.setdefault(load, {}).setdefault(case, []).append(value)
@@ -155,25 +222,28 @@ def main():
             # proof that the classifier really decided on the bayctl cases' traffic
             enforced = {f"{src}->{dst}": c["allowed_packets"] for (src, dst), c in dp.counters().items()}
             enforced["drops"] = dp.drops()
+            conntrack = dp.conntrack()
         finally:
             dp.unpin()
 
     report = {
         "benchmark": "datapath_throughput",
-        "tool": "iperf3, client ns -> veth -> server ns: one TCP stream; 64-byte UDP at full rate",
+        "tool": "iperf3, client ns -> veth -> server ns: one TCP stream; 64-byte UDP at full rate; "
+                "Python connect/exchange/RST-close loop for connections/s",
         "seconds_per_case": args.seconds,
         "rounds": args.rounds,
         "iptables": subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip(),
     }
     for load, per_case in samples.items():
         medians = {case: statistics.median(values) for case, values in per_case.items()}
-        digits = 3 if load.startswith("tcp") else 0
+        digits = 3 if load.startswith("tcp_gbit") else 0
         report[f"{load}_median"] = {case: round(value, digits) for case, value in medians.items()}
         report[f"{load}_ratio_to_nofilter"] = {case: round(value / medians["nofilter"], 3)
                                                for case, value in medians.items()}
         report[f"{load}_samples"] = {case: [round(v, digits) for v in values]
                                      for case, values in per_case.items()}
     report["bayctl_allowed_packets"] = enforced
+    report["conntrack_entries_left"] = len(conntrack)
     report["load_average"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 

@@ -6,10 +6,12 @@
  * interface. For each packet: ARP passes; anything but IPv4 is dropped
  * (IPv4-only v1 fails closed); source and destination are classified into
  * groups through bayctl_endpoints (unknown = external, 0); conntrack says
- * whether the packet opens a flow or belongs to one (original or reply); the
- * flow's ORIGINAL direction is then checked against the CURRENT policy, so
- * replies of allowed flows pass and a policy change cuts flows it no longer
- * allows. ICMP errors travel with the flow they quote (classify.h). No policy loaded, or no allow entry: drop and count.
+ * whether the packet opens a flow or belongs to a live one (original or
+ * reply; TCP state and expiry in conntrack.h); the flow's ORIGINAL direction
+ * is then checked against the CURRENT policy, so replies of allowed flows
+ * pass and a policy change cuts flows it no longer allows. ICMP errors travel
+ * with the flow they quote (classify.h). No policy loaded, or no allow entry:
+ * drop and count.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -35,8 +37,9 @@ int bayctl_tc(struct __sk_buff *skb)
 	struct flow flow = {};
 	__u16 src_group, dst_group, orig_src, orig_dst;
 	__be16 orig_dport;
+	struct ct_lookup ct;
 	__u32 rule_id = 0;
-	int reason, direction, verdict;
+	int reason, verdict;
 
 	if ((void *)(eth + 1) > data_end)
 		return drop_packet(BAYCTL_DROP_MALFORMED);
@@ -54,8 +57,8 @@ int bayctl_tc(struct __sk_buff *skb)
 	src_group = group_of(src);
 	dst_group = group_of(dst);
 
-	direction = ct_lookup(&flow);
-	if (direction == CT_REPLY) {
+	ct_lookup(&flow, &ct);
+	if (ct.direction == CT_REPLY) {
 		orig_src = dst_group;
 		orig_dst = src_group;
 		orig_dport = has_ports(flow.proto) ? flow.sport : 0;
@@ -66,15 +69,17 @@ int bayctl_tc(struct __sk_buff *skb)
 	}
 
 	/* An ICMP error about no known flow relates to nothing: it is not let in. */
-	if (flow.related && direction == CT_NEW) {
+	if (flow.related && ct.direction == CT_NEW) {
 		count_pair(src_group, dst_group, skb->len, 0);
 		return drop_packet(BAYCTL_DROP_POLICY);
 	}
 
 	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);
 	if (verdict == POLICY_ALLOW) {
-		if (direction == CT_NEW)
-			ct_create(&flow, src_group, dst_group, rule_id);
+		if (ct.entry)
+			ct_update(&flow, &ct);
+		else
+			ct_create(&flow, &ct, src_group, dst_group, rule_id);
 		if (hook_counts(src, skb))
 			count_pair(src_group, dst_group, skb->len, 1);
 		return BAYCTL_PASS;

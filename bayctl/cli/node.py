@@ -44,7 +44,8 @@ class Agent(Command):
         from bayctl.node import agent
 
         agent.configure_logging(verbose=self.app.options.verbose_level > 1)
-        return agent.run_agent(parsed_args.socket, parsed_args.pin_dir, parsed_args.state_dir)
+        return agent.run_agent(parsed_args.socket, parsed_args.pin_dir, parsed_args.state_dir,
+                               conntrack_timeouts=parsed_args.conntrack_timeouts)
 
 
 class Apply(ShowOne):

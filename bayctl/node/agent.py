@@ -23,7 +23,7 @@ import sys
 import threading
 
 from bayctl.errors import BayctlError, NodeError, PolicyError
-from bayctl.node import nodeguard
+from bayctl.node import conntrack_gc, nodeguard
 from bayctl.node.api import AgentApi
 from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
 from bayctl.node.state import StateStore
@@ -461,7 +461,7 @@ def configure_logging(verbose=False):
         logger.propagate = False
 
 
-def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None):
+def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, conntrack_timeouts=None):
     """Run the agent until SIGTERM/SIGINT. Returns the exit status."""
     socket_path = socket_path or default_socket()
     pin_dir = pin_dir or default_pin_dir()
@@ -474,6 +474,7 @@ def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None):
     server = UnixHTTPServer(socket_path, JsonHandler, AgentApi(agent))
     try:
         agent.start()
+        conntrack_gc.start(datapath, conntrack_timeouts)  # this node's lifetimes; expired entries deleted
         stop = _install_stop_handlers(server)
         LOG.info("agent ready socket=%s pin_dir=%s state_dir=%s", socket_path, pin_dir, state_dir)
         server.serve_forever(poll_interval=0.5)
@@ -508,6 +509,7 @@ def build_parser(parser=None):
     parser.add_argument("--state-dir", default=None,
                         help=f"where the policy and endpoints are kept (env {ENV_STATE_DIR}, "
                              f"default {DEFAULT_STATE_DIR})")
+    conntrack_gc.add_arguments(parser)
     return parser
 
 
@@ -517,7 +519,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return run_agent(args.socket, args.pin_dir, args.state_dir)
+        return run_agent(args.socket, args.pin_dir, args.state_dir,
+                         conntrack_timeouts=args.conntrack_timeouts)
     except BayctlError as exc:
         LOG.error("%s", exc)
         return 1

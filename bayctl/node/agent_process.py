@@ -20,12 +20,13 @@ READY_TIMEOUT = 30.0
 
 
 class AgentProcess:
-    def __init__(self, socket_path, pin_dir, state_dir, netns=None, log_path=None):
+    def __init__(self, socket_path, pin_dir, state_dir, netns=None, log_path=None, extra_args=()):
         self.socket_path = socket_path
         self.pin_dir = pin_dir
         self.state_dir = state_dir
         self.netns = netns
         self.log_path = log_path
+        self.extra_args = list(extra_args)  # more bayctl-agent options, e.g. --conntrack-timeouts
         self.process = None
         self._log = None
 
@@ -35,7 +36,7 @@ class AgentProcess:
 
     def command(self):
         argv = [sys.executable, "-m", "bayctl.node.agent", "--socket", self.socket_path,
-                "--pin-dir", self.pin_dir, "--state-dir", self.state_dir]
+                "--pin-dir", self.pin_dir, "--state-dir", self.state_dir, *self.extra_args]
         if self.netns:
             argv = ["nsenter", f"--net={self.netns}", *argv]
         return argv

@@ -22,6 +22,7 @@ import operator
 import os
 import socket
 import threading
+import time
 
 from bayctl.errors import NodeError
 from bayctl.node import libbpf
@@ -38,7 +39,9 @@ TC_HANDLE = 0xBAC
 TC_PRIORITY = 0xBAC
 
 MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_POLICY_SHAPE, layout.PIN_CONNTRACK,
-            layout.PIN_COUNTERS, layout.PIN_DROPS)
+            layout.PIN_CT_TIMEOUTS, layout.PIN_COUNTERS, layout.PIN_DROPS)
+CT_TIMEOUT_FIELDS = tuple(name for name, _ in layout.ConntrackTimeouts._fields_)
+CT_DEFAULT_TIMEOUTS = {name: getattr(layout, f"CT_DEFAULT_{name.upper()}") for name in CT_TIMEOUT_FIELDS}
 INNER_POLICY_NAME = "bayctl_pol_in"
 
 SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux 5.14+
@@ -60,6 +63,7 @@ class Datapath:
     def load(self):
         """Load the classifier; create the pinned maps, or reuse those already pinned."""
         _ensure_bpffs(self.pin_dir)
+        self._drop_outdated_conntrack()
         with libbpf.BpfObject(self.obj_path) as obj:
             for name in MAP_PINS:
                 obj.map(name).set_pin_path(self._pin(name))
@@ -103,6 +107,21 @@ class Datapath:
 
     def _pin(self, name):
         return os.path.join(self.pin_dir, name)
+
+    def _drop_outdated_conntrack(self):
+        """A conntrack table pinned by a build with another entry layout cannot be reused; it
+        holds only flow state, so it is replaced (flows are re-learnt from their next packet in
+        the original direction) instead of refusing to load as for the other maps."""
+        fd = libbpf.obj_get(self._pin(layout.PIN_CONNTRACK))
+        if fd is None:
+            return
+        try:
+            info = libbpf.map_info(fd, what=layout.PIN_CONNTRACK)
+        finally:
+            os.close(fd)
+        if (info.key_size, info.value_size) != (ctypes.sizeof(layout.ConntrackKey),
+                                                 ctypes.sizeof(layout.ConntrackValue)):
+            _unlink_quietly(self._pin(layout.PIN_CONNTRACK))
 
     def _fd(self, name):
         with self._fds_lock:
@@ -240,6 +259,60 @@ class Datapath:
         """Whether slot 0 holds a policy."""
         inner_id = ctypes.c_uint32()
         return libbpf.map_lookup(self._fd(layout.PIN_POLICY), ctypes.c_uint32(0), inner_id)
+
+    # ----- conntrack ----------------------------------------------------------------------
+
+    def set_conntrack_timeouts(self, **seconds):
+        """Set this node's conntrack lifetimes (seconds, keyword per ConntrackTimeouts field;
+        fields not given keep their default). Takes effect for every packet from now on."""
+        unknown = set(seconds) - set(CT_TIMEOUT_FIELDS)
+        if unknown:
+            raise NodeError(f"conntrack timeouts: unknown {', '.join(sorted(unknown))} "
+                            f"(known: {', '.join(CT_TIMEOUT_FIELDS)})")
+        for name, value in seconds.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**32:
+                raise NodeError(f"conntrack timeout {name}: must be 1..{2**32 - 1} seconds, not {value!r}")
+        value = layout.ConntrackTimeouts(**{**CT_DEFAULT_TIMEOUTS, **seconds})
+        libbpf.map_update(self._fd(layout.PIN_CT_TIMEOUTS), ctypes.c_uint32(0), value,
+                          what="conntrack timeouts")
+
+    def conntrack_timeouts(self):
+        """The lifetimes (seconds) the datapath applies now, defaults filled in."""
+        value = layout.ConntrackTimeouts()
+        libbpf.map_lookup(self._fd(layout.PIN_CT_TIMEOUTS), ctypes.c_uint32(0), value)
+        return {name: getattr(value, name) or CT_DEFAULT_TIMEOUTS[name] for name in CT_TIMEOUT_FIELDS}
+
+    def conntrack(self):
+        """Every entry, live or expired: a list of dicts (addresses, ports, proto, groups, TCP
+        state flags, expires_ns on the CLOCK_MONOTONIC clock of time.monotonic_ns())."""
+        fd = self._fd(layout.PIN_CONNTRACK)
+        found = []
+        for key in libbpf.map_keys(fd, layout.ConntrackKey):
+            value = layout.ConntrackValue()
+            if libbpf.map_lookup(fd, key, value):
+                found.append({
+                    "saddr": str(ipaddress.IPv4Address(key.saddr)),
+                    "daddr": str(ipaddress.IPv4Address(key.daddr)),
+                    "sport": key.sport, "dport": key.dport, "proto": key.proto,
+                    "src_group": value.src_group, "dst_group": value.dst_group,
+                    "rule_id": value.rule_id, "flags": value.flags, "expires_ns": value.expires_ns,
+                })
+        return found
+
+    def collect_expired_conntrack(self, now_ns=None):
+        """Delete the entries that expired (the packet path already ignores them); returns how
+        many. Each entry is read again just before its deletion, so only a packet arriving in
+        that instant can lose its entry: it is then a new flow, re-learnt if the policy allows
+        its direction."""
+        fd = self._fd(layout.PIN_CONNTRACK)
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        deleted = 0
+        value = layout.ConntrackValue()
+        for key in libbpf.map_keys(fd, layout.ConntrackKey):
+            if libbpf.map_lookup(fd, key, value) and value.expires_ns <= now_ns \
+                    and libbpf.map_delete(fd, key, what=layout.PIN_CONNTRACK):
+                deleted += 1
+        return deleted
 
     # ----- counters -----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ PIN_ENDPOINTS = "bayctl_endpoints"
 PIN_POLICY = "bayctl_policy"
 PIN_POLICY_SHAPE = "bayctl_policy_shape"
 PIN_CONNTRACK = "bayctl_conntrack"
+PIN_CT_TIMEOUTS = "bayctl_ct_timeouts"
 PIN_COUNTERS = "bayctl_counters"
 PIN_DROPS = "bayctl_drops"
 PIN_PROG = "bayctl_tc"
@@ -116,11 +117,39 @@ class ConntrackValue(ctypes.Structure):
     """struct bayctl_ct_value (host order)."""
 
     _fields_ = [
-        ("last_seen_ns", ctypes.c_uint64),
+        ("expires_ns", ctypes.c_uint64),
         ("src_group", ctypes.c_uint16),
         ("dst_group", ctypes.c_uint16),
         ("rule_id", ctypes.c_uint32),
+        ("flags", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 7),
     ]
+
+
+# ConntrackValue.flags: TCP state (BAYCTL_CT_*).
+CT_SYN_ORIG = 0x01
+CT_SYN_REPLY = 0x02
+CT_SEEN_NON_SYN = 0x04
+CT_CLOSING_ORIG = 0x08
+CT_CLOSING_REPLY = 0x10
+
+
+class ConntrackTimeouts(ctypes.Structure):
+    """struct bayctl_ct_timeouts: lifetimes in seconds, host order; 0 = the default."""
+
+    _fields_ = [
+        ("tcp_syn", ctypes.c_uint32),
+        ("tcp_established", ctypes.c_uint32),
+        ("tcp_closing", ctypes.c_uint32),
+        ("other", ctypes.c_uint32),
+    ]
+
+
+# BAYCTL_CT_DEFAULT_*: what a 0 field of ConntrackTimeouts means.
+CT_DEFAULT_TCP_SYN = 60
+CT_DEFAULT_TCP_ESTABLISHED = 21600
+CT_DEFAULT_TCP_CLOSING = 10
+CT_DEFAULT_OTHER = 60
 
 
 class PairKey(ctypes.Structure):
@@ -148,6 +177,7 @@ MIRRORS = {
     "bayctl_policy_value": PolicyValue,
     "bayctl_ct_key": ConntrackKey,
     "bayctl_ct_value": ConntrackValue,
+    "bayctl_ct_timeouts": ConntrackTimeouts,
     "bayctl_pair_key": PairKey,
     "bayctl_pair_counters": PairCounters,
 }

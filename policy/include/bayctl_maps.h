@@ -39,6 +39,7 @@
  * create inner maps with its BTF, which kernels like 6.1 require to match. */
 #define BAYCTL_PIN_POLICY_SHAPE "bayctl_policy_shape"
 #define BAYCTL_PIN_CONNTRACK  "bayctl_conntrack"
+#define BAYCTL_PIN_CT_TIMEOUTS "bayctl_ct_timeouts"
 #define BAYCTL_PIN_COUNTERS   "bayctl_counters"
 #define BAYCTL_PIN_DROPS      "bayctl_drops"
 /* The tc classifier (bayctl_tc.bpf.c), pinned so attaching needs no reload. */
@@ -105,8 +106,20 @@ struct bayctl_policy_value {
  * of that flow; one that matches it reversed is a reply. Either way the flow's
  * original direction is checked against the CURRENT policy, so a policy change
  * also cuts established flows it no longer allows, and replies of allowed
- * flows pass.
+ * flows pass. The table never says "allowed", only "who opened this flow".
  * For ICMP echo both ports hold the echo identifier.
+ *
+ * An entry lives until expires_ns (bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC):
+ * past it, the packet path treats the entry as absent. Every passing packet of
+ * the flow pushes expires_ns to now + the lifetime of the flow's state (see
+ * bayctl_ct_timeouts). Expired entries are deleted off the packet path: the
+ * agent walks the map periodically (bayctl/node/conntrack_gc.py), and LRU
+ * eviction reclaims the oldest when the map is full.
+ *
+ * TCP state (flags, BAYCTL_CT_*): SYN seen from each side, a packet without
+ * SYN seen (the handshake completed), FIN/RST seen from each side. A SYN
+ * without ACK from the responder's side is never a reply: it opens a new
+ * flow, checked against the policy (lib/conntrack.h).
  */
 struct bayctl_ct_key {
 	__be32 saddr;
@@ -118,11 +131,45 @@ struct bayctl_ct_key {
 };
 
 struct bayctl_ct_value {
-	__u64 last_seen_ns;     /* host order, bpf_ktime_get_ns() */
+	__u64 expires_ns;       /* host order, CLOCK_MONOTONIC ns; at or before now = absent */
 	__u16 src_group;        /* host order: groups when the flow was created */
 	__u16 dst_group;
 	__u32 rule_id;
+	__u8 flags;             /* BAYCTL_CT_*: TCP state, 0 for other protocols */
+	__u8 pad[7];
 };
+
+#define BAYCTL_CT_SYN_ORIG      0x01  /* SYN from the opener */
+#define BAYCTL_CT_SYN_REPLY     0x02  /* SYN(+ACK) from the responder */
+#define BAYCTL_CT_SEEN_NON_SYN  0x04  /* a packet without SYN: the handshake is over */
+#define BAYCTL_CT_CLOSING_ORIG  0x08  /* FIN from the opener */
+#define BAYCTL_CT_CLOSING_REPLY 0x10  /* FIN from the responder */
+/* RST from either side sets both CLOSING bits: the connection is over. */
+
+/*
+ * bayctl_ct_timeouts: ARRAY with one slot (index 0): the node's conntrack
+ * lifetimes in seconds, written by the agent (--conntrack-timeouts). A field
+ * left 0 (e.g. nothing written yet) means its BAYCTL_CT_DEFAULT_* value.
+ * Lifetimes are idle times: every passing packet starts its flow's anew.
+ *   tcp_syn          handshake not completed (only SYNs seen)
+ *   tcp_established  a packet without SYN seen, not both sides closed
+ *   tcp_closing      FIN from both sides, or an RST
+ *   other            UDP and ICMP echo
+ * Defaults are Cilium's (CT_SYN_TIMEOUT, CT_CONNECTION_LIFETIME_TCP,
+ * CT_CLOSE_TIMEOUT, CT_CONNECTION_LIFETIME_NONTCP); Linux nf_conntrack uses
+ * 120 s SYN_SENT, 5 days ESTABLISHED, 10 s CLOSE, 30/120 s UDP.
+ */
+struct bayctl_ct_timeouts {
+	__u32 tcp_syn;          /* host order, seconds */
+	__u32 tcp_established;
+	__u32 tcp_closing;
+	__u32 other;
+};
+
+#define BAYCTL_CT_DEFAULT_TCP_SYN          60
+#define BAYCTL_CT_DEFAULT_TCP_ESTABLISHED  21600
+#define BAYCTL_CT_DEFAULT_TCP_CLOSING      10
+#define BAYCTL_CT_DEFAULT_OTHER            60
 
 /*
  * bayctl_counters: PERCPU_HASH, {src group, dst group} -> packet/byte counts.

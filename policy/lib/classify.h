@@ -40,7 +40,15 @@ struct flow {
 	__u8 echo_reply;     /* ICMP echo reply: only ever a reply, never opens a flow */
 	__u8 echo_request;   /* ICMP echo request: never a reply, whatever its identifier */
 	__u8 related;        /* an ICMP error: the tuple is the packet it quotes, reversed */
+	__u8 tcp_flags;      /* TCP: the flags byte (FIN SYN RST PSH ACK ...); 0 otherwise */
 };
+
+/* The TCP flags byte (offset 13 of the TCP header). */
+#define TCP_FLAGS_OFFSET 13
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 static __always_inline int is_icmp_error(__u8 type)
 {
@@ -106,6 +114,9 @@ static __always_inline int classify_l4(struct __sk_buff *skb, __u32 l4, struct f
 		flow->dport = ports[1];
 		flow->policy_dport = ports[1];
 		flow->tracked = 1;
+		if (flow->proto == IPPROTO_TCP &&
+		    bpf_skb_load_bytes(skb, l4 + TCP_FLAGS_OFFSET, &flow->tcp_flags, 1) < 0)
+			return BAYCTL_DROP_MALFORMED;
 		break;
 	}
 	case IPPROTO_ICMP: {

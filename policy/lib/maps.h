@@ -49,6 +49,13 @@ struct {
 } bayctl_conntrack SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bayctl_ct_timeouts);
+} bayctl_ct_timeouts SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, BAYCTL_MAX_GROUP_PAIRS);
 	__type(key, struct bayctl_pair_key);

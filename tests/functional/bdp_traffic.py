@@ -1,9 +1,10 @@
 """Traffic tools the datapath tests run inside namespaces (`python3 bdp_traffic.py VERB ...`).
 
     serve --tcp 80,443 --udp 53       echo servers; prints "ready" once every port is bound
-    probe tcp|udp HOST PORT [--timeout S]
+    probe tcp|udp HOST PORT [--timeout S] [--sport PORT]
                                       exit 0 if the echo came back, 2 if the peer refused
-                                      (RST, ICMP port unreachable), 1 if nothing came back
+                                      (RST, ICMP port unreachable), 1 if nothing came back;
+                                      --sport: from this source port
     udp-stream HOST PORT              numbered datagrams until stdin closes; prints {"sent": N}
     udp-sink PORT                     counts numbered datagrams until stdin closes and the wire
                                       is quiet; prints {"received", "distinct", "max_seq"}
@@ -75,6 +76,9 @@ def probe(args):
     kind = socket.SOCK_STREAM if args.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         s.settimeout(args.timeout)
+        if args.sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", args.sport))
         try:
             s.connect((args.host, args.port))
             s.sendall(b"bayctl-probe")
@@ -172,6 +176,7 @@ def main():
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--sport", type=int, default=0)
     p.set_defaults(func=probe)
     for verb, func in (("udp-stream", udp_stream), ("tcp-stream", tcp_stream)):
         p = verbs.add_parser(verb)

@@ -147,3 +147,33 @@ def test_enforcement_survives_kill_and_restart_reloads_state(agent_lab):
     assert agent_lab.client.endpoints() == endpoints_before
     wrong, _ = agent_lab.disagreements(policy, roles, probes=probes)
     assert wrong == [], "\n".join(wrong)
+
+
+def test_removed_endpoint_is_external_in_the_datapath(agent_lab):
+    """Issue 17 item 3: removing an endpoint through the agent removes its address from the
+    datapath's IP -> group map, so its traffic is classified `external` from then on. The
+    policy tells the two apart: external may reach db on tcp/7100, web may not."""
+    from bayctl.demolab import Probe, measure
+    from bayctl.node.datapath import Datapath
+
+    agent_lab.client.apply_policy("apiVersion: bayctl/v1\nkind: GroupPolicy\n"
+                                  "groups: {web: 100, db: 200}\n"
+                                  "rules:\n  - {from: external, to: db, ports: [tcp/7100]}\n")
+    web, db = agent_lab.members[0], agent_lab.members[1]
+    for member in agent_lab.members:
+        agent_lab.client.remove_endpoint(member.ip)
+    agent_lab.client.add_endpoint(web.ip, "web", ifname="eth0", netns=web.netns)
+    agent_lab.client.add_endpoint(db.ip, "db", ifname="eth0", netns=db.netns)
+    probe = Probe("tcp", 7100)
+    agent_lab.listen([probe])
+    datapath = Datapath(agent_lab.agent.pin_dir)
+    try:
+        assert datapath.endpoints().get(web.ip) == 100
+        assert measure([(web.netns, db.ip, probe)], timeout=2.0) == [False], "web -> db is denied"
+
+        agent_lab.client.remove_endpoint(web.ip)
+        assert web.ip not in {ep["ip"] for ep in agent_lab.client.endpoints()}
+        assert web.ip not in datapath.endpoints(), "removal left the address in the datapath's map"
+        assert measure([(web.netns, db.ip, probe)], timeout=2.0) == [True], "now external -> db: allowed"
+    finally:
+        datapath.close()

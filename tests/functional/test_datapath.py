@@ -8,6 +8,7 @@ Entries are built by hand with layout.PolicyKey.make: these tests pin down the d
 meaning of an entry, independent of the policy compiler.
 """
 
+import ctypes
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ import pytest
 from netlab import NetLab
 from prereq import require, require_root, require_tools
 
+from bayctl.node import conntrack_gc
 from bayctl.node.datapath import Datapath
 from bayctl.policy import layout
 
@@ -91,9 +93,9 @@ class Lab:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         return proc
 
-    def probe(self, proto, src, dst, port, timeout=5.0):
+    def probe(self, proto, src, dst, port, timeout=5.0, sport=0):
         """0: the echo came back; REFUSED: the peer refused (RST / port unreachable); 1: nothing."""
-        return self.traffic(src, "probe", proto, ip_of(dst), port, "--timeout", timeout,
+        return self.traffic(src, "probe", proto, ip_of(dst), port, "--timeout", timeout, "--sport", sport,
                             check=False).returncode
 
     def tcp(self, src, dst, port, timeout=5.0):
@@ -343,12 +345,15 @@ def test_fragmented_datagrams_follow_their_first_fragment(lab):
 
 
 def test_icmp_errors_travel_with_their_flow(lab):
-    lab.dp.replace_policy([allow(WEB, DB, UDP, CLOSED_PORT), allow(WEB, DB, TCP, CLOSED_PORT)])
+    # db -> web UDP is allowed too: the forged error below goes where the policy allows traffic,
+    # so only the "error about a flow nobody opened" check can drop it
+    lab.dp.replace_policy([allow(WEB, DB, UDP, CLOSED_PORT), allow(WEB, DB, TCP, CLOSED_PORT),
+                           allow(DB, WEB, UDP)])
     # db's port unreachable is an ICMP error db -> web: it passes as part of web's flow
     assert lab.probe("udp", "web1", "db", CLOSED_PORT) == REFUSED
     assert lab.probe("tcp", "web1", "db", CLOSED_PORT) == REFUSED      # the RST is a reply
     # an error quoting a flow that never existed relates to nothing and is dropped
-    before = lab.dp.drops()
+    before, pair_before = lab.dp.drops(), lab.counters(DB, WEB)
     quoted = (bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]) + socket.inet_aton(ip_of("web1"))
               + socket.inet_aton(ip_of("db")) + struct.pack("!HHHH", 40000, 9999, 8, 0))
     lab.ns["db"].python(f"""
@@ -357,6 +362,200 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 s.sendto(bytes([3, 3, 0, 0, 0, 0, 0, 0]) + {quoted!r}, ({ip_of("web1")!r}, 0))
 """)
     assert lab.dp.drops()["POLICY"] == before["POLICY"] + 1
+    assert lab.counters(DB, WEB)["dropped_packets"] == pair_before["dropped_packets"] + 1
+    assert lab.counters(DB, WEB)["allowed_packets"] == pair_before["allowed_packets"]
+
+
+# ----- conntrack: TCP state and expiry ------------------------------------------------------
+
+def _entry(lab, src, sport, dst, dport, proto=TCP):
+    """The conntrack entry of the flow opened by src:sport -> dst:dport, or None."""
+    for entry in lab.dp.conntrack():
+        if (entry["saddr"], entry["sport"], entry["daddr"], entry["dport"], entry["proto"]) == \
+                (ip_of(src), sport, ip_of(dst), dport, proto):
+            return entry
+    return None
+
+
+def _seconds_left(entry):
+    return (entry["expires_ns"] - time.monotonic_ns()) / 1e9
+
+
+@pytest.fixture
+def timeouts(lab):
+    """Conntrack lifetimes a test sets; the defaults again afterwards."""
+    yield lab.dp.set_conntrack_timeouts
+    lab.dp.set_conntrack_timeouts()
+
+
+def test_a_responders_syn_on_a_reversed_tuple_is_a_new_flow(lab, timeouts):
+    """Issue 11 section 2: web -> db tcp/41001 only. web1:41000 -> db:41001 is refused (db's RST
+    is a reply); web1 then listens on 41000. db connecting from 41001 to web1:41000 reverses the
+    tuple of that tracked flow, but its SYN opens a connection: the policy denies it, exactly as
+    it denies the same connect from 41002."""
+    timeouts(tcp_closing=600)  # the refused flow's entry stays live throughout: reuse, not expiry
+    lab.dp.replace_policy([allow(WEB, DB, TCP, 41001)])
+    assert lab.probe("tcp", "web1", "db", 41001, sport=41000) == REFUSED
+    listener = lab.start("web1", "serve", "--tcp", "41000")
+    try:
+        before = lab.dp.drops()["POLICY"]
+        assert lab.probe("tcp", "db", "web1", 41000, timeout=1, sport=41001) == 1
+        reused = lab.dp.drops()["POLICY"]
+        assert reused > before
+        assert lab.probe("tcp", "db", "web1", 41000, timeout=1, sport=41002) == 1
+        assert lab.dp.drops()["POLICY"] > reused
+        refused = _entry(lab, "web1", 41000, "db", 41001)
+        assert refused is not None and _seconds_left(refused) > 0, "the reversed flow was live all along"
+    finally:
+        listener.terminate()
+        listener.wait(timeout=10)
+
+
+def test_a_responders_syn_the_policy_allows_replaces_the_old_flow(lab):
+    """The same reuse where the policy allows db -> web tcp/42000: db's connection works both
+    ways (web1's SYN-ACK is a reply of db's new flow) and the old entry is gone."""
+    lab.dp.replace_policy([allow(WEB, DB, TCP, 42001), allow(DB, WEB, TCP, 42000)])
+    assert lab.probe("tcp", "web1", "db", 42001, sport=42000) == REFUSED
+    assert _entry(lab, "web1", 42000, "db", 42001) is not None
+    listener = lab.start("web1", "serve", "--tcp", "42000")
+    try:
+        assert lab.probe("tcp", "db", "web1", 42000, sport=42001) == 0
+    finally:
+        listener.terminate()
+        listener.wait(timeout=10)
+    assert _entry(lab, "web1", 42000, "db", 42001) is None
+    opened = _entry(lab, "db", 42001, "web1", 42000)
+    assert opened is not None
+    assert opened["flags"] & layout.CT_SYN_ORIG and opened["flags"] & layout.CT_SYN_REPLY
+
+
+HOLD_CONNECTION = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[3])))
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"held"); s.recv(16)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_lifetimes_follow_tcp_state(lab, timeouts):
+    """Handshake only: tcp_syn; established: tcp_established; FIN both ways or RST: tcp_closing;
+    UDP: other. Set apart so each state's lifetime is told from the others."""
+    require_tools("iptables")
+    timeouts(tcp_syn=100, tcp_established=20000, tcp_closing=300, other=1000)
+    lab.dp.replace_policy([allow(WEB, DB, TCP), allow(WEB, DB, UDP)])
+    held = lab.ns["web1"].popen(sys.executable, "-c", HOLD_CONNECTION, ip_of("db"), 80, 43001,
+                                stdin=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "open"
+        assert lab.probe("tcp", "web1", "db", 80, sport=43002) == 0             # echo, then FIN both ways
+        assert lab.probe("tcp", "web1", "db", CLOSED_PORT, sport=43003) == REFUSED  # RST
+        assert lab.probe("udp", "web1", "db", 53, sport=43004) == 0
+        lab.ns["db"].run("iptables", "-I", "INPUT", "-p", "tcp", "--dport", "7006", "-j", "DROP")
+        try:   # the SYN passes the classifier, then db's own firewall swallows it
+            assert lab.probe("tcp", "web1", "db", 7006, sport=43005, timeout=0.5) == 1
+        finally:
+            lab.ns["db"].run("iptables", "-D", "INPUT", "-p", "tcp", "--dport", "7006", "-j", "DROP")
+        states = {
+            "established": (_entry(lab, "web1", 43001, "db", 80), 20000),
+            "fin": (_entry(lab, "web1", 43002, "db", 80), 300),
+            "rst": (_entry(lab, "web1", 43003, "db", CLOSED_PORT), 300),
+            "udp": (_entry(lab, "web1", 43004, "db", 53, proto=UDP), 1000),
+            "syn": (_entry(lab, "web1", 43005, "db", 7006), 100),
+        }
+        for name, (entry, lifetime) in states.items():
+            assert entry is not None, name
+            # a lifetime counts from the flow's last packet: within the last minute
+            assert lifetime - 60 < _seconds_left(entry) <= lifetime, (name, entry)
+        closed = layout.CT_CLOSING_ORIG | layout.CT_CLOSING_REPLY
+        assert states["established"][0]["flags"] & closed == 0
+        assert states["fin"][0]["flags"] & closed == closed
+        assert states["syn"][0]["flags"] == layout.CT_SYN_ORIG
+        lab.dp.collect_expired_conntrack()
+        for name, (entry, _lifetime) in states.items():   # a live entry is never collected
+            key = (entry["saddr"], entry["sport"], entry["daddr"], entry["dport"], entry["proto"])
+            assert any(key == (e["saddr"], e["sport"], e["daddr"], e["dport"], e["proto"])
+                       for e in lab.dp.conntrack()), name
+    finally:
+        held.stdin.close()
+        held.wait(timeout=10)
+
+
+UDP_PEER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(1.0)
+peer = (sys.argv[2], int(sys.argv[3]))
+print("ready", flush=True)
+for line in sys.stdin:
+    if line.strip() == "send":
+        s.sendto(b"x", peer)
+        print("sent", flush=True)
+    else:
+        try:
+            s.recv(16)
+            print(True, flush=True)
+        except OSError:
+            print(False, flush=True)
+"""
+
+
+def test_expired_entries_are_absent_then_collected(lab, timeouts):
+    """A UDP flow whose entry expired: db's datagram back to web1's port is no reply any more
+    (dropped); the agent's collector thread deletes the expired entry."""
+    timeouts(other=1)
+    lab.dp.replace_policy([allow(WEB, DB, UDP, 7009)])
+    web = lab.ns["web1"].popen(sys.executable, "-c", UDP_PEER, 43100, ip_of("db"), 7009,
+                               stdin=subprocess.PIPE, text=True)
+    db = lab.ns["db"].popen(sys.executable, "-c", UDP_PEER, 7009, ip_of("web1"), 43100,
+                            stdin=subprocess.PIPE, text=True)
+
+    def say(proc, word):
+        proc.stdin.write(word + "\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().strip()
+
+    try:
+        assert web.stdout.readline().strip() == "ready" and db.stdout.readline().strip() == "ready"
+        assert say(web, "send") == "sent" and say(db, "recv") == "True"
+        assert say(db, "send") == "sent" and say(web, "recv") == "True"   # a reply while live
+        entry = _entry(lab, "web1", 43100, "db", 7009, proto=UDP)
+        assert entry is not None
+        while _seconds_left(entry) > 0:       # the configured second runs out
+            time.sleep(max(_seconds_left(entry), 0.01))
+        before = lab.dp.drops()["POLICY"]
+        assert say(db, "send") == "sent" and say(web, "recv") == "False"  # expired: no reply
+        assert lab.dp.drops()["POLICY"] == before + 1
+        assert _entry(lab, "web1", 43100, "db", 7009, proto=UDP) is not None  # still in the map
+        collector = conntrack_gc.Collector(lab.dp, interval=0.05).start()  # the agent's, faster
+        try:
+            deadline = time.monotonic() + 30
+            while _entry(lab, "web1", 43100, "db", 7009, proto=UDP) is not None:
+                assert time.monotonic() < deadline, "the collector never deleted the expired entry"
+                time.sleep(0.05)
+        finally:
+            collector.stop()
+    finally:
+        for proc in (web, db):
+            proc.stdin.close()
+            proc.wait(timeout=10)
+
+
+def test_conntrack_timeouts_are_validated(lab, timeouts):
+    from bayctl.errors import NodeError
+
+    timeouts(tcp_established=7200)
+    assert lab.dp.conntrack_timeouts() == {"tcp_syn": layout.CT_DEFAULT_TCP_SYN, "tcp_established": 7200,
+                                           "tcp_closing": layout.CT_DEFAULT_TCP_CLOSING,
+                                           "other": layout.CT_DEFAULT_OTHER}
+    with pytest.raises(NodeError, match="unknown tcp_fin"):
+        lab.dp.set_conntrack_timeouts(tcp_fin=3)
+    with pytest.raises(NodeError, match="other: must be 1"):
+        lab.dp.set_conntrack_timeouts(other=0)
+    assert lab.dp.conntrack_timeouts()["tcp_established"] == 7200  # nothing changed
 
 
 # ----- counters -----------------------------------------------------------------------------
@@ -448,6 +647,27 @@ def test_incompatible_pin_is_named(lab):
     finally:
         stale.unpin()
     assert not os.path.exists(stale.pin_dir)
+
+
+def test_conntrack_table_of_an_older_layout_is_replaced(lab):
+    """Pins from before TCP state (16-byte entries) would make load() refuse; the table holds only
+    flow state, so it is replaced and the node loads."""
+    from bayctl.node import libbpf
+
+    old = Datapath(pin_dir=lab.pin_dir + "-oldct")
+    os.makedirs(old.pin_dir)
+    try:
+        fd = libbpf.map_create(9, "bayctl_conntrac", 16, 16, layout.MAX_CONNTRACK)  # LRU_HASH, old value
+        libbpf.obj_pin(fd, os.path.join(old.pin_dir, layout.PIN_CONNTRACK))
+        os.close(fd)
+        old.load()
+        fd = libbpf.obj_get(os.path.join(old.pin_dir, layout.PIN_CONNTRACK))
+        try:
+            assert libbpf.map_info(fd).value_size == ctypes.sizeof(layout.ConntrackValue)
+        finally:
+            os.close(fd)
+    finally:
+        old.unpin()
 
 
 def test_run_in_netns_sees_that_namespace(lab):

@@ -80,7 +80,9 @@ def test_constants_match_header():
                     for name in dir(layout) if name.startswith("PIN_")}
     for name in ("MAX_ENDPOINTS", "MAX_POLICY", "MAX_CONNTRACK", "MAX_GROUP_PAIRS",
                  "PROTO_ANY", "PROTO_ICMP", "PROTO_TCP", "PROTO_UDP", "POLICY_FULL_PREFIX",
-                 "GROUP_EXTERNAL", "EP_LOCAL"):
+                 "GROUP_EXTERNAL", "EP_LOCAL", "CT_SYN_ORIG", "CT_SYN_REPLY", "CT_SEEN_NON_SYN",
+                 "CT_CLOSING_ORIG", "CT_CLOSING_REPLY", "CT_DEFAULT_TCP_SYN",
+                 "CT_DEFAULT_TCP_ESTABLISHED", "CT_DEFAULT_TCP_CLOSING", "CT_DEFAULT_OTHER"):
         assert int(defines[f"BAYCTL_{name}"], 0) == getattr(layout, name), name
 
 
