@@ -13,6 +13,7 @@ from cliff.show import ShowOne
 from bayctl import api
 from bayctl.create.context import Status
 from bayctl.errors import SeedError
+from bayctl.share import POLICY_HELP
 from bayctl.spec import FIELDS
 
 
@@ -117,7 +118,7 @@ class PolicyApply(Lister):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("file", metavar="FILE", help="group policy file (bayctl/v1 GroupPolicy)")
+        parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
         return parser
 

@@ -12,7 +12,7 @@ class Build(ShowOne):
     """Build the Mesos node image (bayctl-node + mesos elements), reusing it if nothing changed.
 
     Mesos is packaged by no distribution: give its packages with --mesos-apt-repo and/or
-    --mesos-deb-dir (see elements/mesos/README.rst). Mirrors default to this machine's
+    --mesos-deb-dir (see bayctl/share/elements/mesos/README.rst). Mirrors default to this machine's
     apt sources; the whole DIB output goes to the log file (default IMAGE.log).
     """
 

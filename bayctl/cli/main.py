@@ -35,6 +35,7 @@ COMMANDS = {
     "policy drops": "bayctl.cli.node:PolicyDrops",
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",
+    "policy examples": "bayctl.cli.policy:Examples",
     "image build": "bayctl.cli.image:Build",
 }
 

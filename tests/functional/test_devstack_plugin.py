@@ -170,7 +170,7 @@ def test_extra_with_create_bay_creates_the_bay_after_the_image(tmp_path):
     assert flag(create, "--image") == flag(argvs[0], "--image-name")  # the image just uploaded
     assert flag(create, "--keypair") == "ops"
     assert flag(create, "--external-network") == "ext-net"
-    assert flag(create, "--policy") == f"{tmp_path}/opt/bayctl/policy/examples/web-db.yaml"
+    assert flag(create, "--policy") == f"{tmp_path}/opt/bayctl/bayctl/share/policies/web-db.yaml"
 
 
 def test_create_bay_without_heat_stops_stack_sh_with_the_reason(tmp_path):

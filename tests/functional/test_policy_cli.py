@@ -11,7 +11,7 @@ from prereq import require_tools
 
 from bayctl.policy import compile_entries, load_policy
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 

@@ -11,7 +11,7 @@ from bayctl.errors import PolicyError, SpecError
 from bayctl.spec import FIELDS, FIELDS_BY_KEY, load_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 
 
 def write(tmp_path, text, name="bay.yaml"):
