@@ -91,7 +91,7 @@ def test_install_installs_build_tools_and_bayctl_with_its_controller_extras(tmp_
     assert code == 0, output
     packages = named(calls, "install_package")[0]
     assert {"clang", "libbpf-dev", "openssh-client", "debootstrap", "qemu-utils"} <= set(packages)
-    assert named(calls, "setup_develop") == [[f"{tmp_path}/opt/bayctl", "cloud,seed,image"]]
+    assert named(calls, "setup_develop") == [[f"{tmp_path}/opt/bayctl", "image"]]
     assert bayctl_calls(calls) == []  # nothing touches the cloud before it is up
 
 
@@ -219,7 +219,7 @@ def test_bayctl_layers_the_heat_environments_it_is_given_over_openstack_yaml(tmp
     try:
         import heatclient  # noqa: F401
     except ImportError:
-        require(False, "needs python-heatclient (pip install '.[cloud]')")
+        require(False, "needs python-heatclient (a dependency of bayctl: pip install -e .)")
     from bayctl.errors import CloudError
     from bayctl.providers.heat import default_environments, templates_dir
 
