@@ -3,10 +3,10 @@ resources), for test harnesses and scripts.
 
     from bayctl import create_bay, get_bay, list_bays, delete_bay, apply_policy, verify_bay
 
-    bay = create_bay("demo", policy="policy/examples/web-db.yaml", slaves=2)   # local bay
-    report = bay.verify()            # or verify_bay("demo")
+    bay = create_bay("first", policy="web-db", slaves=2)   # local bay; a file path or an example name
+    report = bay.verify()            # or verify_bay("first")
     assert not report.mismatches
-    bay.apply_policy("policy/examples/stars.yaml")
+    bay.apply_policy("stars")
     bay.delete()
 
 Every failure is a typed bayctl error (bayctl.errors) with a one-line message.
@@ -137,10 +137,14 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
 
 
 def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None):
-    """Seed a policy on every slave of the bay (live: the datapath swaps it atomically).
+    """Seed a policy (a file, or a shipped example's name) on every slave of the bay (live: the
+    datapath swaps it atomically).
 
     Returns per-node results; raises SeedError naming each node that failed."""
+    from bayctl.share import policy_path as resolve_policy
+
     bay = get_bay(name)
+    policy_path = resolve_policy(policy_path)  # a file, or a shipped example's name; stored absolute
     with bay_lock(name):
         return seed_bay(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
                         status=status)

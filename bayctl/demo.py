@@ -13,13 +13,14 @@ import sys
 from bayctl.demolab import Lab, group_members, policy_allows, probes_for
 from bayctl.errors import NodeError
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policy", "examples")
-DEFAULT_POLICIES = ("web-db.yaml", "stars.yaml")
+DEFAULT_POLICIES = ("web-db", "stars")
 PASS, DROP = "pass", "drop"
 
 
 def default_policies():
-    return [os.path.join(EXAMPLES, name) for name in DEFAULT_POLICIES]
+    from bayctl.share import example_policies
+
+    return [example_policies()[name] for name in DEFAULT_POLICIES]
 
 
 def paths(prefix):
@@ -39,7 +40,9 @@ def run_demo(policy_files=None, prefix="bdemo", keep=False, timeout=2.0, out=sys
     from bayctl.policy import load_policy
 
     policy_files = list(policy_files or default_policies())
-    policies = [load_policy(path) for path in policy_files]      # bad input: stop before any change
+    from bayctl.share import policy_path
+
+    policies = [load_policy(policy_path(path)) for path in policy_files]  # bad input: stop here
     if os.geteuid() != 0:
         raise NodeError("bayctl demo needs root (network namespaces, bpffs, tc): run it as root")
     clean(prefix)

@@ -10,7 +10,8 @@ Installed with bayctl (entry point `pytest11`), so any test suite can write::
 The bay is made once per test session (creating one takes seconds, not milliseconds) and
 deleted at the end, leaving nothing behind. Options (command line or ini):
 
-    --bay-policy FILE   policy seeded at create (ini: bay_policy; default: web-db example)
+    --bay-policy FILE   policy seeded at create: a file or an example's name
+                        (ini: bay_policy; default: web-db)
     --bay-slaves N      number of slaves (ini: bay_slaves; default 2)
     --bay-name NAME     bay name (ini: bay_name; default bb-pytest-<pid>)
 
@@ -21,13 +22,16 @@ import os
 
 import pytest
 
-DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "policy", "examples", "web-db.yaml")
+from bayctl.share import example_policies, policy_path
+
+DEFAULT_POLICY = example_policies()["web-db"]
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("bayctl", "bayctl local bay fixture")
-    group.addoption("--bay-policy", default=None, help="policy file seeded on the `bay` fixture's slaves")
+    group.addoption("--bay-policy", default=None,
+                    help="policy seeded on the `bay` fixture's slaves: a file, or a shipped example's name "
+                         "(web-db); a file of that name wins")
     group.addoption("--bay-slaves", default=None, type=int, help="slaves of the `bay` fixture (default 2)")
     group.addoption("--bay-name", default=None, help="name of the `bay` fixture's bay")
     parser.addini("bay_policy", "policy file seeded on the `bay` fixture's slaves", default=None)
@@ -48,7 +52,7 @@ def bay(request, tmp_path_factory):
 
     config = request.config
     name = _setting(config, "name", f"bb-pytest-{os.getpid()}")
-    policy = _setting(config, "policy", DEFAULT_POLICY)
+    policy = policy_path(_setting(config, "policy", DEFAULT_POLICY))  # a file or an example's name
     slaves = int(_setting(config, "slaves", 2))
     # The bay's state lives with the session's temporary files unless BAYCTL_STATE_DIR says
     # otherwise: a test run never mixes its bay with the machine's own bays.

@@ -53,7 +53,8 @@ FIELDS = (
     Field("provider", "choice", "where the nodes come from: local (namespaces on this machine), heat, "
           "magnum, or auto (a cloud if one is configured, else local)", "auto", choices=PROVIDERS),
     Field("slaves", "int", "number of Mesos slaves", 2, lo=1, hi=MAX_SLAVES),
-    Field("policy", "path", "group policy file seeded on every slave (bayctl/v1 GroupPolicy)"),
+    Field("policy", "path", "group policy seeded on every slave: a file (bayctl/v1 GroupPolicy) or the "
+          "name of a shipped example (`bayctl policy examples`); a file of that name wins"),
     Field("image", "str", "Glance image of the nodes (cloud providers)"),
     Field("flavor", "str", "Nova flavor of the slaves (cloud providers)"),
     Field("master_flavor", "str", "Nova flavor of the master (default: --flavor)"),
@@ -266,6 +267,10 @@ def _convert(field: Field, raw, fail: Callable[[str], SpecError], base_dir: str)
         if raw not in field.choices:
             raise fail(f"{raw!r} is not one of {', '.join(field.choices)}")
         return raw
+    if field.key == "policy":  # a file, or the name of a shipped example (`web-db`)
+        from bayctl.share import policy_path
+
+        return policy_path(str(raw), base_dir)
     if field.kind == "path":
         expanded = os.path.expanduser(str(raw))
         return os.path.normpath(os.path.join(base_dir, expanded))

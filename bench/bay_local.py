@@ -17,8 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
-STARS = os.path.join(ROOT, "policy", "examples", "stars.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
+STARS = os.path.join(ROOT, "bayctl", "share", "policies", "stars.yaml")
 
 
 def timed(fn, *args, **kwargs):

@@ -52,7 +52,7 @@ def main():
     os.makedirs(daemon.root)
     try:
         agent.start()
-        agent.apply(os.path.join(HERE, "..", "policy", "examples", "web-db.yaml"))
+        agent.apply(os.path.join(HERE, "..", "bayctl", "share", "policies", "web-db.yaml"))
         daemon.start()
         daemon.import_busybox_image()
         plugin = Plugin(root, tag, agent)

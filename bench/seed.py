@@ -44,7 +44,7 @@ from bayctl.policy import parse_policy  # noqa: E402
 from bayctl.seed import SEEDED, UNCHANGED, seed_policy  # noqa: E402
 from bayctl.seed.remote import RemoteAgent  # noqa: E402
 
-EXAMPLES = os.path.join(HERE, "..", "policy", "examples")
+EXAMPLES = os.path.join(HERE, "..", "bayctl", "share", "policies")
 # Per mode: the policy bayctl seeds, then the one each loop seeds (each differs from what the
 # nodes hold at that moment, so every side writes every node).
 POLICIES = {"cli": ("web-db.yaml", "stars.yaml"),

@@ -18,7 +18,7 @@ import pytest
 from prereq import require, require_root, require_tools
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(REPO, "policy", "examples")
+EXAMPLES = os.path.join(REPO, "bayctl", "share", "policies")
 DATAPATH_OBJECT = os.path.join(REPO, "bayctl", "node", "bpf", "bayctl_tc.bpf.o")
 SUBNET = "10.251.0"
 # Seconds a probe waits for its reply. Generous: an allowed probe answers in milliseconds, but

@@ -36,7 +36,7 @@ def cloud_tier():
     try:
         import openstack  # noqa: F401
     except ImportError:
-        require(False, "needs openstacksdk (pip install -e .[cloud])")
+        require(False, "needs openstacksdk (a dependency of bayctl: pip install -e .)")
     from cloudtier import venv
     from cloudtier.emulators_wiring import start_emulators
     from cloudtier.tier import Tier

@@ -25,7 +25,7 @@ from bayctl.providers.base import SLAVE, Node
 
 BRIDGE = "bb-cloudnet"
 FAKE = "cloudfake"  # namespaces bb-cloudfake-<node>
-# What the stand-ins hand out (heat_templates/standins): floating 198.51.100.1xx, fixed 10.0.0.1xx.
+# What the stand-ins hand out (share/heat_templates/standins): floating 198.51.100.1xx, fixed 10.0.0.1xx.
 # Not 203.0.113.0/24: this machine's package registries answer there, and a bridge holding
 # that /24 would cut apt, pip and DIB off while the test runs.
 TEST_NETS = ("198.51.100.1/24", "10.0.0.1/24")

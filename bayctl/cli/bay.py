@@ -11,8 +11,10 @@ from cliff.lister import Lister
 from cliff.show import ShowOne
 
 from bayctl import api
+from bayctl.cli.os_options import OpenStackCommand
 from bayctl.create.context import Status
 from bayctl.errors import SeedError
+from bayctl.share import POLICY_HELP
 from bayctl.spec import FIELDS
 
 
@@ -40,10 +42,11 @@ def _show(bay):
     return tuple(data), tuple("" if value is None else value for value in data.values())
 
 
-class CreateMesosBay(ShowOne):
+class CreateMesosBay(OpenStackCommand, ShowOne):
     """Create a Mesos bay whose slaves enforce a group policy (or resume one half made).
 
-    With no cloud configured (no --cloud, OS_CLOUD or OS_AUTH_URL) the bay is local: network
+    With no cloud configured (no --os-cloud, --os-auth-url, OS_CLOUD or OS_AUTH_URL) the bay is
+    local: network
     namespaces on this machine, each node with its own sshd and agent. Every setting can come
     from a bay spec file (--spec bay.yaml, same keys as the flags) and the flags override it.
     """
@@ -53,6 +56,8 @@ class CreateMesosBay(ShowOne):
         parser.add_argument("name", metavar="NAME", help="bay name (lower-case letters, digits, -)")
         parser.add_argument("--spec", metavar="FILE", help="bay spec (bay.yaml); flags override its keys")
         for field in FIELDS:
+            if field.key == "cloud":
+                continue  # --os-cloud (or --cloud), with the other OpenStack options
             if field.kind == "labels":
                 parser.add_argument(field.flag, dest=field.key, metavar="KEY=VALUE", action="append",
                                     help=field.help + " (repeatable)")
@@ -67,13 +72,14 @@ class CreateMesosBay(ShowOne):
         return parser
 
     def take_action(self, parsed_args):
-        fields = {field.key: getattr(parsed_args, field.key) for field in FIELDS}
+        fields = {field.key: getattr(parsed_args, field.key, None) for field in FIELDS}
+        fields["cloud"] = getattr(self.os_options(parsed_args), "os_cloud", None)  # kept with the bay
         bay = api.create_bay(parsed_args.name, spec_file=parsed_args.spec, retain=parsed_args.retain,
                              verify=parsed_args.verify, status=_status(self), **fields)
         return _show(bay)
 
 
-class DeleteBay(Command):
+class DeleteBay(OpenStackCommand, Command):
     """Delete a bay and everything bayctl made for it (stack or namespaces, keys, state)."""
 
     def get_parser(self, prog_name):
@@ -88,7 +94,7 @@ class DeleteBay(Command):
         return 0
 
 
-class ListBays(Lister):
+class ListBays(OpenStackCommand, Lister):
     """List the bays bayctl knows here."""
 
     def take_action(self, parsed_args):
@@ -100,7 +106,7 @@ class ListBays(Lister):
         return columns, rows
 
 
-class ShowBay(ShowOne):
+class ShowBay(OpenStackCommand, ShowOne):
     """Show one bay: provider, status, nodes, policy, the steps done."""
 
     def get_parser(self, prog_name):
@@ -112,12 +118,12 @@ class ShowBay(ShowOne):
         return _show(api.get_bay(parsed_args.name))
 
 
-class PolicyApply(Lister):
+class PolicyApply(OpenStackCommand, Lister):
     """Seed a group policy on every slave of a bay, live (nodes already on it are left alone)."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("file", metavar="FILE", help="group policy file (bayctl/v1 GroupPolicy)")
+        parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
         return parser
 
@@ -133,7 +139,7 @@ class PolicyApply(Lister):
         return columns, [(r.node, r.status, (r.digest or "")[:12], r.reason) for r in results]
 
 
-class Verify(Lister):
+class Verify(OpenStackCommand, Lister):
     """Measure a bay's connectivity matrix and compare it with its policy (exit 1 on differences).
 
     A probe endpoint is placed in every group (spread over the slaves) and the master plays

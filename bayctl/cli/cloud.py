@@ -5,32 +5,23 @@ openstacksdk registers them; `OS_*` variables and clouds.yaml work as for any cl
 calls one library function.
 """
 
-from cliff.command import Command
 from cliff.lister import Lister
 from cliff.show import ShowOne
 
+from bayctl.cli.os_options import OpenStackCommand
 
-class CloudCommand(Command):
-    """Base: adds openstacksdk's --os-* options; `self.connect(args)` gives a Connection."""
 
-    def get_parser(self, prog_name):
-        from bayctl.cloud.connection import add_cloud_arguments
-
-        parser = super().get_parser(prog_name)
-        add_cloud_arguments(parser)
-        return parser
+class CloudCommand(OpenStackCommand):
+    """Base: takes the --os-* options (bayctl.cli.os_options); `self.connect(args)` connects."""
 
     def connect(self, args):
         from bayctl.cloud.connection import connect
 
-        return connect(options=args)
+        return connect(options=self.os_options(args))
 
 
 class ImageList(CloudCommand, Lister):
     """List Glance images with the properties bayctl sets (os_distro, build inputs)."""
-
-    def get_parser(self, prog_name):
-        return super().get_parser(prog_name)
 
     def take_action(self, args):
         from bayctl.cloud import images

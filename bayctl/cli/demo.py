@@ -7,7 +7,7 @@ class Demo(Command):
     """Enforce example policies on this machine and print what real packets did.
 
     Builds containers as network namespaces (prefix "bdemo") on one bridge, starts a node
-    agent, applies policy/examples/web-db.yaml then stars.yaml, and for each prints the
+    agent, applies the shipped examples web-db then stars, and for each prints the
     connectivity between every pair of containers (ICMP, TCP, UDP) next to what the policy
     says. Exits 1 if any probe disagrees. Needs root. Cleans up unless --keep.
     """
@@ -15,7 +15,8 @@ class Demo(Command):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("policies", metavar="POLICY", nargs="*",
-                            help="policy files to demonstrate (default: the web-db and stars examples)")
+                            help="policies to demonstrate: files, or shipped examples' names (a file of that "
+                                 "name wins; default: web-db stars)")
         parser.add_argument("--keep", action="store_true",
                             help="leave the namespaces and the agent running to look around")
         parser.add_argument("--clean", action="store_true",

@@ -5,14 +5,15 @@ import time
 
 from cliff.show import ShowOne
 
+from bayctl.cli.os_options import OpenStackCommand
 from bayctl.errors import ImageError
 
 
-class Build(ShowOne):
+class Build(OpenStackCommand, ShowOne):
     """Build the Mesos node image (bayctl-node + mesos elements), reusing it if nothing changed.
 
     Mesos is packaged by no distribution: give its packages with --mesos-apt-repo and/or
-    --mesos-deb-dir (see elements/mesos/README.rst). Mirrors default to this machine's
+    --mesos-deb-dir (see bayctl/share/elements/mesos/README.rst). Mirrors default to this machine's
     apt sources; the whole DIB output goes to the log file (default IMAGE.log).
     """
 
@@ -61,7 +62,6 @@ class Build(ShowOne):
         parser.add_argument("--image-name", "--name", dest="image_name", default=None,
                             help="Glance image name (default: the file's name)")
         parser.add_argument("--os-distro", default=None, help="Glance os_distro (default: from --distro)")
-        _add_cloud_arguments(parser)
         return parser
 
     def take_action(self, args):
@@ -77,7 +77,9 @@ class Build(ShowOne):
             log_path=args.log_file, force=args.force,
         )
         if args.upload:
-            conn = _connect(args)  # before a long build: a cloud that refuses says so now
+            from bayctl.cloud.connection import connect
+
+            conn = connect()  # the --os-* options; before a long build: a refusal shows now
         image = build(request, on_step=None if args.quiet else self._progress())
         columns = ["path", "format", "reused", "seconds", "inputs_digest", "sha256", "size", "log"]
         values = [image.path, image.image_format, image.reused, image.seconds, image.inputs_digest,
@@ -125,23 +127,3 @@ def settings(args):
                 value = os.path.abspath(value)
             env[key] = value
     return env
-
-
-def _add_cloud_arguments(parser):
-    # openstacksdk's --os-* options, where the cloud extra is installed (a build alone needs none).
-    try:
-        from bayctl.cloud.connection import add_cloud_arguments
-    except ImportError:
-        return
-    try:
-        add_cloud_arguments(parser)
-    except ImportError:
-        pass
-
-
-def _connect(args):
-    try:
-        from bayctl.cloud.connection import connect
-    except ImportError as e:
-        raise ImageError(f"--upload needs bayctl's cloud side (pip install 'bayctl[cloud]'): {e}") from None
-    return connect(options=args)

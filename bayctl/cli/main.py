@@ -8,6 +8,7 @@ from cliff.app import App
 from cliff.commandmanager import CommandManager
 
 import bayctl
+from bayctl.cli.os_options import mentions_os_options
 
 # "verb words" -> "module:Class". Each room registers its commands here, one line each.
 COMMANDS = {
@@ -35,6 +36,7 @@ COMMANDS = {
     "policy drops": "bayctl.cli.node:PolicyDrops",
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",
+    "policy examples": "bayctl.cli.policy:Examples",
     "image build": "bayctl.cli.image:Build",
 }
 
@@ -70,6 +72,21 @@ class BayctlApp(App):
         # bayctl's own, so the epilog is just the command's.
         cmd.get_epilog = lambda: cmd._epilog or ""
         super().prepare_to_run_command(cmd)
+
+    def run(self, argv):
+        # The global --os-* options, as `openstack --os-cloud x ...` takes them (bayctl.cli.os_options
+        # says why only when the line names one or asks for help).
+        self.argv = list(argv)
+        if mentions_os_options(self.argv):
+            from bayctl.cloud.connection import add_cloud_arguments
+            from bayctl.errors import BayctlError
+
+            try:
+                add_cloud_arguments(self.parser, self.argv)
+            except BayctlError as err:  # e.g. OS_CLOUD names no clouds.yaml entry
+                print(f"bayctl: {err}", file=sys.stderr)
+                return 1
+        return super().run(argv)
 
     # cliff prints a failing command's error in one line (a traceback only with --debug)
     # and exits 1; commands with a partial outcome (seeding) return their own status.

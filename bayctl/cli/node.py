@@ -10,6 +10,7 @@ from cliff.lister import Lister
 from cliff.show import ShowOne
 
 from bayctl.errors import NodeError
+from bayctl.share import POLICY_HELP
 
 
 def _add_socket(parser):
@@ -56,13 +57,16 @@ class Apply(ShowOne):
 
     def get_parser(self, prog_name):
         parser = _add_socket(super().get_parser(prog_name))
-        parser.add_argument("file", metavar="FILE", help="policy YAML file, or - to read stdin")
+        parser.add_argument("file", metavar="FILE", help=POLICY_HELP + ", or - to read stdin")
         return parser
 
     def take_action(self, parsed_args):
         if parsed_args.file == "-":
             text, source = sys.stdin.read(), "<stdin>"
         else:
+            from bayctl.share import policy_path
+
+            parsed_args.file = policy_path(parsed_args.file)
             try:
                 with open(parsed_args.file, encoding="utf-8") as handle:
                     text = handle.read()

@@ -8,6 +8,7 @@ from cliff.lister import Lister
 from bayctl.errors import PolicyError
 from bayctl.policy import compile_entries, load_policy, parse_policy
 from bayctl.policy.parser import MAX_POLICY_BYTES
+from bayctl.share import POLICY_HELP, policy_path
 
 STDIN = "-"
 
@@ -20,11 +21,11 @@ def read_policy(path):
         except OSError as err:
             raise PolicyError(f"cannot read: {err.strerror or err}", path="<stdin>") from None
         return parse_policy(data, source="<stdin>")
-    return load_policy(path)
+    return load_policy(policy_path(path))
 
 
 def _add_file_argument(parser):
-    parser.add_argument("file", metavar="FILE", help="policy YAML file, or - for standard input")
+    parser.add_argument("file", metavar="FILE", help=POLICY_HELP + ", or - for standard input")
     return parser
 
 
@@ -70,3 +71,16 @@ class Compile(Lister):
             for entry in compile_entries(policy)
         ]
         return columns, rows
+
+
+class Examples(Lister):
+    """List the example policies shipped with bayctl; pass a name wherever a policy file goes."""
+
+    def take_action(self, parsed_args):
+        from bayctl.share import example_description, example_policies
+
+        rows = []
+        for name, path in example_policies().items():
+            policy = load_policy(path)
+            rows.append((name, ", ".join(policy.named_groups), example_description(path)))
+        return ("name", "groups", "description"), rows

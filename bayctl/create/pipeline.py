@@ -66,7 +66,10 @@ class CreateFailed(BayctlError):
 
 
 def cloud_configured(spec: BaySpec) -> bool:
-    return bool(spec.cloud or os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+    """A clouds.yaml entry in the spec, the command's --os-cloud/--os-auth-url, or OS_CLOUD/OS_AUTH_URL."""
+    from bayctl.cloud.connection import has_cloud_config
+
+    return bool(spec.cloud) or has_cloud_config()
 
 
 def resolve_provider_name(spec: BaySpec, saved: Optional[BayState]) -> str:

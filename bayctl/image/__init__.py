@@ -1,4 +1,4 @@
-"""Node images: bayctl's diskimage-builder elements (elements/) built by one library call.
+"""Node images: bayctl's diskimage-builder elements (bayctl/share/elements/) built by one library call.
 
     from bayctl.image import ImageRequest, build
     image = build(ImageRequest(output="bayctl-mesos.qcow2",

@@ -8,6 +8,7 @@ here turns a script back into the element a user can act on.
 import hashlib
 import os
 
+from bayctl import share
 from bayctl.errors import ImageError
 
 try:
@@ -16,8 +17,8 @@ try:
 except ImportError:  # the CLI says so when a build is asked for
     diskimage_builder = element_dependencies = None
 
-# bayctl's own elements: <checkout>/elements.
-BAYCTL_ELEMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "elements")
+# bayctl's own elements, shipped in the package (bayctl/share/elements).
+BAYCTL_ELEMENTS_DIR = share.elements_dir()
 DIB_ELEMENTS_DIR = (os.path.join(os.path.dirname(diskimage_builder.__file__), "elements")
                     if diskimage_builder else "")
 

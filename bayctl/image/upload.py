@@ -20,7 +20,8 @@ def upload(conn, image, name, os_distro=None, timeout=600):
     try:
         from bayctl.cloud import images
     except ImportError as e:
-        raise ImageError(f"--upload needs bayctl's cloud side (pip install 'bayctl[cloud]'): {e}") from None
+        raise ImageError(f"--upload needs openstacksdk, a dependency of bayctl (pip install bayctl): {e}") \
+            from None
     return images.upload_image(conn, image.path, name=name, disk_format=image.image_format,
                                os_distro=os_distro or OS_DISTRO.get(image.distro, image.distro),
                                build_inputs=inputs_property(image), timeout=timeout)

@@ -1,4 +1,4 @@
-"""The heat provider: bayctl's own templates (heat_templates/) as one Heat stack per bay.
+"""The heat provider: bayctl's own templates (bayctl/share/heat_templates/) as one Heat stack per bay.
 
 Works on any OpenStack cloud with Heat, Magnum or not. The templates use bayctl's own
 resource type names (Bay::Server, ...); the environment files map them: on a cloud
@@ -20,10 +20,10 @@ PROVIDER_TAG = "bayctl-heat"
 
 
 def templates_dir():
-    """heat_templates/ of this checkout, or $BAYCTL_HEAT_TEMPLATES."""
-    default = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "heat_templates")
-    return os.environ.get("BAYCTL_HEAT_TEMPLATES", default)
+    """The shipped templates (bayctl/share/heat_templates), or $BAYCTL_HEAT_TEMPLATES."""
+    from bayctl.share import heat_templates_dir
+
+    return os.environ.get("BAYCTL_HEAT_TEMPLATES") or heat_templates_dir()
 
 
 def default_environments():

@@ -29,7 +29,7 @@ from bayctl.verify.report import Report
 from bayctl.verify.shell import BayShell
 
 # The helper runs under the Python that has bayctl: on a node image that is a virtualenv
-# (elements/bayctl-node), named by the shebang of the `bayctl` script on PATH; else python3.
+# (bayctl/share/elements/bayctl-node), named by the shebang of the `bayctl` script on PATH; else python3.
 HELPER = ("sh -c 'py=$(sed -n \"1s/^#!\\(\\/[^ ]*\\)$/\\1/p\" \"$(command -v bayctl)\" 2>/dev/null); "
           "[ -x \"$py\" ] || py=python3; exec \"$py\" -m bayctl.verify.node'")
 PROBE_TIMEOUT = 1.5

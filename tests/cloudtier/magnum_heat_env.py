@@ -4,7 +4,7 @@ Magnum 10.0.0's conductor builds its stack from its own templates, which use OS:
 and OS::Neutron::* directly, and the test tier has no Nova or Neutron. Its installed files are
 not patched; instead Heat's global environment (heat.conf `environment_dir`) maps those
 resources BY NAME (Heat's `resource_registry: resources: {<name>: {<type>: ...}}`) to the
-stand-ins in heat_templates/standins/. No type is mapped globally: a test that uses a real
+stand-ins in bayctl/share/heat_templates/standins/. No type is mapped globally: a test that uses a real
 OS::Nova::Server against the Nova emulator is unaffected, and only resources with the names
 Magnum's mesos templates give them (mesoscluster.yaml, mesosmaster.yaml, mesosslave.yaml,
 common/templates/network.yaml) are replaced.
@@ -21,7 +21,7 @@ import os
 import yaml
 
 STANDINS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "heat_templates", "standins")
+                        "bayctl", "share", "heat_templates", "standins")
 FILE_NAME = "magnum-mesos-standins.yaml"
 
 # resource name in Magnum's mesos templates -> (its type there, stand-in template or class)

@@ -26,7 +26,7 @@ from bayctl.policy import load_policy
 pytestmark = [pytest.mark.cloud, pytest.mark.root, pytest.mark.sshd]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 
 
 def test_heat_bay_runs_the_same_steps_as_a_local_bay(cloud_conn, clouds_yaml, tier_image, fake_servers,

@@ -26,9 +26,9 @@ from bayctl.providers import local_net, local_nodes
 pytestmark = [pytest.mark.root, pytest.mark.sshd]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
-STARS = os.path.join(ROOT, "policy", "examples", "stars.yaml")
-GIST = os.path.join(ROOT, "policy", "examples", "gist-numeric.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
+STARS = os.path.join(ROOT, "bayctl", "share", "policies", "stars.yaml")
+GIST = os.path.join(ROOT, "bayctl", "share", "policies", "gist-numeric.yaml")
 BAY = "bbt-webdb"
 
 

@@ -27,7 +27,7 @@ from bayctl.policy import load_policy
 pytestmark = [pytest.mark.cloud, pytest.mark.root, pytest.mark.sshd]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The heat provider against the REAL Heat engine running bayctl's REAL templates.
 
-Nova/Neutron leaf resources are stand-ins (heat_templates/environments/standins.yaml):
+Nova/Neutron leaf resources are stand-ins (bayctl/share/heat_templates/environments/standins.yaml):
 the engine still resolves the nested templates, the ResourceGroup, the software configs
 and wait-condition handles, the outputs, and a failure three stacks deep.
 """

@@ -91,7 +91,7 @@ def test_install_installs_build_tools_and_bayctl_with_its_controller_extras(tmp_
     assert code == 0, output
     packages = named(calls, "install_package")[0]
     assert {"clang", "libbpf-dev", "openssh-client", "debootstrap", "qemu-utils"} <= set(packages)
-    assert named(calls, "setup_develop") == [[f"{tmp_path}/opt/bayctl", "cloud,seed,image"]]
+    assert named(calls, "setup_develop") == [[f"{tmp_path}/opt/bayctl", "image"]]
     assert bayctl_calls(calls) == []  # nothing touches the cloud before it is up
 
 
@@ -170,7 +170,7 @@ def test_extra_with_create_bay_creates_the_bay_after_the_image(tmp_path):
     assert flag(create, "--image") == flag(argvs[0], "--image-name")  # the image just uploaded
     assert flag(create, "--keypair") == "ops"
     assert flag(create, "--external-network") == "ext-net"
-    assert flag(create, "--policy") == f"{tmp_path}/opt/bayctl/policy/examples/web-db.yaml"
+    assert flag(create, "--policy") == f"{tmp_path}/opt/bayctl/bayctl/share/policies/web-db.yaml"
 
 
 def test_create_bay_without_heat_stops_stack_sh_with_the_reason(tmp_path):
@@ -219,7 +219,7 @@ def test_bayctl_layers_the_heat_environments_it_is_given_over_openstack_yaml(tmp
     try:
         import heatclient  # noqa: F401
     except ImportError:
-        require(False, "needs python-heatclient (pip install '.[cloud]')")
+        require(False, "needs python-heatclient (a dependency of bayctl: pip install -e .)")
     from bayctl.errors import CloudError
     from bayctl.providers.heat import default_environments, templates_dir
 

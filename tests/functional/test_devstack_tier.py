@@ -250,7 +250,7 @@ def _phases(host, built, heat, conn, fake_servers, key, monkeypatch):
     assert state.status == "READY" and state.provider == "heat"
     assert state.extra["image_id"] == glance.id  # the bay's nodes boot the image just uploaded
     assert state.steps["seed-policy"] == "done"
-    digest = load_policy(os.path.join(ROOT, "policy", "examples", "web-db.yaml")).digest
+    digest = load_policy(os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")).digest
     slaves = [node for node in state.nodes if node["role"] == "slave"]
     assert len(slaves) == 1
     assert AgentClient(booted[slaves[0]["name"]].agent_socket).show_policy()["digest"] == digest

@@ -18,7 +18,7 @@ from prereq import require_tools
 
 pytestmark = [pytest.mark.root]
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "policy", "examples")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "bayctl", "share", "policies")
 CNI_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins (host-local for delegation)
 
 

@@ -14,7 +14,7 @@ from fixtures_docker import IMAGE, host_links, node_tcp
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "policy", "examples")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "bayctl", "share", "policies")
 
 
 def policy(name):

@@ -11,7 +11,7 @@ from prereq import require_tools
 
 from bayctl.policy import compile_entries, load_policy
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
@@ -105,3 +105,41 @@ def test_missing_file_and_bad_stdin():
     garbage = bayctl("policy", "compile", "-", stdin="kind: GroupPolicy\n")
     assert garbage.returncode == 1
     assert garbage.stderr == "<stdin>:1: apiVersion: missing\n"
+
+
+def bayctl_in(cwd, *args):
+    require_tools("bayctl")
+    return subprocess.run([shutil.which("bayctl"), *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+def test_examples_lists_every_shipped_policy_with_groups_and_a_description():
+    result = bayctl("policy", "examples", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {path.stem for path in EXAMPLE_FILES}
+    for path in EXAMPLE_FILES:
+        policy = load_policy(path)
+        assert rows[path.stem]["groups"] == ", ".join(policy.named_groups)
+        assert rows[path.stem]["description"] and "\n" not in rows[path.stem]["description"]
+
+
+def test_a_shipped_name_works_from_any_directory_and_a_file_of_that_name_wins(tmp_path):
+    by_name = bayctl_in(tmp_path, "policy", "check", "stars")
+    assert by_name.returncode == 0, by_name.stderr
+    assert by_name.stdout.startswith(f"{EXAMPLES / 'stars.yaml'}: ok:")
+    (tmp_path / "stars").write_text((EXAMPLES / "web-db.yaml").read_text())
+    by_file = bayctl_in(tmp_path, "policy", "compile", "stars", "-f", "json")
+    assert by_file.returncode == 0, by_file.stderr
+    assert len(json.loads(by_file.stdout)) == len(compile_entries(load_policy(EXAMPLES / "web-db.yaml")))
+    unknown = bayctl_in(tmp_path, "policy", "check", "no-such-example")
+    assert unknown.returncode == 1 and len(unknown.stderr.splitlines()) == 1
+    assert "bayctl policy examples" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", [("policy", "check"), ("policy", "compile"), ("policy", "apply"),
+                                     ("create", "mesosbay"), ("demo",)])
+def test_help_says_a_file_of_that_name_wins(command):
+    result = bayctl(*command, "--help")
+    assert result.returncode == 0
+    assert "a file of that name wins" in " ".join(result.stdout.split())

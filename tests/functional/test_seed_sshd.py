@@ -20,7 +20,7 @@ from bayctl.seed import FAILED, SEEDED, UNCHANGED, seed_policy
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root]
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "policy", "examples")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "bayctl", "share", "policies")
 
 
 def example(name):

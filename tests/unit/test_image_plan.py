@@ -15,7 +15,7 @@ from prereq import require, require_tools
 from bayctl.errors import ImageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ELEMENTS = os.path.join(REPO, "elements")
+ELEMENTS = os.path.join(REPO, "bayctl", "share", "elements")
 TEST_ELEMENTS = os.path.join(REPO, "tests", "functional", "image_elements")
 
 

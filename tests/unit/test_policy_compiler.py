@@ -19,7 +19,7 @@ from bayctl.errors import PolicyError
 from bayctl.policy import compile_entries, compile_policy, layout, load_policy, parse_policy
 from bayctl.policy.compiler import RULE_ID_INTRA_GROUP, merge_ranges, port_prefixes
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
 INTRA = "intraGroup"
 
 

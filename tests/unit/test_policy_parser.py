@@ -9,7 +9,7 @@ from bayctl.errors import PolicyError
 from bayctl.policy import PortSpec, Rule, load_policy, parse_policy
 from bayctl.policy.parser import MAX_DEPTH, MAX_NODES, MAX_POLICY_BYTES
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
 
 HEADER = """\
 apiVersion: bayctl/v1

@@ -228,7 +228,8 @@ def test_random_yaml_structure_tokens_are_refused_cleanly(tokens):
 
 
 def test_examples_round_trip():
-    for path in (pathlib.Path(__file__).resolve().parents[2] / "policy" / "examples").glob("*.yaml"):
+    examples = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
+    for path in examples.glob("*.yaml"):
         policy = load_policy(path)
         again = parse_policy(dump_policy(policy), source=str(path))
         assert again == policy and again.digest == policy.digest

@@ -11,7 +11,7 @@ from bayctl.errors import PolicyError, SpecError
 from bayctl.spec import FIELDS, FIELDS_BY_KEY, load_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 
 
 def write(tmp_path, text, name="bay.yaml"):
@@ -26,6 +26,9 @@ def test_every_file_key_is_a_flag_of_create_and_back():
     parser = CreateMesosBay(app=None, app_args=None).get_parser("bayctl create mesosbay")
     flag_of = {action.dest: action.option_strings for action in parser._actions}
     for field in FIELDS:
+        if field.key == "cloud":  # the OpenStack option: --cloud is another spelling of --os-cloud
+            assert parser._option_string_actions[field.flag].dest == "os_cloud"
+            continue
         assert flag_of[field.key] == [field.flag], field.key
         assert field.flag == "--" + field.key.replace("_", "-")
 

@@ -7,7 +7,7 @@ from bayctl.verify.matrix import expected_matrix, listening_ports, probed_servic
 from bayctl.verify.report import Report
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "policy", "examples")
+                        "bayctl", "share", "policies")
 
 
 def expected(probes, source, target, service):

@@ -4,5 +4,5 @@
 # Debian's 6.1 kernel under qemu (the host kernel has no ipvlan): fetched once by exact name
 # into /var/cache/bayctl-ci/qemu.
 APT_PACKAGES+=(docker.io busybox-static tar util-linux containernetworking-plugins qemu-system-x86 cpio)
-PIP_EXTRAS+=(node)
+# (pyroute2, the node side's library, is a base dependency of bayctl)
 POST_INSTALL+=("python3 tests/plugin_qemu.py >/dev/null")

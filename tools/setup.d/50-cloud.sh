@@ -4,7 +4,7 @@
 # tests/cloudtier/rabbitmq.py), the services from PyPI in their own virtualenv under
 # /var/cache/bayctl-ci (reused while up to date).
 APT_PACKAGES+=(mariadb-server qemu-utils rabbitmq-server)
-PIP_EXTRAS+=(cloud)
+# (openstacksdk and the Heat and Magnum clients are base dependencies of bayctl)
 POST_INSTALL+=("python3 tests/cloudtier/venv.py")
 # apt starts Debian's system-wide rabbitmq-server (and epmd on 4369) unless policy-rc.d forbids
 # it; the tier never uses that one: stop it if it runs (a no-op where no init system runs it).

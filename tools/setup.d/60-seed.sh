@@ -2,4 +2,4 @@
 # sshd processes; Debian's service is not used), curl for the agent-over-HTTP remote mode,
 # shellcheck for the devstack plugin's lint test.
 APT_PACKAGES+=(openssh-server openssh-client curl shellcheck)
-PIP_EXTRAS+=(seed)
+# (asyncssh is a base dependency of bayctl)

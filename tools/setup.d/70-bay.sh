@@ -2,4 +2,4 @@
 # them like a cloud bay's nodes (asyncssh, the "seed" extra); `bayctl verify --html` pages
 # are checked in headless Chromium (Debian's chromium) by the tests.
 APT_PACKAGES+=(openssh-server openssh-client iproute2 util-linux curl chromium)
-PIP_EXTRAS+=(seed node)
+# (asyncssh and pyroute2 are base dependencies of bayctl)

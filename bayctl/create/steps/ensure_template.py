@@ -1,6 +1,6 @@
 """Make sure what the provider builds from exists: a Magnum cluster template (magnum only).
 
-The heat provider creates its stack from bayctl's own heat_templates/ and needs nothing
+The heat provider creates its stack from bayctl's own bayctl/share/heat_templates/ and needs nothing
 beforehand; a local bay needs nothing either.
 """
 
