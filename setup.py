@@ -79,7 +79,7 @@ setup(
     packages=find_packages(include=["bayctl", "bayctl.*"]),
     include_package_data=True,
     package_data={"bayctl": ["node/bpf/*.o", "data/*"]},
-    install_requires=["PyYAML>=5.4", "cliff>=4.0"],
+    install_requires=["PyYAML>=6.0", "cliff>=4.0"],
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": ["bayctl = bayctl.cli.main:main", "bayctl-agent = bayctl.node.agent:main",
