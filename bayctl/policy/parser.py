@@ -167,7 +167,8 @@ def _compose_with(loader_class, text, source):
                 node.end_mark = event.end_mark
                 root = _attach(stack, node, root)
     except yaml.YAMLError as err:
-        if "maximum nesting depth" in str(getattr(err, "problem", "")) and loader_class is not yaml.SafeLoader:
+        reader_limit = "maximum nesting depth" in str(getattr(err, "problem", ""))
+        if reader_limit and loader_class is not yaml.SafeLoader:
             raise _ReaderNestingLimit() from None
         raise _yaml_error(source, text, err) from None
     except RecursionError:  # not reachable with MAX_DEPTH, kept so nothing but PolicyError escapes

@@ -14,7 +14,6 @@ import sys
 import venv
 
 import pytest
-
 from prereq import IN_CI
 
 TREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
