@@ -101,7 +101,7 @@ for m in {modules}; do $B insmod /mods/$m.ko || echo "BPLG-INIT insmod $m failed
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host \\
     || echo "BPLG-INIT 9p mount failed"
 for d in tmp run var/tmp; do $B mount -t tmpfs tmpfs /host/$d || echo "BPLG-INIT tmpfs $d failed"; done
-$B mount -t proc proc /host/proc || echo "BPLG-INIT proc failed"
+{shares}$B mount -t proc proc /host/proc || echo "BPLG-INIT proc failed"
 $B mount -t sysfs sys /host/sys || echo "BPLG-INIT sysfs failed"
 $B mount -t devtmpfs dev /host/dev || echo "BPLG-INIT devtmpfs failed"
 $B mount -t bpf bpf /host/sys/fs/bpf || echo "BPLG-INIT bpffs failed"
@@ -117,7 +117,31 @@ $B poweroff -f
 """
 
 
-def build_initramfs(tree, workdir, script, args=()):
+# The guest gets fresh tmpfs on these (its own /tmp, /run); host files under them are hidden.
+GUEST_TMPFS = ("/tmp", "/run", "/var/tmp")
+
+
+def hidden_paths(paths):
+    """Of the host directories the guest needs, those its tmpfs mounts would hide (outermost only)."""
+    hidden = sorted({os.path.realpath(path) for path in paths
+                     if any(os.path.realpath(path).startswith(top + "/") for top in GUEST_TMPFS)})
+    return [path for path in hidden if not any(path.startswith(outer + "/") for outer in hidden)]
+
+
+def guest_needs(script):
+    """The host directories the guest script runs from: the script's tree, this Python (a
+    virtualenv under /tmp has its interpreter and site-packages there) and bayctl's code."""
+    import bayctl
+    return [os.path.dirname(os.path.dirname(os.path.abspath(script))), sys.prefix,
+            os.path.dirname(os.path.abspath(sys.executable)),
+            os.path.dirname(os.path.dirname(bayctl.__file__))]
+
+
+def _share_tag(index):
+    return f"share{index}"
+
+
+def build_initramfs(tree, workdir, script, args=(), shares=()):
     root = os.path.join(workdir, "initramfs")
     os.makedirs(os.path.join(root, "bin"))
     os.makedirs(os.path.join(root, "mods"))
@@ -127,8 +151,13 @@ def build_initramfs(tree, workdir, script, args=()):
         shutil.copy(_module_path(tree, name), os.path.join(root, "mods", f"{name}.ko"))
     path = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin", "/usr/local/bin",
                             "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+    # Each hidden directory comes back over a 9p share of its own, at the same path.
+    mounts = "".join(f"$B mkdir -p /host{path} && $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,"
+                     f"msize=262144,cache=loose {_share_tag(i)} /host{path}"
+                     f' || echo "BPLG-INIT share {path} failed"\n'
+                     for i, path in enumerate(shares))
     init = INIT.format(modules=" ".join(modules), path=path, python=sys.executable,
-                       script=script, args=" ".join(args))
+                       script=script, args=" ".join(args), shares=mounts)
     with open(os.path.join(root, "init"), "w") as f:
         f.write(init)
     os.chmod(os.path.join(root, "init"), 0o755)
@@ -152,7 +181,8 @@ def boot(script, args=(), timeout=600, memory_mb=1536):
     kernel = glob.glob(os.path.join(tree, "boot", "vmlinuz-*"))[0]
     workdir = tempfile.mkdtemp(prefix="bplg-qemu-", dir="/var/tmp")
     try:
-        initrd = build_initramfs(tree, workdir, script, args)
+        shares = hidden_paths(guest_needs(script))
+        initrd = build_initramfs(tree, workdir, script, args, shares)
         command = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-smp", "1", "-nographic",
                    "-no-reboot", "-nic", "none", "-kernel", kernel, "-initrd", initrd,
                    "-append", "console=ttyS0 quiet loglevel=3 panic=-1",
@@ -160,6 +190,9 @@ def boot(script, args=(), timeout=600, memory_mb=1536):
                    # numbers collide and the guest mounts /proc etc. on the wrong directories.
                    "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                               "multidevs=remap"]
+        for index, path in enumerate(shares):
+            command += ["-virtfs", f"local,path={path},mount_tag={_share_tag(index)},security_model=none,"
+                                   "readonly=on,multidevs=remap"]
         run = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         console = run.stdout.decode(errors="replace")
         results = [json.loads(line.split(RESULT_TAG, 1)[1]) for line in console.splitlines()

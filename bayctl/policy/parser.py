@@ -107,7 +107,22 @@ def _as_text(text, source) -> str:
 def _compose(text, source):
     """Compose the single YAML document into nodes, refusing aliases and deep nesting."""
     try:
-        loader = _Loader(text)      # the pure-Python reader checks characters right here
+        return _compose_with(_Loader, text, source)
+    except _ReaderNestingLimit:
+        # libyaml 0.2.6+ (PyYAML 6.0.4's wheels) scans a run of '[' or '{' ahead of the events
+        # and stops at its own limit (1000) before MAX_DEPTH is ever counted. Its limit is far
+        # above ours, so the pure-Python reader, which yields events as it goes, meets
+        # MAX_DEPTH first and the error is bayctl's, at the same line, whatever the version.
+        return _compose_with(yaml.SafeLoader, text, source)
+
+
+class _ReaderNestingLimit(Exception):
+    """The YAML reader refused the text for nesting deeper than its own limit."""
+
+
+def _compose_with(loader_class, text, source):
+    try:
+        loader = loader_class(text)      # the pure-Python reader checks characters right here
     except yaml.YAMLError as err:
         raise _yaml_error(source, text, err) from None
     stack = []          # open collections: [node, pending mapping key or None]
@@ -152,6 +167,9 @@ def _compose(text, source):
                 node.end_mark = event.end_mark
                 root = _attach(stack, node, root)
     except yaml.YAMLError as err:
+        reader_limit = "maximum nesting depth" in str(getattr(err, "problem", ""))
+        if reader_limit and loader_class is not yaml.SafeLoader:
+            raise _ReaderNestingLimit() from None
         raise _yaml_error(source, text, err) from None
     except RecursionError:  # not reachable with MAX_DEPTH, kept so nothing but PolicyError escapes
         raise PolicyError("nested too deep", path=source) from None
