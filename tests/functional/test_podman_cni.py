@@ -9,6 +9,7 @@ against the policy, with a reply read back on every allowed pair.
 """
 
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.root, pytest.mark.podman]
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "bayctl", "share", "policies", "web-db.yaml")
 REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins: loopback
-NETWORKS = {"web": ("web", "10.241.0.0/24"), "db": ("db", "10.242.0.0/24"), "other": (300, "10.243.0.0/24")}
+GROUPS = {"web": "web", "db": "db", "other": 300}  # network -> group (300: a tag named by no rule)
 LINK_PREFIX = "bpod"
 
 
@@ -42,6 +43,13 @@ class Podman:
         self.storage_conf = os.path.join(root, "storage.conf")
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf, CONTAINERS_STORAGE_CONF=self.storage_conf)
         self.image = f"localhost/bpod{tag}:latest"
+        # Subnets of this run's own (a run from another worktree may be up at the same time,
+        # and every network's gateway lives in the node's namespace).
+        block = int(tag, 16) % 250
+        self.subnets = {short: f"10.{241 + i}.{block}.0/24" for i, short in enumerate(GROUPS)}
+
+    def address(self, short, host):
+        return str(ipaddress.ip_network(self.subnets[short])[host])
 
     def write_config(self):
         plugin_dir = os.path.dirname(write_tree_cni(os.path.join(self.root, "cni-bin")))
@@ -56,7 +64,8 @@ class Podman:
         with open(self.storage_conf, "w") as f:
             f.write(f'[storage]\ndriver = "vfs"\ngraphroot = "{os.path.join(self.root, "graph")}"\n'
                     f'runroot = "{os.path.join(self.root, "run")}"\n')
-        for short, (group, subnet) in NETWORKS.items():
+        for short, group in GROUPS.items():
+            subnet = self.subnets[short]
             conflist = {"cniVersion": "1.0.0", "name": self.network(short), "plugins": [
                 {"type": "bayctl-cni", "group": group, "agentSocket": self.agent.socket,
                  "stateDir": self.cni_state, "linkPrefix": LINK_PREFIX, "capabilities": {"ips": True},
@@ -119,7 +128,7 @@ class Podman:
         self.run("rm", "-a", "-f", "-t", "0", check=False)
         self.run("rmi", "-a", "-f", check=False)
         self.agent.stop()
-        for short in NETWORKS:
+        for short in GROUPS:
             network_key = hashlib.sha256(self.network(short).encode()).hexdigest()
             subprocess.run(["ip", "link", "del", links.LinkNames(LINK_PREFIX, network_key).network],
                            capture_output=True)
@@ -168,17 +177,18 @@ def test_podman_containers_reach_each_other_as_the_web_db_policy_says(podman):
 
 
 def test_podman_ip_is_given_when_free_and_refused_when_taken_or_outside(podman):
-    podman.start("fixed", "db", "sleep", "600", ip="10.242.0.77")
-    assert podman.ip_of("fixed") == "10.242.0.77"
-    assert podman.owners("10.242.0.0/24")["10.242.0.77"] == f"{podman.container_id('fixed')}/eth0"
-    taken = podman.start("taken", "db", "sleep", "600", ip="10.242.0.77", check=False)
-    assert taken.returncode != 0 and b"10.242.0.77 is already in use" in taken.stderr, taken.stderr
+    fixed, beyond = podman.address("db", 77), podman.address("web", 5)
+    podman.start("fixed", "db", "sleep", "600", ip=fixed)
+    assert podman.ip_of("fixed") == fixed
+    assert podman.owners(podman.subnets["db"])[fixed] == f"{podman.container_id('fixed')}/eth0"
+    taken = podman.start("taken", "db", "sleep", "600", ip=fixed, check=False)
+    assert taken.returncode != 0 and f"{fixed} is already in use".encode() in taken.stderr, taken.stderr
     # Outside the network's subnet: refused, naming the address.
-    outside = podman.start("outside", "db", "sleep", "600", ip="10.242.1.5", check=False)
-    assert outside.returncode != 0 and b"10.242.1.5" in outside.stderr, outside.stderr
-    owners = podman.owners("10.242.0.0/24")
+    outside = podman.start("outside", "db", "sleep", "600", ip=beyond, check=False)
+    assert outside.returncode != 0 and beyond.encode() in outside.stderr, outside.stderr
+    owners = podman.owners(podman.subnets["db"])
     fixed_owner = f"{podman.container_id('fixed')}/eth0"
-    assert "10.242.1.5" not in owners and list(owners.values()).count(fixed_owner) == 1
+    assert beyond not in owners and list(owners.values()).count(fixed_owner) == 1
     podman.run("rm", "-f", "-t", "0", f"bpod{podman.tag}-taken", f"bpod{podman.tag}-outside", check=False)
 
 
@@ -190,7 +200,7 @@ def test_podman_rm_with_the_agent_down_frees_the_address_and_the_link(podman):
     stop_process(podman.agent.process)  # the agent is down (its pins, and enforcement, stay)
     try:
         podman.run("rm", "-f", "-t", "0", f"bpod{podman.tag}-gone")  # podman never retries a failed DEL
-        assert ip not in podman.owners("10.241.0.0/24")
+        assert ip not in podman.owners(podman.subnets["web"])
         assert node_end not in host_links(LINK_PREFIX)
     finally:
         podman.agent.start()
