@@ -1,4 +1,4 @@
-"""CNI plugin (spec 1.0: ADD, DEL, CHECK, VERSION, STATUS) for Mesos' network/cni isolator.
+"""CNI plugin (spec 1.1: ADD, DEL, CHECK, VERSION, STATUS, GC) for Mesos' network/cni isolator.
 
 The runtime calls the executable `bayctl-cni` with CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS,
 CNI_IFNAME, CNI_ARGS, CNI_PATH in the environment and the network config on stdin. The
@@ -17,6 +17,12 @@ Plugin config keys (besides cniVersion, name, type, ipam, args):
 The group of one container can come from Mesos instead: a NetworkInfo label `bayctl.group`
 (or `group`), which Mesos passes in args["org.apache.mesos"]["network_info"]["labels"].
 Precedence: the label, then `group`, then the network's name.
+
+A fixed address (`podman run --ip`): runtimeConfig `ips` (the `ips` capability) or the CNI_ARGS
+`IP=a.b.c.d`; with bayctl's IPAM it is reserved if free and in the subnet, else ADD fails.
+DEL frees the address and the links even when the agent is down (the agent drops endpoints
+whose interface is gone when it is back); GC releases what attachments not in
+`cni.dev/valid-attachments` still hold.
 
 Errors go to stdout as CNI error JSON (`{"cniVersion", "code", "msg", "details"}`), exit 1.
 """
@@ -37,6 +43,7 @@ PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runt
                "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix"}
 GROUP_LABELS = ("bayctl.group", "group")
 DEFAULT_STATE_DIR = "/var/lib/bayctl/cni"
+VALID_ATTACHMENTS = "cni.dev/valid-attachments"  # GC's list of {containerID, ifname} to keep
 
 # Well-known error codes of the CNI spec; 100+ are this plugin's own.
 INCOMPATIBLE_VERSION = 1
@@ -67,7 +74,7 @@ class Invocation:
         self.command = environ.get("CNI_COMMAND", "")
         if self.command not in ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"):
             raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND {self.command!r} is not ADD, DEL, CHECK, "
-                                                "VERSION or STATUS")
+                                                "VERSION, STATUS or GC")
         self.container_id = environ.get("CNI_CONTAINERID", "")
         self.netns = environ.get("CNI_NETNS", "")
         self.ifname = environ.get("CNI_IFNAME", "")
@@ -89,7 +96,10 @@ class Invocation:
         if self.version not in SUPPORTED_VERSIONS:
             raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
                            f"supported: {', '.join(SUPPORTED_VERSIONS)}")
-        if self.command in ("STATUS", "GC"):
+        if self.command == "STATUS":
+            return
+        if self.command == "GC":
+            self._check_config()
             return
         for var, value in (("CNI_CONTAINERID", self.container_id), ("CNI_IFNAME", self.ifname)):
             if not value:
@@ -103,6 +113,8 @@ class Invocation:
     def _check_config(self):
         config = self.config
         unknown = sorted(set(config) - PLUGIN_KEYS)
+        if self.command == "GC":
+            unknown = [key for key in unknown if key != VALID_ATTACHMENTS]
         if unknown:
             raise _bad(f"unknown key {unknown[0]!r}",
                            f"known keys: {', '.join(sorted(PLUGIN_KEYS))}")
@@ -149,6 +161,26 @@ class Invocation:
         return self.config["name"]
 
     @property
+    def requested_ips(self):
+        """Addresses the runtime asks for: runtimeConfig `ips` (capability) or CNI_ARGS `IP`."""
+        wanted = list((self.config.get("runtimeConfig") or {}).get("ips") or [])
+        for pair in self.environ.get("CNI_ARGS", "").split(";"):
+            key, _, value = pair.partition("=")
+            if key.strip() == "IP" and value.strip():
+                wanted.extend(v.strip() for v in value.split(",") if v.strip())
+        ips = []
+        for text in wanted:
+            try:
+                ips.append(ipaddress.ip_interface(str(text)).ip)
+            except ValueError:
+                raise CniError(INVALID_CONFIG, f"requested address {text!r} is not an IP address") from None
+        v4 = sorted({ip for ip in ips if ip.version == 4})
+        if len(v4) > 1:
+            raise CniError(INVALID_CONFIG, f"requested {len(v4)} IPv4 addresses ({', '.join(map(str, v4))}); "
+                                           "one interface takes one")
+        return [str(ip) for ip in v4]
+
+    @property
     def owner(self):
         return f"{self.container_id}/{self.ifname}"
 
@@ -193,8 +225,26 @@ class BayctlAddresses:
             except NodeError:
                 pass  # a concurrent ADD reserved it first
         held = self.ipam.owned(pool, self.inv.owner)
-        address = held[0] if held else self.ipam.allocate(pool, owner=self.inv.owner)
-        return address, self.gateway
+        wanted = self.inv.requested_ips
+        if wanted and held and held[0].split("/")[0] != wanted[0]:
+            raise CniError(INVALID_CONFIG, f"requested address {wanted[0]}: this attachment already holds "
+                                           f"{held[0]}")
+        if held:
+            return held[0], self.gateway
+        if wanted:
+            ip = ipaddress.ip_address(wanted[0])
+            network = ipaddress.ip_network(self.subnet)
+            if ip not in network or ip in (network.network_address, network.broadcast_address):
+                raise CniError(INVALID_CONFIG, f"requested address {ip} is not a host address of {network}")
+            owner = self.ipam.addresses(pool).get(str(ip))
+            if owner is not None:
+                raise CniError(INVALID_CONFIG, f"requested address {ip} is already in use in {network}",
+                               f"held by {owner}")
+            try:
+                return self.ipam.allocate(pool, str(ip), owner=self.inv.owner), self.gateway
+            except NodeError as e:  # taken between the look and the reservation
+                raise CniError(INVALID_CONFIG, f"requested address {ip}: {e}") from None
+        return self.ipam.allocate(pool, owner=self.inv.owner), self.gateway
 
     def delete(self):
         if self.subnet in self.ipam.pools():
@@ -205,6 +255,12 @@ class BayctlAddresses:
         if self.subnet not in self.ipam.pools():
             return []
         return [a.split("/")[0] for a in self.ipam.owned(self.subnet, self.inv.owner)]
+
+    def collect(self, keep):
+        """Release every address of this network whose owner is not in `keep`; {owner: [ip]}."""
+        if self.subnet not in self.ipam.pools():
+            return {}
+        return self.ipam.release_owners_except(self.subnet, keep | {"gateway"})
 
 
 class DelegatedAddresses:
@@ -248,6 +304,15 @@ class DelegatedAddresses:
         prev = self.inv.config.get("prevResult") or {}
         return [ip["address"].split("/")[0] for ip in prev.get("ips", [])]
 
+    def collect(self, keep):
+        # The delegated plugin keeps its own store; it gets the same GC (spec 1.1 delegation).
+        # One older than 1.1 knows no GC: that is no reason to fail the runtime's GC.
+        try:
+            self._run("GC")
+        except CniError as e:
+            _log(f"GC: IPAM plugin {self.type} did not collect: {e.msg}")
+        return {}
+
 
 def _addresses(inv):
     return BayctlAddresses(inv) if inv.config["ipam"]["type"] == "bayctl" else DelegatedAddresses(inv)
@@ -265,7 +330,12 @@ def cmd_add(inv):
     agent = inv.agent()
     _check_group(agent, group)
     addresses = _addresses(inv)
+    # (a delegated IPAM plugin reads the same runtimeConfig / CNI_ARGS; its answer is checked below)
     address, gateway = addresses.add()
+    if inv.requested_ips and address.split("/")[0] != inv.requested_ips[0]:
+        _undo(inv, names, address.split("/")[0], agent, addresses)
+        raise CniError(INVALID_CONFIG, f"requested address {inv.requested_ips[0]} was not given "
+                                       f"(IPAM {inv.config['ipam']['type']} answered {address})")
     ip = address.split("/")[0]
     subnet = ipaddress.ip_interface(address).network
     try:
@@ -327,19 +397,55 @@ def _undo(inv, names, ip, agent, addresses):
 
 
 def cmd_del(inv):
-    """Remove everything ADD made; whatever is already gone is fine (DEL may be called twice)."""
+    """Remove everything ADD made; whatever is already gone is fine (DEL may be called twice).
+
+    DEL succeeds whatever the agent's state: runtimes (podman) never retry a failed DEL, so an
+    error here would leak the address and the link for good. The agent is told when it can be;
+    when it cannot, the links are gone all the same and the agent drops the endpoint, whose
+    interface no longer exists, once it is back.
+    """
     _, names = inv.names
     addresses = _addresses(inv)
-    agent = inv.agent()
-    for ip in addresses.held():
-        try:
-            agent.remove_endpoint(ip)
-        except NodeError as e:
-            # The address must stay reserved while the agent may still hold it: retry later.
-            raise CniError(TRY_AGAIN_LATER, f"node agent: {e}") from None
+    held = addresses.held()
+    _forget_endpoints(inv, held, f"{inv.owner} deleted")
     links.delete_in_netns(inv.netns, inv.ifname)
     links.delete_endpoint_link(names)
     addresses.delete()
+    return None
+
+
+def _forget_endpoints(inv, ips, why):
+    if not ips:
+        return
+    try:
+        agent = inv.agent()
+        for ip in ips:
+            agent.remove_endpoint(ip)
+    except NodeError as e:
+        _log(f"{why}: node agent not told to remove {', '.join(ips)} ({e}); it drops endpoints whose "
+             "interface is gone when it is back")
+
+
+def _log(message):
+    sys.stderr.write(f"bayctl-cni: {' '.join(message.split())}\n")
+
+
+def cmd_gc(inv):
+    """Spec 1.1 GC: release what attachments not in cni.dev/valid-attachments still hold."""
+    valid = inv.config.get(VALID_ATTACHMENTS)
+    if valid is None:  # fail closed: without the list every attachment would look stale
+        raise _bad(f"GC needs {VALID_ATTACHMENTS}")
+    if not isinstance(valid, list) or not all(isinstance(a, dict) for a in valid):
+        raise _bad(f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
+    keep = {f"{a.get('containerID', '')}/{a.get('ifname', '')}" for a in valid}
+    addresses = _addresses(inv)
+    released = addresses.collect(keep)
+    prefix = inv.config.get("linkPrefix", "bay")
+    for owner, ips in sorted(released.items()):
+        _forget_endpoints(inv, ips, f"GC of {owner}")
+        # The node end of a veth pair (or a leftover slave) of the stale attachment, if any.
+        links.delete_endpoint_link(links.LinkNames(prefix, hashlib.sha256(owner.encode()).hexdigest()))
+        _log(f"GC: released {', '.join(ips)} of {owner} (not a valid attachment)")
     return None
 
 
@@ -396,9 +502,9 @@ def run(environ, stdin_text):
         inv = Invocation(environ, stdin_text)
         version = getattr(inv, "version", version) or version
         if inv.command == "VERSION":
-            return {"cniVersion": "1.0.0", "supportedVersions": SUPPORTED_VERSIONS}, 0
+            return {"cniVersion": "1.1.0", "supportedVersions": SUPPORTED_VERSIONS}, 0
         verb = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status,
-                "GC": lambda inv: None}[inv.command]
+                "GC": cmd_gc}[inv.command]
         return verb(inv), 0
     except CniError as e:
         return _error(version, e.code, e.msg, e.details), 1

@@ -97,6 +97,19 @@ class Ipam:
                 del pool["addresses"][ip]
             return mine
 
+    def release_owners_except(self, pool_id, keep):
+        """Free every address whose owner is not in `keep` (CNI GC); returns {owner: [ip]}."""
+        with self.store.update() as state:
+            pool = state["pools"].get(pool_id)
+            if pool is None:
+                return {}
+            stale = {}
+            for ip, who in list(pool["addresses"].items()):
+                if who not in keep:
+                    stale.setdefault(who, []).append(ip)
+                    del pool["addresses"][ip]
+            return stale
+
     def owned(self, pool_id, owner):
         pool = self.store.read()["pools"].get(pool_id)
         if pool is None:

@@ -13,8 +13,10 @@ import subprocess
 import time
 
 import pytest
-from fixtures_docker import host_links
+from fixtures_docker import Agent, host_links
+from fixtures_docker import _stop as stop_process
 from prereq import require_tools
+from tree_cni import write_tree_cni
 
 pytestmark = [pytest.mark.root]
 
@@ -257,7 +259,7 @@ def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case,
 
 def test_version_lists_the_supported_spec_versions(cni):
     code, out = cni.call("VERSION", None, raw="")
-    assert code == 0 and "1.0.0" in out["supportedVersions"] and out["cniVersion"] == "1.0.0"
+    assert code == 0 and "1.0.0" in out["supportedVersions"] and out["cniVersion"] == "1.1.0"
 
 
 def test_example_conflist_is_a_valid_bayctl_config(cni, bplg_agent):
@@ -270,6 +272,125 @@ def test_example_conflist_is_a_valid_bayctl_config(cni, bplg_agent):
     plugin["ipam"] = dict(plugin["ipam"], subnet="10.227.0.0/24", gateway="10.227.0.1")
     plugin["name"] = f"bplg-{cni.tag}-web"
     cni.networks.add(plugin["name"])
+    # As libcni does: runtimeConfig carries only what the config declares in `capabilities`
+    # (podman run --ip is the `ips` capability; undeclared, the address would be dropped).
+    wanted = {"ips": ["10.227.0.77/24"]}
+    plugin["runtimeConfig"] = {k: v for k, v in wanted.items() if plugin.get("capabilities", {}).get(k)}
     netns, result = cni.add(plugin, "ex1")
+    assert ip_of(result) == "10.227.0.77", result
     assert registered(bplg_agent)[ip_of(result)]["group"] == "web"
     assert cni.call("DEL", plugin, netns=netns, container=f"{cni.tag}-ex1")[0] == 0
+
+
+# -- DEL without the agent, GC, fixed addresses (issue 11 §3) --------------------------------------
+# These run the plugin through tree_cni's wrapper: this tree's code, whatever PATH holds.
+
+@pytest.fixture
+def own_cni(bplg_agent, bplg_root, bplg_tag):
+    require_tools("busybox", "nsenter", "ip")
+    helper = Cni(bplg_agent, bplg_root, bplg_tag)
+    helper.plugin = write_tree_cni(os.path.join(bplg_root, "tree-cni"))
+    helper.cni_path = os.path.dirname(helper.plugin)
+    yield helper
+    helper.cleanup()
+
+
+def ipam_owners(cni, subnet):
+    with open(os.path.join(cni.state_dir, "ipam.json")) as f:
+        return json.load(f)["pools"].get(subnet, {}).get("addresses", {})
+
+
+def node_ends(result):
+    """This attachment's links in the node's namespace (another run's links are none of ours)."""
+    return {i["name"] for i in result["interfaces"] if "sandbox" not in i}
+
+
+def call_logged(cni, command, config, **kw):
+    """Like Cni.call, with the plugin's stderr too (what it logs for the runtime)."""
+    environ = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": kw.get("container", ""),
+               "CNI_NETNS": kw.get("netns", ""), "CNI_IFNAME": "eth0", "CNI_ARGS": kw.get("args", ""),
+               "CNI_PATH": os.pathsep.join([cni.cni_path, CNI_DIR])}
+    done = subprocess.run([cni.plugin], input=json.dumps(config).encode(), capture_output=True, env=environ,
+                          timeout=60)
+    assert b"Traceback" not in done.stderr + done.stdout
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr.decode()
+
+
+def test_del_with_the_agent_down_frees_address_and_link_and_the_agent_forgets_the_endpoint(
+        own_cni, bplg_root, bplg_tag):
+    agent = Agent(os.path.join(bplg_root, "down-agent"), f"{bplg_tag}d")
+    os.makedirs(os.path.dirname(agent.socket), exist_ok=True)
+    agent.start()
+    try:
+        agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+        config = own_cni.config("down", "10.224.0.0/24", group="web", agentSocket=agent.socket)
+        netns, result = own_cni.add(config, "down1")
+        assert node_ends(result) and node_ends(result) <= host_links()
+        ip = ip_of(result)
+        assert ipam_owners(own_cni, "10.224.0.0/24")[ip] == f"{own_cni.tag}-down1/eth0"
+        assert ip in registered(agent)
+        stop_process(agent.process)  # the agent is down; its pins (enforcement) stay
+        code, out, log = call_logged(own_cni, "DEL", config, netns=netns, container=f"{own_cni.tag}-down1")
+        assert (code, out) == (0, None)
+        assert "node agent not told to remove " + ip in log
+        assert ip not in ipam_owners(own_cni, "10.224.0.0/24")
+        assert node_ends(result) & host_links() == set()
+        # Back up: the agent drops the endpoint whose interface is gone (the agent-http branch).
+        agent.start()
+        assert ip not in registered(agent)
+    finally:
+        agent.stop()
+
+
+def test_gc_releases_addresses_and_links_of_attachments_not_in_the_valid_list(own_cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = own_cni.config("gc", "10.225.0.0/24", group="web")
+    kept_ns, kept = own_cni.add(config, "keep")
+    gone_ns, gone = own_cni.add(config, "gone")
+    subprocess.run(["ip", "netns", "del", os.path.basename(gone_ns)], check=True)  # the runtime lost it
+    valid = [{"containerID": f"{own_cni.tag}-keep", "ifname": "eth0"}]
+    code, out, log = call_logged(own_cni, "GC", {**config, "cniVersion": "1.1.0",
+                                                 "cni.dev/valid-attachments": valid})
+    assert (code, out) == (0, None), log
+    owners = ipam_owners(own_cni, "10.225.0.0/24")
+    assert ip_of(gone) not in owners and owners[ip_of(kept)] == f"{own_cni.tag}-keep/eth0"
+    assert ip_of(gone) not in registered(bplg_agent) and ip_of(kept) in registered(bplg_agent)
+    # Only the kept attachment's node end is left.
+    assert node_ends(kept) <= host_links() and node_ends(gone) & host_links() == set()
+    # Without the list GC releases nothing (fail closed).
+    code, out, _ = call_logged(own_cni, "GC", {**config, "cniVersion": "1.1.0"})
+    assert code == 1 and out["code"] == 7 and "valid-attachments" in out["msg"]
+    assert ip_of(kept) in ipam_owners(own_cni, "10.225.0.0/24")
+    assert own_cni.call("DEL", config, netns=kept_ns, container=f"{own_cni.tag}-keep")[0] == 0
+
+
+@pytest.mark.parametrize("how", ["runtimeConfig", "CNI_ARGS"])
+def test_a_requested_address_is_given_if_free_and_refused_if_taken_or_outside(own_cni, bplg_agent, how):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    subnet = "10.226.0.0/24" if how == "runtimeConfig" else "10.227.0.0/24"
+    config = own_cni.config(f"ip{how[:3]}", subnet, group="db")
+    base = subnet.rsplit(".", 2)[0]
+
+    def add(name, address):
+        netns = own_cni.make_netns(name)
+        if how == "runtimeConfig":
+            cfg, args = {**config, "runtimeConfig": {"ips": [f"{address}/24"]}}, ""
+        else:
+            cfg, args = config, f"IgnoreUnknown=1;IP={address}"
+        container = f"{own_cni.tag}-{name}"
+        code, out, _ = call_logged(own_cni, "ADD", cfg, netns=netns, container=container, args=args)
+        return netns, code, out
+
+    netns, code, out = add("fixed", f"{base}.0.77")
+    assert code == 0 and out["ips"][0]["address"] == f"{base}.0.77/24", out
+    assert ipam_owners(own_cni, subnet)[f"{base}.0.77"] == f"{own_cni.tag}-fixed/eth0"
+    seen = subprocess.run(["nsenter", f"--net={netns}", "ip", "-4", "-o", "addr", "show", "eth0"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"{base}.0.77/24" in seen
+    _, code, out = add("taken", f"{base}.0.77")
+    assert code == 1 and out["code"] == 7 and f"{base}.0.77 is already in use" in out["msg"], out
+    _, code, out = add("outside", "10.9.9.9")
+    assert code == 1 and out["code"] == 7 and "not a host address" in out["msg"], out
+    # Nothing was reserved for the refused ones.
+    assert sorted(ipam_owners(own_cni, subnet).values()) == sorted(["gateway", f"{own_cni.tag}-fixed/eth0"])
+    assert own_cni.call("DEL", config, netns=netns, container=f"{own_cni.tag}-fixed")[0] == 0
