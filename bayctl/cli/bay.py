@@ -3,7 +3,9 @@
 Argument parsing and output only; each command calls one function of bayctl.api.
 """
 
+import argparse
 import logging
+import os
 import sys
 
 from cliff.command import Command
@@ -12,7 +14,8 @@ from cliff.show import ShowOne
 
 from bayctl import api
 from bayctl.create.context import Status
-from bayctl.errors import SeedError
+from bayctl.create.state import DAMAGED
+from bayctl.errors import BayctlError, SeedError
 from bayctl.spec import FIELDS
 
 
@@ -29,14 +32,26 @@ def _status(command, title=None):
     return status
 
 
-def _show(bay):
+STRUCTURED = ("json", "yaml")  # formats that keep lists and mappings as such
+
+
+def _show(bay, parsed_args, health=True):
+    """show's fields: lists stay lists in json/yaml; the table gets one line per item."""
     data = bay.to_dict()
-    data["slaves"] = ", ".join(data["slaves"])
     from bayctl.create.pipeline import STEPS
 
     order = [step.name for step in STEPS]
     steps = sorted(data["steps"].items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
-    data["steps"] = "\n".join(f"{step}: {outcome}" for step, outcome in steps)
+    data["steps"] = [{"step": step, "outcome": outcome} for step, outcome in steps]
+    if health:
+        from bayctl.verify.health import as_dict, summary
+
+        checked = bay.health()
+        data["health"] = (as_dict(checked) if parsed_args.formatter in STRUCTURED
+                          else summary(checked) if checked else "no nodes yet")
+    if parsed_args.formatter not in STRUCTURED:
+        data["slaves"] = "\n".join(data["slaves"])
+        data["steps"] = "\n".join(f"{step['step']}: {step['outcome']}" for step in data["steps"])
     return tuple(data), tuple("" if value is None else value for value in data.values())
 
 
@@ -70,34 +85,68 @@ class CreateMesosBay(ShowOne):
         fields = {field.key: getattr(parsed_args, field.key) for field in FIELDS}
         bay = api.create_bay(parsed_args.name, spec_file=parsed_args.spec, retain=parsed_args.retain,
                              verify=parsed_args.verify, status=_status(self), **fields)
-        return _show(bay)
+        return _show(bay, parsed_args, health=False)  # seeding just read every slave back
 
 
 class DeleteBay(Command):
-    """Delete a bay and everything bayctl made for it (stack or namespaces, keys, state)."""
+    """Delete bays and everything bayctl made for them (stack or namespaces, keys, state).
+
+    A bay whose record (bay.json) is damaged is removed too: what it left on this machine
+    is found by name."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME", help="bay name")
+        parser.add_argument("names", metavar="NAME", nargs="*", help="bay name (several: each in turn)")
+        parser.add_argument("--all", action="store_true", help="every bay bayctl knows here")
         return parser
 
     def take_action(self, parsed_args):
-        if not api.delete_bay(parsed_args.name, status=_status(self)):
-            raise api.BayNotFound(f"no bay {parsed_args.name!r} (see `bayctl list`)")
-        self.app.stdout.write(f"bay {parsed_args.name} deleted\n")
+        names = list(dict.fromkeys(parsed_args.names))
+        if parsed_args.all:
+            names += [bay.name for bay in api.list_bays() if bay.name not in names]
+        elif not names:
+            raise BayctlError("name a bay to delete (or --all)")
+        missing = []
+        for name in names:  # one that fails stops the rest: its error is the command's
+            if api.delete_bay(name, status=_status(self)):
+                self.app.stdout.write(f"bay {name} deleted\n")
+            else:
+                missing.append(name)
+        if missing:
+            raise api.BayNotFound(f"no bay {', '.join(map(repr, missing))} (see `bayctl list`)")
         return 0
 
 
 class ListBays(Lister):
-    """List the bays bayctl knows here."""
+    """List the bays bayctl knows here, with each bay's health (one SSH round per bay: every
+    slave's agent up, and enforcing the policy the bay was seeded with). A bay whose record
+    is damaged is listed as DAMAGED with the reason."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("--no-health", action="store_true", help="do not ask the nodes (no SSH)")
+        return parser
 
     def take_action(self, parsed_args):
-        columns = ("name", "provider", "status", "slaves", "master", "policy_digest")
+        columns = ("name", "provider", "status", "slaves", "master", "policy_digest", "health")
         rows = []
         for bay in api.list_bays():
+            if bay.status == DAMAGED:
+                rows.append((bay.name, "", DAMAGED, "", "", "", bay.state.reason))
+                continue
             rows.append((bay.name, bay.provider, bay.status, len(bay.slaves) or bay.spec.slaves,
-                         bay.master.public_ip if bay.master else "", (bay.state.policy_digest or "")[:12]))
+                         bay.master.public_ip if bay.master else "", (bay.state.policy_digest or "")[:12],
+                         "" if parsed_args.no_health else _health_cell(bay)))
         return columns, rows
+
+
+def _health_cell(bay) -> str:
+    from bayctl.verify.health import summary
+
+    if not bay.nodes:
+        return ""
+    checked = bay.health()
+    return "ok" if all(entry.ok for entry in checked) else summary(checked)
 
 
 class ShowBay(ShowOne):
@@ -109,7 +158,7 @@ class ShowBay(ShowOne):
         return parser
 
     def take_action(self, parsed_args):
-        return _show(api.get_bay(parsed_args.name))
+        return _show(api.get_bay(parsed_args.name), parsed_args)
 
 
 class PolicyApply(Lister):
@@ -133,6 +182,33 @@ class PolicyApply(Lister):
         return columns, [(r.node, r.status, (r.digest or "")[:12], r.reason) for r in results]
 
 
+class Ssh(Command):
+    """Log in to a node of a bay (default: the master), or run CMD there.
+
+    OpenSSH with the bay's key and known_hosts only; slaves are reached through the master,
+    as seeding reaches them. `bayctl ssh NAME slave0 -- ip addr` runs one command."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME", help="bay name")
+        # NODE and `-- CMD` are split here: argparse would give a NODE-less CMD's first word
+        # to NODE.
+        parser.add_argument("rest", metavar="[NODE] [-- CMD]", nargs=argparse.REMAINDER,
+                            help="the node (master, slave0, ...; default: master) and a command to run "
+                                 "instead of a login shell")
+        return parser
+
+    def take_action(self, parsed_args):
+        rest, node = list(parsed_args.rest), None
+        if rest and rest[0] != "--":
+            node = rest.pop(0)
+        if rest and rest[0] == "--":
+            rest.pop(0)
+        argv = api.ssh_argv(parsed_args.name, node, rest)
+        sys.stdout.flush()
+        os.execvp(argv[0], argv)  # ssh's exit status is the command's
+
+
 class Verify(Lister):
     """Measure a bay's connectivity matrix and compare it with its policy (exit 1 on differences).
 
@@ -148,6 +224,10 @@ class Verify(Lister):
         return parser
 
     def take_action(self, parsed_args):
+        if parsed_args.html:
+            from bayctl.verify.html import check_writable
+
+            check_writable(parsed_args.html)
         status = _status(self, f"Verifying bay {parsed_args.name}")
         self.report = api.verify_bay(parsed_args.name, status=status)
         if parsed_args.html:

@@ -21,6 +21,7 @@ COMMANDS = {
     "show": "bayctl.cli.bay:ShowBay",
     "policy apply": "bayctl.cli.bay:PolicyApply",
     "verify": "bayctl.cli.bay:Verify",
+    "ssh": "bayctl.cli.bay:Ssh",
     "demo": "bayctl.cli.demo:Demo",
     "node agent": "bayctl.cli.node:Agent",
     "node apply": "bayctl.cli.node:Apply",
@@ -76,9 +77,10 @@ class BayctlApp(App):
     def run_subcommand(self, argv):
         try:
             return super().run_subcommand(argv)
-        except KeyboardInterrupt:
-            # Steps are idempotent: re-running the command resumes where this one stopped.
-            print("bayctl: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as interrupt:
+            # Steps are idempotent: re-running the command resumes where this one stopped (the
+            # create pipeline's interrupt says so, naming the bay).
+            print(f"bayctl: interrupted{': ' if str(interrupt) else ''}{interrupt}", file=sys.stderr)
             return 130
 
 
