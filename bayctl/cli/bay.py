@@ -244,9 +244,12 @@ class Verify(Lister):
             self.app.stdout.write(self.report.dumps() + "\n")
             return 0
         result = super().produce_output(parsed_args, column_names, data)
-        mismatches = len(self.report.mismatches)
+        mismatches = self.report.mismatches
+        blocked = sum(1 for probe in mismatches if probe.expected)  # measured blocked, policy allows
         summary = (f"{len(self.report.pairs)} probes, all as the policy says" if not mismatches
-                   else f"{mismatches} of {len(self.report.pairs)} probes differ from the policy")
+                   else f"{len(mismatches)} of {len(self.report.pairs)} probes differ from the policy: "
+                        f"{blocked} blocked where the policy allows, {len(mismatches) - blocked} allowed "
+                        "where the policy denies")
         print(f"bay {self.report.bay}: {summary} ({self.report.seconds:g}s)", file=sys.stderr)
         return result
 

@@ -56,6 +56,9 @@ class BayctlApp(App):
             command_manager=manager,
             deferred_help=True,
         )
+        # cliff registers its own `complete`; bayctl's also completes bay names, for bash and zsh.
+        manager.commands["complete"] = importlib.metadata.EntryPoint(
+            "complete", "bayctl.cli.complete:Complete", "bayctl.cli")
 
     def configure_logging(self):
         super().configure_logging()
