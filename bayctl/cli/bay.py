@@ -3,7 +3,6 @@
 Argument parsing and output only; each command calls one function of bayctl.api.
 """
 
-import argparse
 import logging
 import os
 import sys
@@ -191,20 +190,24 @@ class Ssh(Command):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("name", metavar="NAME", help="bay name")
-        # NODE and `-- CMD` are split here: argparse would give a NODE-less CMD's first word
-        # to NODE.
-        parser.add_argument("rest", metavar="[NODE] [-- CMD]", nargs=argparse.REMAINDER,
-                            help="the node (master, slave0, ...; default: master) and a command to run "
-                                 "instead of a login shell")
+        parser.add_argument("node", metavar="NODE", nargs="?", help="master (default), slave0, ...")
+        parser.usage = f"{prog_name} [-h] NAME [NODE] [-- CMD ...]"
+        # Everything after `--` is the command, split off before argparse sees it: argparse
+        # drops the `--` and would give a NODE-less command's first word to NODE.
+        parse = parser.parse_args
+
+        def parse_args(args=None, namespace=None):
+            args = list(sys.argv[1:] if args is None else args)
+            cut = args.index("--") if "--" in args else len(args)
+            parsed = parse(args[:cut], namespace)
+            parsed.command = args[cut + 1:]
+            return parsed
+
+        parser.parse_args = parse_args
         return parser
 
     def take_action(self, parsed_args):
-        rest, node = list(parsed_args.rest), None
-        if rest and rest[0] != "--":
-            node = rest.pop(0)
-        if rest and rest[0] == "--":
-            rest.pop(0)
-        argv = api.ssh_argv(parsed_args.name, node, rest)
+        argv = api.ssh_argv(parsed_args.name, parsed_args.node, parsed_args.command)
         sys.stdout.flush()
         os.execvp(argv[0], argv)  # ssh's exit status is the command's
 

@@ -21,7 +21,7 @@ _{name}()
   local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
   local cmd="" var i comp completed="$__{name}_cmds" used=0 positional=0
   local -a words
-  words=("${{COMP_WORDS[@]:1:COMP_CWORD-1}}")
+  words=("${{COMP_WORDS[@]:1:$((COMP_CWORD - 1))}}")
   for var in "${{words[@]}}"; do
     [[ $var == -* ]] && break
     if [[ -z $cmd ]]; then i="$var"; else i="${{cmd}}_${{var}}"; fi
@@ -30,7 +30,7 @@ _{name}()
     [[ -z $comp ]] && break
     cmd="$i"; completed="$comp"; used=$((used + 1))
   done
-  for var in "${{words[@]:used}}"; do
+  for var in "${{words[@]:$used}}"; do
     [[ $var != -* ]] && positional=$((positional + 1))
   done
   if [[ $cur != -* && ( $prev == --bay ||
@@ -62,14 +62,17 @@ class Complete(CompleteCommand):
     def take_action(self, parsed_args):
         if parsed_args.shell == "none":
             return super().take_action(parsed_args)
-        name = parsed_args.name or self.app.NAME
+        name = parsed_args.name or "bayctl"  # not app.NAME: `python -m bayctl.cli.main` calls it "main"
         data = CompleteDictionary()
         for command in self.app.command_manager:
             words = command[0].split()
             data.add_command(words, self.get_actions(words))
         out = self.app.stdout
         if parsed_args.shell == "zsh":
-            out.write("autoload -U +X bashcompinit && bashcompinit\n")
+            # zsh runs the bash function through its bashcompinit (in sh emulation: arrays
+            # from 0, as in bash), which needs the completion system loaded first.
+            out.write("(( $+functions[compdef] )) || { autoload -U +X compinit && compinit -u; }\n"
+                      "autoload -U +X bashcompinit && bashcompinit\n")
         var = f"__{name.replace('-', '_')}_cmds"  # global (the function reads them): prefixed
         out.write(f"{var}='{data.get_commands()}'\n")
         for key, value in data.get_data():
