@@ -149,7 +149,9 @@ def _health_cell(bay) -> str:
 
 
 class ShowBay(ShowOne):
-    """Show one bay: provider, status, nodes, policy, the steps done."""
+    """Show one bay: provider, status, nodes, policy, the steps done, and each slave's health
+    (agent up, enforcing the policy the bay was seeded with: one SSH round to the slaves).
+    In json/yaml `slaves`, `steps` and `health` are lists and mappings."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
