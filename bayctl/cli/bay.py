@@ -233,6 +233,7 @@ class Verify(Lister):
             from bayctl.verify.html import check_writable
 
             check_writable(parsed_args.html)
+        api.get_bay(parsed_args.name)  # an unknown bay: its error alone, no progress line first
         status = _status(self, f"Verifying bay {parsed_args.name}")
         self.report = api.verify_bay(parsed_args.name, status=status)
         if parsed_args.html:

@@ -90,14 +90,15 @@ class BayState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
-            raise DamagedState(f"unreadable bay state: {err}", path=path) from None
+            raise DamagedState(f"unreadable bay state: {err}{_REMOVE.format(name)}", path=path) from None
         if not isinstance(data, dict):
-            raise DamagedState(f"damaged bay state: a JSON {type(data).__name__}, not an object", path=path)
+            raise DamagedState(f"damaged bay state: a JSON {type(data).__name__}, not an object"
+                               f"{_REMOVE.format(name)}", path=path)
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.name not in data and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
         if missing:
-            raise DamagedState(f"damaged bay state: no {', '.join(missing)}", path=path)
+            raise DamagedState(f"damaged bay state: no {', '.join(missing)}{_REMOVE.format(name)}", path=path)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -105,6 +106,9 @@ class BayState:
     def damaged(cls, name: str, reason: str) -> "BayState":
         """A stand-in for a bay whose bay.json cannot be read, so `list` can show it."""
         return cls(name=name, provider="unknown", spec={}, status=DAMAGED, reason=reason)
+
+
+_REMOVE = " (`bayctl delete bay {}` removes the bay)"
 
 
 class DamagedState(SpecError):

@@ -102,7 +102,8 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
             started_helpers = await asyncio.gather(*(_Helper.start(shell, node, ssh_user)
                                                      for node in [master, *slaves]))
             helpers = {helper.node.name: helper for helper in started_helpers}
-            policy = await _enforced_policy([helpers[node.name] for node in slaves], state.policy_digest)
+            policy = await _enforced_policy([helpers[node.name] for node in slaves], state.policy_digest,
+                                           state.name)
             say(f"slaves enforce policy {policy.digest[:12]}")
 
             groups = sorted(policy.named_groups)
@@ -127,7 +128,7 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
                   pairs=probes, seconds=round(time.monotonic() - started, 2))
 
 
-async def _enforced_policy(slave_helpers: List[_Helper], recorded: Optional[str]):
+async def _enforced_policy(slave_helpers: List[_Helper], recorded: Optional[str], bay: str):
     """The policy every slave enforces, once each agent answered and agrees with the bay's
     record: a slave that drifted (a policy applied behind bayctl's back) is a failure before
     any probe, since the matrix would otherwise be checked against the wrong policy."""
@@ -135,12 +136,12 @@ async def _enforced_policy(slave_helpers: List[_Helper], recorded: Optional[str]
     down = [f"{helper.node.name} ({hello['agent'].replace('agent not running at', 'no answer on')})"
             for helper, hello in zip(slave_helpers, hellos) if hello.get("agent")]
     if down:
-        raise VerifyError(f"agent not running on {', '.join(down)}: `bayctl create mesosbay NAME` "
+        raise VerifyError(f"agent not running on {', '.join(down)}: `bayctl create mesosbay {bay}` "
                           "restarts it")
     digests = {helper.node.name: hello.get("digest") for helper, hello in zip(slave_helpers, hellos)}
     drifted = drift(digests, recorded)
     if drifted:
-        raise VerifyError(f"policy drift: {drifted}; `bayctl policy apply FILE --bay NAME` re-seeds")
+        raise VerifyError(f"policy drift: {drifted}; `bayctl policy apply FILE --bay {bay}` re-seeds")
     without = [name for name, digest in digests.items() if not digest]
     if without:
         raise VerifyError(f"no policy on {', '.join(without)}: seed one first (`bayctl policy apply FILE "
