@@ -53,10 +53,27 @@ def state_root(tmp_path_factory):
         os.environ["BAYCTL_STATE_DIR"] = before
 
 
+def decoy_checkout(path):
+    """A directory holding a `bayctl` package whose agent only says it is a decoy (another
+    checkout, say): whatever starts an agent from there must not run it."""
+    (path / "bayctl" / "node").mkdir(parents=True)
+    (path / "bayctl" / "__init__.py").write_text("")
+    (path / "bayctl" / "node" / "__init__.py").write_text("")
+    (path / "bayctl" / "node" / "agent.py").write_text(
+        "import sys\nprint('SHADOW AGENT from the current directory')\nsys.exit(3)\n")
+    return path
+
+
 @pytest.fixture(scope="module")
-def bay(state_root):
+def bay(state_root, tmp_path_factory):
     require_local_bay()
-    made = api.create_bay(BAY, provider="local", slaves=2, policy=STARS)
+    # Created from inside a decoy checkout: the slaves' agents must still be bayctl's own.
+    here = os.getcwd()
+    os.chdir(decoy_checkout(tmp_path_factory.mktemp("decoy")))
+    try:
+        made = api.create_bay(BAY, provider="local", slaves=2, policy=STARS)
+    finally:
+        os.chdir(here)
     yield made
     api.delete_bay(BAY)
 
@@ -73,6 +90,16 @@ def leftovers(name, state_root):
     if os.path.exists(os.path.join(state_root, name)):
         left.append(f"state {os.path.join(state_root, name)}")
     return left
+
+
+def test_the_slaves_agents_are_bayctls_own_though_create_ran_in_a_decoy_checkout(bay):
+    for node in ("slave0", "slave1"):
+        node_files = files(bay, node)
+        pid = local_nodes.find_process(node_files, "bayctl.node.agent", node_files.agent_socket)
+        assert pid and os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert AgentClient(node_files.agent_socket).health()["ok"] is True
+        with open(node_files.agent_log) as handle:
+            assert "SHADOW" not in handle.read()
 
 
 # -- drift and health ----------------------------------------------------------------------
@@ -328,13 +355,8 @@ def test_a_bayctl_folder_in_the_current_directory_is_not_what_the_agent_runs(tmp
     require_root()
     from bayctl.node.agent_process import remove_tree
 
-    decoy = tmp_path / "checkout"
-    (decoy / "bayctl" / "node").mkdir(parents=True)
-    (decoy / "bayctl" / "__init__.py").write_text("")
-    (decoy / "bayctl" / "node" / "__init__.py").write_text("")
-    (decoy / "bayctl" / "node" / "agent.py").write_text(
-        "import sys\nprint('SHADOW AGENT from the current directory')\nsys.exit(3)\n")
-    monkeypatch.chdir(decoy)
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(decoy_checkout(tmp_path / "checkout"))
     agent = _agent(tmp_path)
     try:
         assert agent.start().client.health()["ok"] is True
