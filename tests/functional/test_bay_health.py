@@ -102,6 +102,29 @@ def test_the_slaves_agents_are_bayctls_own_though_create_ran_in_a_decoy_checkout
             assert "SHADOW" not in handle.read()
 
 
+def test_an_agent_that_exits_at_start_fails_create_at_once_with_its_reason(state_root):
+    require_local_bay()
+    from bayctl.create.pipeline import CreateFailed
+
+    name = "bbt-noagent"
+    # Where slave0's agent must make its socket stands a directory: the agent refuses and exits.
+    blocked = os.path.join(local_nodes.socket_dir(name), "slave0.sock")
+    os.makedirs(blocked)
+    try:
+        with pytest.raises(CreateFailed) as caught:
+            # timeout: without the fix create would wait that long for an agent that is gone.
+            api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, timeout=60)
+        message = str(caught.value)
+        assert f"{blocked} exists and is not a socket" in message
+        assert "nothing of bay bbt-noagent is left" in message
+        assert leftovers(name, state_root) == [] and not os.path.exists(local_nodes.socket_dir(name))
+    finally:
+        if os.path.exists(os.path.join(state_root, name)) or local_net.bay_namespaces(name):
+            api.delete_bay(name)
+        if os.path.isdir(blocked):
+            os.rmdir(blocked)
+
+
 # -- drift and health ----------------------------------------------------------------------
 
 def test_verify_fails_on_drift_naming_node_and_both_digests_and_show_list_say_so(bay):
