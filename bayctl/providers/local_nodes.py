@@ -141,10 +141,10 @@ def _spawn(files: NodeFiles, argv: List[str], log_path: str, program: str, marke
         if pid:
             return pid
         time.sleep(0.02)
-    raise NodeError(f"{program} of {files.node} did not start: {_tail(log_path)}")
+    raise NodeError(f"{program} of {files.node} did not start: {tail(log_path)}")
 
 
-def _tail(path: str, lines: int = 3) -> str:
+def tail(path: str, lines: int = 3) -> str:
     try:
         with open(path, errors="replace") as handle:
             return " | ".join(handle.read().strip().splitlines()[-lines:]) or "(no output)"
