@@ -13,8 +13,10 @@ Every failure is a typed bayctl error (bayctl.errors) with a one-line message.
 """
 
 import dataclasses
+import os
+import shlex
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from bayctl.create.context import Status, bay_key_path
 from bayctl.create.pipeline import create_bay as _create
@@ -85,6 +87,16 @@ class Bay:
     def delete(self, status: Optional[Status] = None) -> bool:
         return delete_bay(self.name, status=status)
 
+    def health(self):
+        """Per slave: agent up, and the digest it enforces vs the one the bay was seeded with
+        (one SSH round; bayctl.verify.health). [] for a bay without nodes."""
+        from bayctl.verify.health import bay_health
+
+        if not self.nodes:
+            return []
+        return bay_health(self.nodes, self.state.policy_digest, bay_state_dir=self.state.directory,
+                          ssh_user=self.ssh_user, ssh_key=self.ssh_key)
+
     def to_dict(self) -> dict:
         """What `bayctl show` prints."""
         state = self.state
@@ -148,6 +160,35 @@ def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None
     with bay_lock(name):
         return seed_bay(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
                         status=status)
+
+
+def ssh_argv(name: str, node: Optional[str] = None, command: Sequence[str] = ()) -> List[str]:
+    """The OpenSSH command line that logs in to a node of the bay (default: the master) with
+    the bay's key and known_hosts only (no ssh-agent, no ~/.ssh/config, a changed host key
+    refused), slaves through the master as seeding reaches them. `command` runs there instead
+    of a shell, its words kept as given."""
+    from bayctl.seed.hostkeys import KNOWN_HOSTS_NAME
+
+    bay = get_bay(name)
+    nodes = {n.name: n for n in bay.nodes}
+    if not nodes:
+        raise BayctlError(f"bay {name} has no nodes yet ({bay.status})")
+    target = nodes.get(node or (bay.master.name if bay.master else ""))
+    if target is None:
+        raise BayctlError(f"bay {name} has no node {node!r} (nodes: {', '.join(nodes)})")
+    base = ["ssh", "-F", "/dev/null", "-i", bay.ssh_key, "-l", bay.ssh_user,
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={os.path.join(bay.state.directory, KNOWN_HOSTS_NAME)}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"]
+    argv = list(base)
+    if not target.public_ip:
+        if bay.master is None or not bay.master.public_ip:
+            raise BayctlError(f"{target.name} has no public address and bay {name} no master to reach it")
+        argv += ["-o", f"ProxyCommand={shlex.join(base + ['-W', '[%h]:%p', bay.master.public_ip])}"]
+    argv.append(target.public_ip or target.private_ip)
+    if command:
+        argv += ["--", shlex.join(command)]
+    return argv
 
 
 def verify_bay(name: str, *, status: Optional[Status] = None):

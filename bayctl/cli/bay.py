@@ -4,6 +4,7 @@ Argument parsing and output only; each command calls one function of bayctl.api.
 """
 
 import logging
+import os
 import sys
 
 from cliff.command import Command
@@ -13,7 +14,8 @@ from cliff.show import ShowOne
 from bayctl import api
 from bayctl.cli.os_options import OpenStackCommand
 from bayctl.create.context import Status
-from bayctl.errors import SeedError
+from bayctl.create.state import DAMAGED
+from bayctl.errors import BayctlError, SeedError
 from bayctl.share import POLICY_HELP
 from bayctl.spec import FIELDS
 
@@ -31,14 +33,26 @@ def _status(command, title=None):
     return status
 
 
-def _show(bay):
+STRUCTURED = ("json", "yaml")  # formats that keep lists and mappings as such
+
+
+def _show(bay, parsed_args, health=True):
+    """show's fields: lists stay lists in json/yaml; the table gets one line per item."""
     data = bay.to_dict()
-    data["slaves"] = ", ".join(data["slaves"])
     from bayctl.create.pipeline import STEPS
 
     order = [step.name for step in STEPS]
     steps = sorted(data["steps"].items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
-    data["steps"] = "\n".join(f"{step}: {outcome}" for step, outcome in steps)
+    data["steps"] = [{"step": step, "outcome": outcome} for step, outcome in steps]
+    if health:
+        from bayctl.verify.health import as_dict, summary
+
+        checked = bay.health()
+        data["health"] = (as_dict(checked) if parsed_args.formatter in STRUCTURED
+                          else summary(checked) if checked else "no nodes yet")
+    if parsed_args.formatter not in STRUCTURED:
+        data["slaves"] = "\n".join(data["slaves"])
+        data["steps"] = "\n".join(f"{step['step']}: {step['outcome']}" for step in data["steps"])
     return tuple(data), tuple("" if value is None else value for value in data.values())
 
 
@@ -76,38 +90,74 @@ class CreateMesosBay(OpenStackCommand, ShowOne):
         fields["cloud"] = getattr(self.os_options(parsed_args), "os_cloud", None)  # kept with the bay
         bay = api.create_bay(parsed_args.name, spec_file=parsed_args.spec, retain=parsed_args.retain,
                              verify=parsed_args.verify, status=_status(self), **fields)
-        return _show(bay)
+        return _show(bay, parsed_args, health=False)  # seeding just read every slave back
 
 
 class DeleteBay(OpenStackCommand, Command):
-    """Delete a bay and everything bayctl made for it (stack or namespaces, keys, state)."""
+    """Delete bays and everything bayctl made for them (stack or namespaces, keys, state).
+
+    A bay whose record (bay.json) is damaged is removed too: what it left on this machine
+    is found by name."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME", help="bay name")
+        parser.add_argument("names", metavar="NAME", nargs="*", help="bay name (several: each in turn)")
+        parser.add_argument("--all", action="store_true", help="every bay bayctl knows here")
         return parser
 
     def take_action(self, parsed_args):
-        if not api.delete_bay(parsed_args.name, status=_status(self)):
-            raise api.BayNotFound(f"no bay {parsed_args.name!r} (see `bayctl list`)")
-        self.app.stdout.write(f"bay {parsed_args.name} deleted\n")
+        names = list(dict.fromkeys(parsed_args.names))
+        if parsed_args.all:
+            names += [bay.name for bay in api.list_bays() if bay.name not in names]
+        elif not names:
+            raise BayctlError("name a bay to delete (or --all)")
+        missing = []
+        for name in names:  # one that fails stops the rest: its error is the command's
+            if api.delete_bay(name, status=_status(self)):
+                self.app.stdout.write(f"bay {name} deleted\n")
+            else:
+                missing.append(name)
+        if missing:
+            raise api.BayNotFound(f"no bay {', '.join(map(repr, missing))} (see `bayctl list`)")
         return 0
 
 
 class ListBays(OpenStackCommand, Lister):
-    """List the bays bayctl knows here."""
+    """List the bays bayctl knows here, with each bay's health (one SSH round per bay: every
+    slave's agent up, and enforcing the policy the bay was seeded with). A bay whose record
+    is damaged is listed as DAMAGED with the reason."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("--no-health", action="store_true", help="do not ask the nodes (no SSH)")
+        return parser
 
     def take_action(self, parsed_args):
-        columns = ("name", "provider", "status", "slaves", "master", "policy_digest")
+        columns = ("name", "provider", "status", "slaves", "master", "policy_digest", "health")
         rows = []
         for bay in api.list_bays():
+            if bay.status == DAMAGED:
+                rows.append((bay.name, "", DAMAGED, "", "", "", bay.state.reason))
+                continue
             rows.append((bay.name, bay.provider, bay.status, len(bay.slaves) or bay.spec.slaves,
-                         bay.master.public_ip if bay.master else "", (bay.state.policy_digest or "")[:12]))
+                         bay.master.public_ip if bay.master else "", (bay.state.policy_digest or "")[:12],
+                         "" if parsed_args.no_health else _health_cell(bay)))
         return columns, rows
 
 
+def _health_cell(bay) -> str:
+    from bayctl.verify.health import summary
+
+    if not bay.nodes:
+        return ""
+    checked = bay.health()
+    return "ok" if all(entry.ok for entry in checked) else summary(checked)
+
+
 class ShowBay(OpenStackCommand, ShowOne):
-    """Show one bay: provider, status, nodes, policy, the steps done."""
+    """Show one bay: provider, status, nodes, policy, the steps done, and each slave's health
+    (agent up, enforcing the policy the bay was seeded with: one SSH round to the slaves).
+    In json/yaml `slaves`, `steps` and `health` are lists and mappings."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -115,7 +165,7 @@ class ShowBay(OpenStackCommand, ShowOne):
         return parser
 
     def take_action(self, parsed_args):
-        return _show(api.get_bay(parsed_args.name))
+        return _show(api.get_bay(parsed_args.name), parsed_args)
 
 
 class PolicyApply(OpenStackCommand, Lister):
@@ -139,6 +189,37 @@ class PolicyApply(OpenStackCommand, Lister):
         return columns, [(r.node, r.status, (r.digest or "")[:12], r.reason) for r in results]
 
 
+class Ssh(Command):
+    """Log in to a node of a bay (default: the master), or run CMD there.
+
+    OpenSSH with the bay's key and known_hosts only; slaves are reached through the master,
+    as seeding reaches them. `bayctl ssh NAME slave0 -- ip addr` runs one command."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME", help="bay name")
+        parser.add_argument("node", metavar="NODE", nargs="?", help="master (default), slave0, ...")
+        parser.usage = f"{prog_name} [-h] NAME [NODE] [-- CMD ...]"
+        # Everything after `--` is the command, split off before argparse sees it: argparse
+        # drops the `--` and would give a NODE-less command's first word to NODE.
+        parse = parser.parse_args
+
+        def parse_args(args=None, namespace=None):
+            args = list(sys.argv[1:] if args is None else args)
+            cut = args.index("--") if "--" in args else len(args)
+            parsed = parse(args[:cut], namespace)
+            parsed.command = args[cut + 1:]
+            return parsed
+
+        parser.parse_args = parse_args
+        return parser
+
+    def take_action(self, parsed_args):
+        argv = api.ssh_argv(parsed_args.name, parsed_args.node, parsed_args.command)
+        sys.stdout.flush()
+        os.execvp(argv[0], argv)  # ssh's exit status is the command's
+
+
 class Verify(OpenStackCommand, Lister):
     """Measure a bay's connectivity matrix and compare it with its policy (exit 1 on differences).
 
@@ -154,6 +235,11 @@ class Verify(OpenStackCommand, Lister):
         return parser
 
     def take_action(self, parsed_args):
+        if parsed_args.html:
+            from bayctl.verify.html import check_writable
+
+            check_writable(parsed_args.html)
+        api.get_bay(parsed_args.name)  # an unknown bay: its error alone, no progress line first
         status = _status(self, f"Verifying bay {parsed_args.name}")
         self.report = api.verify_bay(parsed_args.name, status=status)
         if parsed_args.html:
@@ -170,9 +256,12 @@ class Verify(OpenStackCommand, Lister):
             self.app.stdout.write(self.report.dumps() + "\n")
             return 0
         result = super().produce_output(parsed_args, column_names, data)
-        mismatches = len(self.report.mismatches)
+        mismatches = self.report.mismatches
+        blocked = sum(1 for probe in mismatches if probe.expected)  # measured blocked, policy allows
         summary = (f"{len(self.report.pairs)} probes, all as the policy says" if not mismatches
-                   else f"{mismatches} of {len(self.report.pairs)} probes differ from the policy")
+                   else f"{len(mismatches)} of {len(self.report.pairs)} probes differ from the policy: "
+                        f"{blocked} blocked where the policy allows, {len(mismatches) - blocked} allowed "
+                        "where the policy denies")
         print(f"bay {self.report.bay}: {summary} ({self.report.seconds:g}s)", file=sys.stderr)
         return result
 

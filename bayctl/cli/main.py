@@ -22,6 +22,7 @@ COMMANDS = {
     "show": "bayctl.cli.bay:ShowBay",
     "policy apply": "bayctl.cli.bay:PolicyApply",
     "verify": "bayctl.cli.bay:Verify",
+    "ssh": "bayctl.cli.bay:Ssh",
     "demo": "bayctl.cli.demo:Demo",
     "node agent": "bayctl.cli.node:Agent",
     "node apply": "bayctl.cli.node:Apply",
@@ -57,6 +58,9 @@ class BayctlApp(App):
             command_manager=manager,
             deferred_help=True,
         )
+        # cliff registers its own `complete`; bayctl's also completes bay names, for bash and zsh.
+        manager.commands["complete"] = importlib.metadata.EntryPoint(
+            "complete", "bayctl.cli.complete:Complete", "bayctl.cli")
 
     def configure_logging(self):
         super().configure_logging()
@@ -93,9 +97,10 @@ class BayctlApp(App):
     def run_subcommand(self, argv):
         try:
             return super().run_subcommand(argv)
-        except KeyboardInterrupt:
-            # Steps are idempotent: re-running the command resumes where this one stopped.
-            print("bayctl: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as interrupt:
+            # Steps are idempotent: re-running the command resumes where this one stopped (the
+            # create pipeline's interrupt says so, naming the bay).
+            print(f"bayctl: interrupted{': ' if str(interrupt) else ''}{interrupt}", file=sys.stderr)
             return 130
 
 

@@ -29,7 +29,17 @@ from bayctl.create.context import (
     public_key_of,
     request_from_spec,
 )
-from bayctl.create.state import CREATING, DELETING, FAILED, READY, BayState, bay_lock, remove_bay_dir
+from bayctl.create.state import (
+    CREATING,
+    DELETING,
+    FAILED,
+    READY,
+    BayState,
+    DamagedState,
+    bay_dir,
+    bay_lock,
+    remove_bay_dir,
+)
 from bayctl.create.steps.collect_nodes import CollectNodes
 from bayctl.create.steps.create_stack import CreateStack
 from bayctl.create.steps.ensure_image import EnsureImage
@@ -40,7 +50,7 @@ from bayctl.create.steps.wait import Wait
 from bayctl.create.steps.wait_for_agents import WaitForAgents
 from bayctl.errors import BayctlError, CloudError, SpecError
 from bayctl.providers import get_provider
-from bayctl.spec import CLOUD_PROVIDERS, BaySpec
+from bayctl.spec import CLOUD_PROVIDERS, BaySpec, check_local_size
 
 STEPS = (
     EnsureImage(),
@@ -63,6 +73,10 @@ class CreateFailed(BayctlError):
     def __init__(self, message, *, step, cause):
         self.step, self.cause = step, cause
         super().__init__(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during create; the message says how to resume or remove the bay."""
 
 
 def cloud_configured(spec: BaySpec) -> bool:
@@ -117,6 +131,7 @@ def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
             provider, conn = open_provider(resolve_provider_name(spec, saved), spec,
                                            **(provider_options or {}))
             spec = spec.with_provider(provider.name)
+            check_local_size(spec)  # `auto` may have become local just now
             if hasattr(provider, "check"):
                 provider.check(spec.name)
             if spec.ssh_key:
@@ -179,7 +194,9 @@ def _run_steps(ctx: CreateContext, fresh: bool) -> None:
         ctx.state.status, ctx.state.reason = FAILED, "interrupted"
         ctx.state.failed_step = current.name if current else None
         ctx.save()
-        raise
+        name = ctx.spec.name
+        raise Interrupted(f"bay {name} is half made: `bayctl create mesosbay {name}` resumes it, "
+                          f"`bayctl delete bay {name}` removes it") from None
 
 
 def _fail(ctx: CreateContext, step, err: Exception, fresh: bool) -> None:
@@ -206,7 +223,11 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
     """Remove bay `name` and everything bayctl made for it. False if there was no such bay."""
     status = status or Status()
     with bay_lock(name):
-        state = BayState.load(name)
+        try:
+            state = BayState.load(name)
+        except DamagedState as err:
+            _delete_damaged(name, err, status)
+            return True
         if state is None:
             # Nothing recorded; a local bay interrupted before its first save still has objects.
             from bayctl.providers.local_net import bay_namespaces
@@ -221,6 +242,23 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
         provider, _ = open_provider(state.provider, BaySpec.from_dict(state.spec), **(provider_options or {}))
         _delete(state, provider, status)
         return True
+
+
+def _delete_damaged(name: str, err: DamagedState, status: Status) -> None:
+    """Remove a bay whose bay.json cannot be read: what a local bay leaves on this machine is
+    found by name (namespaces, links, pins, sockets), then the state dir goes. A cloud bay's
+    stack cannot be found without its record: the message says so."""
+    from bayctl.providers.local import RECORD
+    from bayctl.providers.local_net import bay_namespaces
+
+    status.start(f"Deleting bay {name} ({err})")
+    local = bay_namespaces(name) or os.path.exists(os.path.join(bay_dir(name), RECORD))
+    if local:
+        provider, _ = open_provider("local")
+        provider.delete(name)
+    remove_bay_dir(name)
+    status.end("done" if local else "state removed; a cloud stack of this bay, if any, is not known here "
+               f"(look for `{name}` in `openstack stack list`)")
 
 
 def _delete(state: BayState, provider, status: Status) -> None:

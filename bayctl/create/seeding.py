@@ -3,6 +3,8 @@
 Used by the create pipeline's seed step and by `bayctl policy apply FILE --bay NAME`.
 """
 
+import os
+
 from bayctl.errors import SeedError
 from bayctl.policy import load_policy
 from bayctl.providers.base import MASTER, SLAVE
@@ -37,7 +39,7 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
     failed = [r for r in results if not r.ok]
     if not failed:
         state.policy_digest = policy.digest
-        state.policy_path = policy_path
+        state.policy_path = os.path.abspath(policy_path)  # `show` names it wherever it is run
     state.save()
     if failed:
         named = "; ".join(f"{r.node}: {r.reason}" for r in failed)

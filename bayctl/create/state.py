@@ -29,6 +29,7 @@ ENV_STATE_DIR = "BAYCTL_STATE_DIR"
 
 # Overall status, in bayctl's own words (the provider's words are in `provider_status`).
 CREATING, READY, FAILED, DELETING = "CREATING", "READY", "FAILED", "DELETING"
+DAMAGED = "DAMAGED"  # bay.json cannot be read: listed with its reason, removable by delete
 
 
 def state_root() -> str:
@@ -89,9 +90,29 @@ class BayState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
-            raise SpecError(f"unreadable bay state: {err}", path=path) from None
+            raise DamagedState(f"unreadable bay state: {err}{_REMOVE.format(name)}", path=path) from None
+        if not isinstance(data, dict):
+            raise DamagedState(f"damaged bay state: a JSON {type(data).__name__}, not an object"
+                               f"{_REMOVE.format(name)}", path=path)
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise DamagedState(f"damaged bay state: no {', '.join(missing)}{_REMOVE.format(name)}", path=path)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+    @classmethod
+    def damaged(cls, name: str, reason: str) -> "BayState":
+        """A stand-in for a bay whose bay.json cannot be read, so `list` can show it."""
+        return cls(name=name, provider="unknown", spec={}, status=DAMAGED, reason=reason)
+
+
+_REMOVE = " (`bayctl delete bay {}` removes the bay)"
+
+
+class DamagedState(SpecError):
+    """A bay's bay.json exists but cannot be read (not JSON, or not a bay's record)."""
 
 
 def list_states() -> List[BayState]:
@@ -102,7 +123,10 @@ def list_states() -> List[BayState]:
         return []
     states = []
     for name in names:
-        state = BayState.load(name)
+        try:
+            state = BayState.load(name)
+        except DamagedState as err:  # one bad record must not hide every other bay
+            state = BayState.damaged(name, str(err))
         if state is not None:
             states.append(state)
     return states

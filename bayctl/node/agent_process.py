@@ -17,6 +17,17 @@ from bayctl.errors import NodeError
 from bayctl.node.client import AgentClient
 
 READY_TIMEOUT = 30.0
+AGENT_CWD = "/"  # never the caller's directory, whatever lies there
+
+
+def agent_python():
+    """argv that runs the agent module of the bayctl this Python imports.
+
+    `python -m` puts the current directory first on sys.path, so a `bayctl/` folder there
+    (another checkout) would be run instead. -P (3.11+) leaves it out; older Pythons get -I
+    (isolated: also ignores PYTHON* variables and the user's site directory)."""
+    flag = "-P" if sys.version_info >= (3, 11) else "-I"
+    return [sys.executable, flag, "-m", "bayctl.node.agent"]
 
 
 class AgentProcess:
@@ -35,7 +46,7 @@ class AgentProcess:
         return AgentClient(self.socket_path)
 
     def command(self):
-        argv = [sys.executable, "-m", "bayctl.node.agent", "--socket", self.socket_path,
+        argv = [*agent_python(), "--socket", self.socket_path,
                 "--pin-dir", self.pin_dir, "--state-dir", self.state_dir, *self.extra_args]
         if self.netns:
             argv = ["nsenter", f"--net={self.netns}", *argv]
@@ -46,9 +57,11 @@ class AgentProcess:
         if self.process and self.process.poll() is None:
             raise NodeError(f"agent at {self.socket_path} is already running (pid {self.process.pid})")
         if self._log is None:       # a restarted agent appends to the same log
-            self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
+            # a+b, not ab: log_tail() reads it back to say why a start failed.
+            self._log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=AGENT_CWD,
             # The agent's own session: a Ctrl-C meant for the caller does not kill enforcement's owner.
             start_new_session=True,
         )

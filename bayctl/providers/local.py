@@ -127,7 +127,7 @@ class LocalProvider(Provider):
             files = local_nodes.NodeFiles(ref, node, self._dir(ref))
             checks.append((f"{node} sshd", lambda a=address: _port_open(a, 22)))
             if role == SLAVE:
-                checks.append((f"{node} agent", lambda f=files: _agent_healthy(f.agent_socket)))
+                checks.append((f"{node} agent", lambda f=files: _agent_ready(f)))
         deadline = time.monotonic() + (timeout or READY_TIMEOUT)
         done = set()
         while True:
@@ -241,6 +241,17 @@ def _port_open(address: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _agent_ready(files) -> bool:
+    """The slave's agent answers; an agent that is not even running any more fails the wait
+    at once with its log's last lines (instead of waiting out the bay's whole timeout)."""
+    if _agent_healthy(files.agent_socket):
+        return True
+    if local_nodes.find_process(files, "bayctl.node.agent", files.agent_socket) is None:
+        raise CloudError(f"the agent of {files.node} exited: {local_nodes.tail(files.agent_log)} "
+                         f"(log: {files.agent_log})")
+    return False
 
 
 def _agent_healthy(socket_path: str) -> bool:

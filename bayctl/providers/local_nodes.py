@@ -118,7 +118,9 @@ def ensure_agent(files: NodeFiles) -> int:
         return running
     os.makedirs(os.path.dirname(files.agent_socket), mode=0o700, exist_ok=True)
     os.makedirs(files.agent_state, mode=0o700, exist_ok=True)
-    argv = [sys.executable, "-m", "bayctl.node.agent", "--socket", files.agent_socket,
+    from bayctl.node.agent_process import agent_python
+
+    argv = [*agent_python(), "--socket", files.agent_socket,
             "--pin-dir", files.pin_dir, "--state-dir", files.agent_state]
     return _spawn(files, local_net.in_netns(files.netns, argv), files.agent_log, "bayctl.node.agent",
                   files.agent_socket)
@@ -131,17 +133,18 @@ def _spawn(files: NodeFiles, argv: List[str], log_path: str, program: str, marke
     parent, so it outlives bayctl and leaves no zombie); returns its pid once it runs."""
     with open(log_path, "ab") as log:
         subprocess.run(["setsid", "--fork", *argv], stdin=subprocess.DEVNULL, stdout=log,
-                       stderr=subprocess.STDOUT, check=True, close_fds=True)
+                       stderr=subprocess.STDOUT, check=True, close_fds=True,
+                       cwd="/")  # a daemon holds no user's directory (nor imports from it)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pid = find_process(files, program, marker)
         if pid:
             return pid
         time.sleep(0.02)
-    raise NodeError(f"{program} of {files.node} did not start: {_tail(log_path)}")
+    raise NodeError(f"{program} of {files.node} did not start: {tail(log_path)}")
 
 
-def _tail(path: str, lines: int = 3) -> str:
+def tail(path: str, lines: int = 3) -> str:
     try:
         with open(path, errors="replace") as handle:
             return " | ".join(handle.read().strip().splitlines()[-lines:]) or "(no output)"

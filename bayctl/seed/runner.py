@@ -212,7 +212,7 @@ async def _seed_one(target, bastion_conn, connect_options, trust, agent, policy_
     address = _address(target, bastion)
     if not target.host:
         return NodeResult(target.name, FAILED, "the node has no address", address=address)
-    stage = ["connecting"]  # where a timeout struck, for its reason
+    stage = ["connecting"]  # where the node's time limit struck, for its reason
     try:
         return await asyncio.wait_for(
             _converse(target, bastion_conn, connect_options, trust, agent, policy_text, wanted, address,
@@ -221,7 +221,8 @@ async def _seed_one(target, bastion_conn, connect_options, trust, agent, policy_
     except NodeError as exc:
         return NodeResult(target.name, FAILED, str(exc), address=address)
     except (asyncio.TimeoutError, TimeoutError):
-        return NodeResult(target.name, FAILED, f"timed out after {node_timeout:g}s while {stage[0]}",
+        return NodeResult(target.name, FAILED,
+                          f"timed out after {node_timeout:g}s (the node's time limit) while {stage[0]}",
                           address=address)
     except Exception as exc:  # a node's failure is its result, never the run's end
         reason = _ssh_reason(exc, target.host, target.port, trust)
@@ -232,8 +233,14 @@ async def _converse(target, bastion_conn, connect_options, trust, agent, policy_
                     stage):
     tunnel = bastion_conn if target.tunnelled else None
     algs = trust.host_key_algs(target.host, target.port)
-    async with asyncssh.connect(target.host, target.port, tunnel=tunnel, server_host_key_algs=algs,
-                                **connect_options) as conn:
+    try:
+        conn = await asyncssh.connect(target.host, target.port, tunnel=tunnel, server_host_key_algs=algs,
+                                      **connect_options)
+    except (asyncio.TimeoutError, TimeoutError):
+        # asyncssh's connect_timeout (TCP and SSH handshake), not the node's overall limit.
+        raise NodeError(f"ssh connection to {target.host}:{target.port} timed out after "
+                        f"{connect_options['connect_timeout']:g}s (the SSH connect timeout)") from None
+    async with conn:
         if agent.one_command:
             stage[0] = "applying the policy unless the node holds it, and reading it back"
             applied, readback = agent.parse_seed(*await _run(conn, agent.seed_command(wanted), policy_text))

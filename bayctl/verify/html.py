@@ -148,3 +148,19 @@ def _marker(name, color) -> str:
 
 def _e(text) -> str:
     return html.escape(str(text), quote=True)
+
+
+def check_writable(path: str) -> None:
+    """Refuse an --html path the page could not be written to, before anything is measured
+    (a verification can take minutes; its result must not be lost to a typo)."""
+    import os
+
+    from bayctl.errors import BayctlError
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise BayctlError(f"--html {path}: is a directory (name a file)")
+    if not os.path.isdir(directory):
+        raise BayctlError(f"--html {path}: no directory {directory}")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise BayctlError(f"--html {path}: not writable")

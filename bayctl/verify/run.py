@@ -18,7 +18,7 @@ probe helper (bayctl.verify.node) runs on every slave and on the master:
 import asyncio
 import json
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from bayctl.errors import BayctlError, NodeError
 from bayctl.policy import parse_policy
@@ -102,7 +102,8 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
             started_helpers = await asyncio.gather(*(_Helper.start(shell, node, ssh_user)
                                                      for node in [master, *slaves]))
             helpers = {helper.node.name: helper for helper in started_helpers}
-            policy = await _enforced_policy([helpers[node.name] for node in slaves])
+            policy = await _enforced_policy([helpers[node.name] for node in slaves], state.policy_digest,
+                                           state.name)
             say(f"slaves enforce policy {policy.digest[:12]}")
 
             groups = sorted(policy.named_groups)
@@ -127,9 +128,20 @@ async def _verify(state, nodes, ssh_user, ssh_key, status) -> Report:
                   pairs=probes, seconds=round(time.monotonic() - started, 2))
 
 
-async def _enforced_policy(slave_helpers: List[_Helper]):
+async def _enforced_policy(slave_helpers: List[_Helper], recorded: Optional[str], bay: str):
+    """The policy every slave enforces, once each agent answered and agrees with the bay's
+    record: a slave that drifted (a policy applied behind bayctl's back) is a failure before
+    any probe, since the matrix would otherwise be checked against the wrong policy."""
     hellos = await asyncio.gather(*(helper.ask({"op": "hello"}) for helper in slave_helpers))
+    down = [f"{helper.node.name} ({hello['agent'].replace('agent not running at', 'no answer on')})"
+            for helper, hello in zip(slave_helpers, hellos) if hello.get("agent")]
+    if down:
+        raise VerifyError(f"agent not running on {', '.join(down)}: `bayctl create mesosbay {bay}` "
+                          "restarts it")
     digests = {helper.node.name: hello.get("digest") for helper, hello in zip(slave_helpers, hellos)}
+    drifted = drift(digests, recorded)
+    if drifted:
+        raise VerifyError(f"policy drift: {drifted}; `bayctl policy apply FILE --bay {bay}` re-seeds")
     without = [name for name, digest in digests.items() if not digest]
     if without:
         raise VerifyError(f"no policy on {', '.join(without)}: seed one first (`bayctl policy apply FILE "
@@ -139,6 +151,15 @@ async def _enforced_policy(slave_helpers: List[_Helper]):
         raise VerifyError(f"the slaves enforce different policies ({listing}): re-seed with `bayctl policy "
                           "apply`")
     return parse_policy(hellos[0]["source"], source=f"{slave_helpers[0].node.name}:agent")
+
+
+def drift(digests: Dict[str, Optional[str]], recorded: Optional[str]) -> str:
+    """'' when every node holds the recorded digest (or none is recorded), else one clause per
+    node that does not: 'slave1 enforces 515b0a2b35fd, the bay was seeded with 36748d47efc0'."""
+    if not recorded:
+        return ""
+    return "; ".join(f"{name} enforces {(digest or 'no policy')[:12]}, the bay was seeded with "
+                     f"{recorded[:12]}" for name, digest in digests.items() if digest != recorded)
 
 
 def _place(groups, slaves) -> List[dict]:

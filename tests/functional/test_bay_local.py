@@ -324,8 +324,12 @@ def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(sta
             process.send_signal(signal.SIGINT)
             break
     _, err = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode == 130
     assert "Traceback" not in err
+    # The last line names both ways on: resume, or remove.
+    assert err.strip().splitlines()[-1] == (
+        f"bayctl: interrupted: bay {name} is half made: `bayctl create mesosbay {name}` resumes it, "
+        f"`bayctl delete bay {name}` removes it")
     state = api.get_bay(name).state
     assert state.status == "FAILED" and state.reason == "interrupted"
     assert local_net.bay_namespaces(name)  # nothing was removed by the interrupt

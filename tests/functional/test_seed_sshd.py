@@ -6,9 +6,14 @@ their reason while the others are still seeded; slaves without a public address 
 reached through the master as bastion.
 """
 
+import contextlib
+import http.server
+import json
 import logging
 import os
 import socket
+import socketserver
+import threading
 
 import pytest
 from prereq import require_tools
@@ -116,7 +121,9 @@ def test_a_node_that_never_answers_times_out_and_the_others_are_seeded(sshd_bay_
         results = by_name(seed_policy(nodes, WEB_DB, raise_on_failure=False, connect_timeout=3,
                                       **bay.seed_options()))
     assert results["bseed-silent"].status == FAILED
-    assert "timed out" in results["bseed-silent"].reason
+    # The timeout that fired is named: the 3 s SSH connect timeout, not the node's 90 s limit.
+    assert results["bseed-silent"].reason == (f"ssh connection to {silent_ip}:{bay.port} timed out after 3s "
+                                              "(the SSH connect timeout)")
     assert [results[s.name].status for s in bay.slaves] == [SEEDED, SEEDED]
 
 
@@ -230,3 +237,72 @@ def test_a_node_with_several_host_keys_is_asked_for_its_ed25519_key_then_for_the
     assert lines[1].split()[:2] == [f"[{fresh.ip}]:{bay.port}", "ssh-ed25519"]
     with open(fresh.host_keys[2] + ".pub") as handle:
         assert lines[1].split()[2] == handle.read().split()[1]
+
+
+class _LyingAgent(http.server.BaseHTTPRequestHandler):
+    """The agent's policy API, answering what `lie` says instead of what it holds: a node
+    whose agent is broken (or not bayctl's) behind the real socket path sshd hands out."""
+
+    lie = {}  # "put": HTTP status for every PUT; "digest": what every GET reports
+
+    def do_GET(self):
+        self._answer(200, {"digest": self.lie["digest"], "groups": {}, "source": ""})
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = self.lie["put"]
+        self._answer(status, {"digest": self.lie["digest"], "entries": 1} if status == 200 else
+                     {"error": "policy unchanged"})
+
+    def _answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def lying_agent(slave, **lie):
+    """Replace `slave`'s agent by one that lies, on the same socket, for the duration."""
+    slave.stop_agent()
+    handler = type("Lie", (_LyingAgent,), {"lie": lie})
+    server = socketserver.ThreadingUnixStreamServer(slave.socket, handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        os.unlink(slave.socket)
+
+
+OTHER_DIGEST = parse_policy(STARS).digest
+
+
+@pytest.mark.parametrize("remote,lie", [
+    ("curl", {"put": 200, "digest": OTHER_DIGEST}),  # "applied", then reads back another policy
+    ("cli", {"put": 200, "digest": OTHER_DIGEST}),
+    ("curl", {"put": 412, "digest": OTHER_DIGEST}),  # "unchanged" for a digest it does not hold
+], ids=["curl-wrong-digest", "cli-wrong-digest", "curl-lies-unchanged"])
+def test_a_node_whose_agent_reports_another_digest_is_failed_by_the_read_back(sshd_bay_factory, remote, lie):
+    bay = sshd_bay_factory(2)
+    liar = bay.slaves[1]
+    wanted = parse_policy(WEB_DB).digest
+    with lying_agent(liar, **lie):
+        with pytest.raises(SeedError) as caught:
+            seed_policy(bay.nodes(), WEB_DB, remote=remote, **bay.seed_options())
+    results = by_name(caught.value.results)
+    assert results[liar.name].status == FAILED
+    assert results[liar.name].reason == (f"read-back digest {OTHER_DIGEST[:12]} differs from the policy's "
+                                         f"{wanted[:12]}")
+    assert f"{liar.name} (read-back digest" in str(caught.value) and "1 of 2" in str(caught.value)
+    assert results[bay.slaves[0].name].status == SEEDED and bay.slaves[0].agent_digest() == wanted
