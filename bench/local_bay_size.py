@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 
 
 def timed(fn, *args, **kwargs):

@@ -24,8 +24,8 @@ from bayctl.verify.run import VerifyError
 pytestmark = [pytest.mark.root, pytest.mark.sshd]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DB = os.path.join(ROOT, "policy", "examples", "web-db.yaml")
-STARS = os.path.join(ROOT, "policy", "examples", "stars.yaml")
+WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
+STARS = os.path.join(ROOT, "bayctl", "share", "policies", "stars.yaml")
 BAY = "bbt-health"
 
 
