@@ -34,8 +34,19 @@ NODE_IP, MASTER_IP = "10.0.0.7", "10.0.0.5"
 # image's unit files; the other units (bayctl's agent needs a kernel datapath) are enabled only.
 SYSTEMCTL_SHIM = """#!/bin/bash
 set -e
-/bin/systemctl "${{@/--now/}}" 2>/dev/null || true
+args=()
+for arg in "$@"; do [ "$arg" = --now ] || args+=("$arg"); done
+/bin/systemctl "${{args[@]}}" >/dev/null 2>&1 || true
 [ "$1" = enable ] || [ "$1" = start ] || exit 0
+started() {{  # like Type=simple + the fragments' health waits: return once the stand-in recorded
+    echo "$1" >> /tmp/bayctl-test-shim/pids
+    for _ in $(seq 600); do
+        [ -s "/var/lib/mesos-standin/$2.json" ] && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}}
 for unit in "$@"; do
     case "$unit" in
 {cases}
@@ -92,8 +103,8 @@ def node_tree(node_image_raw, tmp_path):
         cases = []
         for unit in ("mesos-slave.service", "mesos-master.service", "marathon.service"):
             pre, start = unit_commands(str(merged), unit)
-            commands = "; ".join(pre + [f"setsid {start} >/var/log/{unit}.log 2>&1 & echo $! >> "
-                                        "/tmp/bayctl-test-shim/pids"])
+            commands = "".join(f"{command}; " for command in pre)
+            commands += f"setsid {start} >/var/log/{unit}.log 2>&1 & started $! {unit[:-8]}"
             cases.append(f"        {unit}|{unit[:-8]}) {commands} ;;")
         (shim_dir / "systemctl").write_text(SYSTEMCTL_SHIM.format(cases="\n".join(cases)))
         (shim_dir / "systemctl").chmod(0o755)
@@ -127,6 +138,15 @@ def node_tree(node_image_raw, tmp_path):
             subprocess.run(["umount", "-l", target], check=False)
 
 
+def node_network():
+    """The CNI network bayctl-hostgw writes for this node (its own subnet, bayctl-cni)."""
+    from bayctl.node import hostgw
+
+    network = hostgw.cni_config(hostgw.container_subnet(NODE_IP, "10.0.0.0/24", "10.100.0.0/16"))
+    assert network["type"] == "bayctl-cni" and network["ipam"]["subnet"].startswith("10.100.7.")
+    return network
+
+
 def assert_agent_uses_bayctl_cni(record, master):
     flags = record["flags"]
     assert flags["master"] == f"zk://{master}:2181/mesos"
@@ -157,8 +177,7 @@ def test_heat_fragment_configures_a_slave_from_the_image_description(node_tree):
     assert flags["containerizers"] == "docker,mesos" and flags["ip"] == NODE_IP
     assert record["argv"] == ["/usr/sbin/mesos-slave"]
     # The CNI network the agent reads is this node's own subnet, written by bayctl-hostgw.
-    conf = json.loads(record["cni_configs"]["10-bayctl.conf"])
-    assert conf["type"] == "bayctl-cni" and conf["ipam"]["subnet"] == "10.100.7.0/24"
+    assert json.loads(record["cni_configs"]["10-bayctl.conf"]) == node_network()
     assert (node_tree["tree"] / "etc" / "bayctl" / "role").read_text().split() == ["slave"]
 
 
@@ -182,7 +201,7 @@ def test_magnum_configured_slave_still_uses_bayctl_cni(node_tree):
     flags = assert_agent_uses_bayctl_cni(record, MASTER_IP)
     # Magnum's labels are kept; what CNI needs is added.
     assert flags["isolation"].split(",")[:2] == ["cgroups/cpu", "cgroups/mem"]
-    assert json.loads(record["cni_configs"]["10-bayctl.conf"])["ipam"]["subnet"] == "10.100.7.0/24"
+    assert json.loads(record["cni_configs"]["10-bayctl.conf"]) == node_network()
 
 
 def test_master_is_configured_without_services_the_image_lacks(node_tree):
