@@ -2,7 +2,7 @@
 
 The session's one image (fixtures_image.node_image_raw) is mounted read-only under a
 throwaway overlay and entered with chroot inside a network namespace of the test's own
-(a dummy eth0 with a private address and a default route, as a cloud node has). There the
+(an eth0 with a private address and a default route, as a cloud node has). There the
 REAL configuration scripts run: bayctl's Heat fragment configure-slave.sh (rendered as
 Heat's str_replace renders it) and Magnum 10.0.0's own configure-mesos-slave.sh (from the
 Magnum virtualenv the cloud tier uses). The stand-in mesos-slave is then started the way
@@ -94,8 +94,12 @@ def node_tree(node_image_raw, tmp_path):
         mount("-t", "proc", "proc", f"{merged}/proc")
         mount("--bind", "/dev", f"{merged}/dev")
         subprocess.run(["ip", "netns", "add", netns], check=True)
-        for cmd in (["link", "add", "eth0", "type", "dummy"], ["link", "set", "lo", "up"],
-                    ["link", "set", "eth0", "up"], ["addr", "add", f"{NODE_IP}/24", "dev", "eth0"],
+        # eth0 as a cloud node has it (a veth whose peer stays in the namespace: no dummy
+        # module on every kernel), with a private address and a default route.
+        for cmd in (["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"],
+                    ["link", "set", "lo", "up"], ["link", "set", "eth0p", "up"],
+                    ["link", "set", "eth0", "up"],
+                    ["addr", "add", f"{NODE_IP}/24", "dev", "eth0"],
                     ["route", "add", "default", "via", "10.0.0.1"]):
             subprocess.run(["ip", "-n", netns, *cmd], check=True)
         shim_dir = merged / "tmp" / "bayctl-test-shim"
