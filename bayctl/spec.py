@@ -64,7 +64,8 @@ FIELDS = (
     Field("image", "str", "Glance image of the nodes (cloud providers)"),
     Field("flavor", "str", "Nova flavor of the slaves (cloud providers)"),
     Field("master_flavor", "str", "Nova flavor of the master (default: --flavor)"),
-    Field("keypair", "str", "Nova keypair installed on the nodes (cloud providers)"),
+    Field("keypair", "str", "Nova keypair installed on the nodes (cloud providers; default: the bay's "
+          "own key, uploaded as bayctl-NAME and deleted with the bay)"),
     Field("external_network", "str", "Neutron network giving the master its public address"),
     Field("cloud", "str", "clouds.yaml entry to use (default: $OS_CLOUD)"),
     Field("ssh_user", "str", "login user on the nodes (default: root locally, debian on a cloud)"),
@@ -158,7 +159,8 @@ def check_consistency(spec: BaySpec, path: Optional[str] = None) -> None:
     """Checks across fields, and that the files the spec names can be read."""
     check_local_size(spec, path)
     if spec.provider in CLOUD_PROVIDERS:
-        for key in ("image", "flavor", "keypair", "external_network"):
+        # No keypair: bayctl uploads the bay's own key as keypair bayctl-NAME (bayctl.create.keypair).
+        for key in ("image", "flavor", "external_network"):
             if not getattr(spec, key):
                 field = FIELDS_BY_KEY[key]
                 raise SpecError(f"required for provider {spec.provider} (set `{key}` in bay.yaml or "

@@ -16,10 +16,13 @@
 _XTRACE_BAYCTL=$(set +o | grep xtrace)
 set -o xtrace
 
-# Debian/Ubuntu packages: clang/libbpf build the datapath object at install time,
-# diskimage-builder's host tools build the image, ssh seeds the slaves.
-BAYCTL_PACKAGES=(make clang llvm libbpf-dev openssh-client curl debootstrap qemu-utils
-    squashfs-tools gdisk dosfstools parted e2fsprogs xfsprogs kpartx)
+# Debian/Ubuntu packages, listed once in files/debs/bayctl (devstack reads it too): clang/libbpf
+# build the datapath object at install time, diskimage-builder's host tools build the image,
+# ssh seeds the slaves.
+mapfile -t BAYCTL_PACKAGES < <(grep -v '^#' "$(dirname "${BASH_SOURCE[0]}")/files/debs/bayctl")
+
+# Where post-config exports BAYCTL_STATE_DIR for the stack user's login shells.
+BAYCTL_PROFILE=${BAYCTL_PROFILE:-/etc/profile.d/bayctl-devstack.sh}
 
 # Run bayctl as devstack's admin, keeping bays' state where this plugin put it.
 function bayctl_cli {
@@ -37,6 +40,8 @@ function configure_bayctl {
     echo_summary "Configuring bayctl"
     sudo install -d -o "$STACK_USER" -m 0700 "$BAYCTL_STATE_DIR"
     sudo install -d -o "$STACK_USER" "$BAYCTL_IMAGE_DIR"
+    # `bayctl list` (and the rest) as the stack user, in a login shell, sees devstack's bays.
+    echo "export BAYCTL_STATE_DIR=$BAYCTL_STATE_DIR" | sudo tee "$BAYCTL_PROFILE" >/dev/null
 }
 
 function upload_bayctl_image {
@@ -45,6 +50,9 @@ function upload_bayctl_image {
     fi
     if ! is_service_enabled glance; then
         die $LINENO "bayctl: BAYCTL_BUILD_IMAGE=True needs glance (enable it, or set BAYCTL_BUILD_IMAGE=False)"
+    fi
+    if [[ -z "$BAYCTL_MESOS_APT_REPO" && -z "$BAYCTL_MESOS_DEB_DIR" ]]; then
+        die $LINENO "bayctl: BAYCTL_BUILD_IMAGE=True needs Mesos packages: set BAYCTL_MESOS_APT_REPO and/or BAYCTL_MESOS_DEB_DIR (see elements/mesos/README.rst), or BAYCTL_BUILD_IMAGE=False"
     fi
     echo_summary "Building and uploading the bayctl node image $BAYCTL_IMAGE_NAME"
     local args=(image build --upload --image-name "$BAYCTL_IMAGE_NAME"
@@ -104,7 +112,7 @@ function cleanup_bayctl {
         # The cloud may already be gone on clean: a failed delete must not stop clean.sh.
         bayctl_cli delete bay "$BAYCTL_BAY_NAME" || echo "bayctl: could not delete bay $BAYCTL_BAY_NAME"
     fi
-    sudo rm -rf "$BAYCTL_STATE_DIR" "$BAYCTL_IMAGE_DIR"
+    sudo rm -rf "$BAYCTL_STATE_DIR" "$BAYCTL_IMAGE_DIR" "$BAYCTL_PROFILE"
 }
 
 if is_service_enabled bayctl; then

@@ -38,6 +38,8 @@ function trueorfalse {
         * )                                      echo "$default" ;;
     esac
 }
+function define_plugin { _record define_plugin "$@"; }
+function plugin_requires { _record plugin_requires "$@"; }
 function install_package { _record install_package "$@"; }
 function setup_develop { _record setup_develop "$@"; }
 function echo_summary { _record echo_summary "$*"; }

@@ -32,6 +32,53 @@ echo "stand-in {name} $*"
 exec sleep infinity
 """
 
+# The stand-ins of the Mesos daemons and Marathon record how they were started -- argv, the
+# environment and the flags a real one would read (Mesosphere's mesos-init-wrapper turns
+# /etc/mesos/zk and each file of /etc/mesos-{{master,slave}} into a --flag) -- to
+# /var/lib/mesos-standin/NAME.json, then answer the health URL the Heat fragments wait for,
+# so a test (or a VM) can assert what a real Mesos would have been started with.
+_RECORDING_DAEMON = """#!/usr/bin/python3
+# Stand-in for {name} (bayctl tests): records its start, then answers {health}.
+import http.server, json, os, sys
+FLAGS_DIR, PORT, HEALTH = {flags_dir!r}, {port}, {health!r}
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+flags = {{}}
+if os.path.isfile("/etc/mesos/zk"):
+    flags["master" if FLAGS_DIR == "/etc/mesos-slave" else "zk"] = read("/etc/mesos/zk")
+if os.path.isdir(FLAGS_DIR):
+    for flag in sorted(os.listdir(FLAGS_DIR)):
+        if os.path.isfile(os.path.join(FLAGS_DIR, flag)):
+            flags[flag] = read(os.path.join(FLAGS_DIR, flag))
+cni = {{}}
+cni_dir = flags.get("network_cni_config_dir")
+if cni_dir and os.path.isdir(cni_dir):
+    cni = {{n: read(os.path.join(cni_dir, n)) for n in sorted(os.listdir(cni_dir))}}
+os.makedirs("/var/lib/mesos-standin", exist_ok=True)
+record = {{"name": {name!r}, "argv": sys.argv, "env": dict(os.environ), "flags": flags,
+          "cni_configs": cni}}
+with open("/var/lib/mesos-standin/{name}.json.tmp", "w") as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+os.replace("/var/lib/mesos-standin/{name}.json.tmp", "/var/lib/mesos-standin/{name}.json")
+print("stand-in {name}: recorded /var/lib/mesos-standin/{name}.json", flush=True)
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == HEALTH else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((flags.get("ip", "0.0.0.0"), PORT), Health).serve_forever()
+"""
+
+# daemon -> (the flags folder it reads, its port, the URL the fragments wait for)
+RECORDING = {
+    "mesos-master": ("/etc/mesos-master", 5050, "/master/health"),
+    "mesos-slave": ("/etc/mesos-slave", 5051, "/health"),
+    "marathon": ("/etc/marathon/conf", 8080, "/ping"),
+}
+
 _UNIT = """[Unit]
 Description=stand-in {name} (bayctl image tests)
 
@@ -65,7 +112,12 @@ def build_standin_deb(package, daemons, out_dir, work_dir):
     os.makedirs(os.path.join(root, "usr", "sbin"))
     os.makedirs(os.path.join(root, "lib", "systemd", "system"))
     for daemon, unit in daemons.items():
-        _write(os.path.join(root, "usr", "sbin", daemon), _DAEMON.format(name=daemon), 0o755)
+        if daemon in RECORDING:
+            flags_dir, port, health = RECORDING[daemon]
+            text = _RECORDING_DAEMON.format(name=daemon, flags_dir=flags_dir, port=port, health=health)
+        else:
+            text = _DAEMON.format(name=daemon)
+        _write(os.path.join(root, "usr", "sbin", daemon), text, 0o755)
         _write(os.path.join(root, "lib", "systemd", "system", unit), _UNIT.format(name=daemon), 0o644)
     if package == "mesos":  # Mesosphere's layout: flags as files
         for folder in ("etc/mesos", "etc/mesos-master", "etc/mesos-slave"):
@@ -73,6 +125,7 @@ def build_standin_deb(package, daemons, out_dir, work_dir):
         _write(os.path.join(root, "etc", "mesos", "zk"), "zk://localhost:2181/mesos\n", 0o644)
     _write(os.path.join(root, "DEBIAN", "control"),
            f"Package: {package}\nVersion: {STANDIN_VERSION}\nArchitecture: all\n"
+           + ("Depends: python3\n" if set(daemons) & set(RECORDING) else "") +
            f"Maintainer: bayctl tests <tests@bayctl.invalid>\n"
            f"Description: stand-in {package} for bayctl's image tests (not the real thing)\n", 0o644)
     _write(os.path.join(root, "DEBIAN", "postinst"),

@@ -17,6 +17,7 @@ Ctrl-C (KeyboardInterrupt) removes nothing: the state on disk is whatever the la
 action wrote, and `create` resumes it, `delete` removes it.
 """
 
+import dataclasses
 import os
 import subprocess
 from typing import Optional
@@ -29,6 +30,8 @@ from bayctl.create.context import (
     public_key_of,
     request_from_spec,
 )
+from bayctl.create.keypair import STATE_KEY as KEYPAIR_STATE_KEY
+from bayctl.create.keypair import delete_keypair, ensure_keypair, keypair_name
 from bayctl.create.state import (
     CREATING,
     DELETING,
@@ -147,12 +150,33 @@ def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
         state.save()
         ctx = CreateContext(spec=spec, provider=provider, state=state, status=status, options=options,
                             conn=conn)
-        if ctx.is_local and not spec.ssh_key:
+        if not spec.ssh_key and (ctx.is_local or not spec.keypair):
             _ensure_bay_key(state.directory)
+        if not ctx.is_local and not spec.keypair:
+            try:
+                ctx.spec = _with_bay_keypair(ctx)
+            except BaseException:
+                if fresh:
+                    remove_bay_dir(spec.name)  # nothing was made in the cloud
+                raise
         _run_steps(ctx, fresh)
         state.status = READY
         state.save()
         return state
+
+
+def _with_bay_keypair(ctx: CreateContext) -> BaySpec:
+    """The spec with the keypair bayctl made for this bay (uploaded now, deleted with the bay)."""
+    name = keypair_name(ctx.spec.name)
+    try:
+        ensure_keypair(ctx.conn, name, public_key_of(ctx.ssh_key))
+    except BayctlError:
+        raise
+    except Exception as err:  # openstacksdk's errors: one line, the cloud's words
+        raise CloudError(f"keypair {name}: {err}") from None
+    ctx.state.extra[KEYPAIR_STATE_KEY] = name
+    ctx.save()
+    return dataclasses.replace(ctx.spec, keypair=name)
 
 
 def _validated(spec: BaySpec, saved: Optional[BayState]) -> BaySpec:
@@ -211,7 +235,7 @@ def _fail(ctx: CreateContext, step, err: Exception, fresh: bool) -> None:
                            f"{name}` resumes it, `bayctl delete bay {name}` removes it",
                            step=step.name, cause=err) from err
     try:
-        _delete(ctx.state, ctx.provider, ctx.status)
+        _delete(ctx.state, ctx.provider, ctx.status, ctx.conn)
         cleanup = f"removed what it had made (--retain keeps a failed bay); nothing of bay {name} is left"
     except Exception as cleanup_err:  # the original failure stays the headline
         cleanup = f"cleanup failed too ({cleanup_err}): run `bayctl delete bay {name}`"
@@ -239,8 +263,9 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
             provider.delete(name)
             remove_bay_dir(name)
             return True
-        provider, _ = open_provider(state.provider, BaySpec.from_dict(state.spec), **(provider_options or {}))
-        _delete(state, provider, status)
+        provider, conn = open_provider(state.provider, BaySpec.from_dict(state.spec),
+                                       **(provider_options or {}))
+        _delete(state, provider, status, conn)
         return True
 
 
@@ -261,7 +286,7 @@ def _delete_damaged(name: str, err: DamagedState, status: Status) -> None:
                f"(look for `{name}` in `openstack stack list`)")
 
 
-def _delete(state: BayState, provider, status: Status) -> None:
+def _delete(state: BayState, provider, status: Status, conn=None) -> None:
     state.status = DELETING
     state.save()
     status.start(f"Deleting bay {state.name}")
@@ -272,6 +297,8 @@ def _delete(state: BayState, provider, status: Status) -> None:
     if ref is not None:
         provider.delete(ref, wait=True, progress=lambda event: status.update(event.message, event.done,
                                                                               event.total))
+    if state.extra.get(KEYPAIR_STATE_KEY) and conn is not None:
+        delete_keypair(conn, state.extra[KEYPAIR_STATE_KEY])  # only the keypair bayctl made
     remove_bay_dir(state.name)
     status.end("done")
 

@@ -159,6 +159,13 @@ def _plan(request, environ):
         env["DIB_BAYCTL_SOURCE"] = os.path.abspath(request.bayctl_source)
 
     needs_bayctl = any(name == "bayctl-node" for name, _ in resolved)
+    if any(name == "mesos" for name, _ in resolved) and not (env.get("DIB_MESOS_APT_REPO")
+                                                             or env.get("DIB_MESOS_DEB_DIR")):
+        # The element itself finds out only after debootstrap (extra-data.d): say it now.
+        raise ImageError("the mesos element needs Mesos packages, which no distribution has: set "
+                         "DIB_MESOS_APT_REPO and/or DIB_MESOS_DEB_DIR (bayctl image build "
+                         "--mesos-apt-repo/--mesos-deb-dir; devstack: BAYCTL_MESOS_APT_REPO/"
+                         "BAYCTL_MESOS_DEB_DIR)")
     if env.get("DIB_BAYCTL_SOURCE"):
         bayctl_source = "content:" + elements.tree_digest(env["DIB_BAYCTL_SOURCE"])
     elif needs_bayctl:

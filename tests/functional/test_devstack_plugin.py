@@ -8,6 +8,7 @@ arguments and environment and then parses them with bayctl's REAL command-line p
 flag the real CLI does not have fails the phase exactly as it would on a devstack host.
 """
 
+import getpass
 import subprocess
 import sys
 
@@ -48,7 +49,8 @@ clouds:
 """
 
 
-def run_plugin(tmp_path, *mode, enabled="glance,heat", disabled="", env=None):
+def run_plugin(tmp_path, *mode, enabled="glance,heat", disabled="", env=None, sudo_runs=False,
+               stack_user="stack"):
     """Source settings + plugin.sh like devstack does for `mode`; -> (exit code, calls, output)."""
     calls = tmp_path / "calls"
     calls.write_text("")
@@ -58,7 +60,7 @@ def run_plugin(tmp_path, *mode, enabled="glance,heat", disabled="", env=None):
     standin.write_text(BAYCTL_STANDIN.format(python=sys.executable, root=ROOT))
     standin.chmod(0o755)
     harness = write_harness(str(tmp_path), mode, dest=f"{tmp_path}/opt", data_dir=f"{tmp_path}/data",
-                            enabled=enabled, disabled=disabled)
+                            enabled=enabled, disabled=disabled, sudo_runs=sudo_runs, stack_user=stack_user)
     # devstack writes /etc/openstack/clouds.yaml with a `devstack-admin` cloud; stood in here
     # (openstacksdk looks the cloud up while bayctl builds its --os-* options).
     clouds = tmp_path / "clouds.yaml"
@@ -99,11 +101,49 @@ def test_post_config_makes_the_state_dir_for_the_stack_user(tmp_path):
     code, calls, output = run_plugin(tmp_path, "stack", "post-config")
     assert code == 0, output
     assert named(calls, "sudo") == [["install", "-d", "-o", "stack", "-m", "0700", f"{tmp_path}/data/bayctl"],
-                                    ["install", "-d", "-o", "stack", f"{tmp_path}/data/bayctl-images"]]
+                                    ["install", "-d", "-o", "stack", f"{tmp_path}/data/bayctl-images"],
+                                    ["tee", "/etc/profile.d/bayctl-devstack.sh"]]
+
+
+def test_settings_define_the_plugin_and_require_heat(tmp_path):
+    code, calls, output = run_plugin(tmp_path, "stack", "install")
+    assert code == 0, output
+    assert named(calls, "define_plugin") == [["bayctl"]]
+    assert named(calls, "plugin_requires") == [["bayctl", "heat"]]
+
+
+def test_post_config_exports_the_state_dir_to_the_stack_users_login_shells(tmp_path):
+    # `bayctl list` as the stack user must see the bays devstack made: a login shell sources
+    # the profile file post-config writes (sudo run for real here, into the test's folder).
+    profile = tmp_path / "profile.sh"
+    code, calls, output = run_plugin(tmp_path, "stack", "post-config", sudo_runs=True,
+                                     stack_user=getpass.getuser(), env={"BAYCTL_PROFILE": str(profile)})
+    assert code == 0, output
+    shown = subprocess.run(["bash", "-c", f"unset BAYCTL_STATE_DIR; . {profile}; echo $BAYCTL_STATE_DIR"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == f"{tmp_path}/data/bayctl"
+
+
+def test_extra_with_default_settings_stops_at_once_naming_the_mesos_settings(tmp_path):
+    # Default settings build the image, and Mesos is packaged nowhere: stack.sh must stop
+    # before any build starts, saying which local.conf settings to set.
+    code, calls, output = run_plugin(tmp_path, "stack", "extra")
+    assert code != 0
+    (die,) = named(calls, "die")
+    assert "BAYCTL_MESOS_APT_REPO" in " ".join(die) and "BAYCTL_MESOS_DEB_DIR" in " ".join(die)
+    assert bayctl_calls(calls) == []
+
+
+def test_create_bay_with_default_settings_leaves_the_keypair_to_bayctl(tmp_path):
+    code, calls, output = run_plugin(tmp_path, "stack", "extra",
+                                     env={"BAYCTL_CREATE_BAY": "True", "BAYCTL_BUILD_IMAGE": "False"})
+    assert code == 0, output
+    (_, create), _ = bayctl_calls(calls)
+    assert "--keypair" not in create  # the real parser accepted it; bayctl makes bayctl-devstack-bay
 
 
 def test_extra_builds_and_uploads_the_image_and_creates_no_bay_by_default(tmp_path):
-    code, calls, output = run_plugin(tmp_path, "stack", "extra")
+    code, calls, output = run_plugin(tmp_path, "stack", "extra", env={"BAYCTL_MESOS_DEB_DIR": "/srv/debs"})
     assert code == 0, output
     invocations = bayctl_calls(calls)
     assert len(invocations) == 1
@@ -111,7 +151,7 @@ def test_extra_builds_and_uploads_the_image_and_creates_no_bay_by_default(tmp_pa
     assert argv[:3] == ["image", "build", "--upload"]
     assert flag(argv, "--image-name") == "bayctl-mesos-node"
     assert flag(argv, "--output") == f"{tmp_path}/data/bayctl-images/bayctl-mesos-node.qcow2"
-    assert "--mesos-apt-repo" not in argv
+    assert "--mesos-apt-repo" not in argv and flag(argv, "--mesos-deb-dir") == "/srv/debs"
     assert environ == {"OS_CLOUD": "devstack-admin", "BAYCTL_STATE_DIR": f"{tmp_path}/data/bayctl",
                        "BAYCTL_HEAT_ENVIRONMENTS": ""}
     assert flag(argv, "--cache-dir") == f"{tmp_path}/data/bayctl-images/cache"
@@ -198,7 +238,8 @@ def test_clean_deletes_the_bay_and_the_state(tmp_path, create_bay, deletes):
     argvs = [argv for _, argv in bayctl_calls(calls)]
     assert argvs == ([["delete", "bay", "devstack-bay"]] if deletes else [])
     data = f"{tmp_path}/data"
-    assert named(calls, "sudo") == [["rm", "-rf", f"{data}/bayctl", f"{data}/bayctl-images"]]
+    assert named(calls, "sudo") == [["rm", "-rf", f"{data}/bayctl", f"{data}/bayctl-images",
+                                     "/etc/profile.d/bayctl-devstack.sh"]]
 
 
 def test_unstack_leaves_the_bay_alone(tmp_path):
@@ -211,7 +252,8 @@ def test_unstack_leaves_the_bay_alone(tmp_path):
 def test_a_plugin_disabled_in_local_conf_does_nothing(tmp_path, mode):
     code, calls, output = run_plugin(tmp_path, *mode, disabled="bayctl", env={"BAYCTL_CREATE_BAY": "True"})
     assert code == 0, output
-    assert calls == []
+    # Only the settings' declarations (devstack reads them to order plugins), nothing run.
+    assert [call[0] for call in calls] == ["define_plugin", "plugin_requires"]
 
 
 def test_bayctl_layers_the_heat_environments_it_is_given_over_openstack_yaml(tmp_path, monkeypatch):

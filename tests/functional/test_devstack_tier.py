@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.cloud, pytest.mark.root, pytest.mark.sshd, pytest.mark
 
 BAY = "bds-bay"
 IMAGE = "bds-node"
-KEYPAIR = "bds-key"
+KEYPAIR = "bayctl-bds-bay"  # what bayctl names the keypair it makes (devstack's default: none given)
 # Records each call as the stood-in helpers do, then runs the REAL bayctl.
 BAYCTL_RECORDER = """#!/bin/bash
 ( IFS=$'\\x1f'; printf '%s\\n' "bayctl$IFS$*" >> "$BSEED_CALLS" )
@@ -130,9 +130,13 @@ class DevstackHost:
     def output(self, *mode):
         return self._log(mode).read_text()
 
-    def bayctl(self, *argv):
-        environ = dict(self.environ, OS_CLOUD="devstack-admin", BAYCTL_STATE_DIR=str(self.state_dir))
-        return subprocess.run(["bayctl", *argv], env=environ, capture_output=True, text=True, timeout=300)
+    def login_shell(self, command):
+        """`command` as the stack user's login shell runs it: the profile post-config wrote sourced."""
+        environ = dict(self.environ, OS_CLOUD="devstack-admin")
+        environ.pop("BAYCTL_STATE_DIR", None)
+        return subprocess.run(["bash", "-c", f". {self.environ['BAYCTL_PROFILE']} && {command}"], env=environ,
+                              capture_output=True, text=True, timeout=300)
+
 
 
 def _user():
@@ -181,7 +185,8 @@ def test_devstack_phases_with_the_real_bayctl_on_the_cloud_tier(cloud_tier, clou
         "BAYCTL_CREATE_BAY": "True",
         "BAYCTL_BAY_NAME": BAY,
         "BAYCTL_SLAVES": "1",
-        "BAYCTL_KEYPAIR": KEYPAIR,
+        # BAYCTL_KEYPAIR left at its default (empty): bayctl uploads the bay's key as KEYPAIR.
+        "BAYCTL_PROFILE": str(tmp_path / "profile.d-bayctl-devstack.sh"),  # not the host's /etc
         "PUBLIC_NETWORK_NAME": "public",
         "BAYCTL_BAY_SPEC": str(spec),
         "BAYCTL_HEAT_ENVIRONMENTS": os.path.join(templates_dir(), "environments", "standins.yaml"),
@@ -256,7 +261,14 @@ def _phases(host, built, heat, conn, fake_servers, key, monkeypatch):
     assert AgentClient(booted[slaves[0]["name"]].agent_socket).show_policy()["digest"] == digest
     assert re.search(r"\|\s*status\s*\|\s*READY\s*\|", output)  # `bayctl show` at the end of extra
 
-    listed = host.bayctl("list", "-f", "json")
+    # The bay's key (the spec's ssh_key) went to Nova as a keypair bayctl made and recorded.
+    keypair = conn.compute.find_keypair(KEYPAIR)
+    assert keypair is not None
+    assert keypair.public_key.split()[:2] == (key.parent / "id_ed25519.pub").read_text().split()[:2]
+    assert state.extra["created_keypair"] == KEYPAIR
+
+    # `bayctl list` as the stack user, in a login shell: the state dir comes from the profile.
+    listed = host.login_shell("bayctl list -f json")
     assert listed.returncode == 0, listed.stderr
     (row,) = [row for row in json.loads(listed.stdout) if row["name"] == BAY]
     assert (row["provider"], row["status"], row["slaves"]) == ("heat", "READY", 1)
@@ -267,5 +279,6 @@ def _phases(host, built, heat, conn, fake_servers, key, monkeypatch):
     assert code == 0, host.output("clean")
     assert _bayctl_calls(calls) == [["delete", "bay", BAY]]
     assert heat.find(BAY) is None
+    assert conn.compute.find_keypair(KEYPAIR) is None  # deleted with the bay that made it
     assert not host.state_dir.exists() and not host.image_dir.exists()
     assert os.path.isdir(host.environ["BAYCTL_IMAGE_CACHE_DIR"]) and os.path.exists(built.path)

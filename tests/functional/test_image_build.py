@@ -41,7 +41,8 @@ def test_image_build_passes_the_in_image_checks(node_image, node_image_raw):
     # The test element wrote, from inside the image, the checks it passed.
     passed = read_file(node_image_raw, "/etc/bayctl/image-test.passed").splitlines()
     assert passed == ["commands", "entry points run", "datapath object", "node units enabled",
-                      "mesos units wait for a role", "mesos agent configured", "role switch"]
+                      "mesos units wait for a role", "mesos agent configured", "node described once",
+                      "role switch"]
 
 
 def test_image_build_enables_the_node_units_fail_closed(node_image_raw):

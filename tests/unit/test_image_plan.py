@@ -108,3 +108,20 @@ def test_image_plan_refuses_bad_requests_before_anything_runs(element_copy):
         _plan(ImageRequest(output="/x", env={"PATH": "/bin"}), {})
     with pytest.raises(ImageError, match="elements folder /no/such/folder does not exist"):
         _plan(ImageRequest(output="/x", elements_dirs=("/no/such/folder",)), {})
+
+
+def test_image_plan_without_a_mesos_source_fails_at_once_naming_the_settings(element_copy):
+    """The mesos element can only fail late (after debootstrap): the plan says it first."""
+    from bayctl.image.builder import ImageRequest, _plan
+
+    request = ImageRequest(output="/x.qcow2", elements=("mesos",), bayctl_source=str(element_copy))
+    with pytest.raises(ImageError) as failed:
+        _plan(request, {"PATH": os.environ["PATH"]})
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "DIB_MESOS_APT_REPO" in message and "DIB_MESOS_DEB_DIR" in message
+    assert "--mesos-apt-repo" in message and "BAYCTL_MESOS_APT_REPO" in message
+    # Either source (from the request or the environment) is enough.
+    assert _plan(ImageRequest(output="/x.qcow2", elements=("mesos",), bayctl_source=str(element_copy),
+                              env={"DIB_MESOS_DEB_DIR": str(element_copy)}), {"PATH": os.environ["PATH"]})
+    assert _plan(request, {"PATH": os.environ["PATH"], "DIB_MESOS_APT_REPO": "http://repo/"})

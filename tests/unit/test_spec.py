@@ -93,8 +93,14 @@ def test_cloud_provider_needs_its_cloud_fields(tmp_path):
     path = write(tmp_path, "provider: heat\nimage: bayctl-mesos\nflavor: m1.small\n")
     with pytest.raises(SpecError) as caught:
         load_spec(path, name="demo")
-    assert caught.value.field == "keypair"
+    assert caught.value.field == "external_network"
     assert "required for provider heat" in str(caught.value)
+
+
+def test_cloud_provider_without_keypair_is_valid_bayctl_makes_one(tmp_path):
+    # No keypair: `create` uploads the bay's own key as bayctl-NAME (bayctl.create.keypair).
+    path = write(tmp_path, "provider: heat\nimage: i\nflavor: f\nexternal_network: public\n")
+    assert load_spec(path, name="demo").keypair is None
 
 
 def test_local_bay_size_is_bounded():

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Master of a bayctl Mesos bay (run once by cloud-init as user data).
-# ZooKeeper, Mesos master, Marathon and mesos-dns are installed in the image by the `mesos`
-# diskimage-builder element; this writes their configuration, starts them, waits until each
-# answers and tells Heat (wait condition) that the master is ready -- or why it is not.
+# ZooKeeper, Mesos master, Marathon (and mesos-dns where a Mesos source had it) are installed
+# in the image by the `mesos` diskimage-builder element, with bayctl-node-configure; this
+# runs it, starts the services it names, waits until each answers and tells Heat (wait
+# condition) that the master is ready -- or why it is not.
 set -eu -o pipefail
 
 notify() {  # notify STATUS REASON
@@ -11,7 +12,6 @@ notify() {  # notify STATUS REASON
 trap 'notify FAILURE "configure-master failed at line $LINENO"' ERR
 
 MY_IP=$(ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p')
-ZK="zk://${MY_IP}:2181"
 
 # Routes to every slave's container subnet (host-gw), so the master reaches containers.
 mkdir -p /etc/default
@@ -20,33 +20,18 @@ printf 'BAYCTL_CONTAINER_CIDR=%s\nBAYCTL_PRIVATE_CIDR=%s\n' "$CONTAINER_CIDR" "$
 bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NETWORK_CIDR" --no-cni \
     -f value >/dev/null
 
-echo 1 > /etc/zookeeper/conf/myid
-systemctl enable --now zookeeper
-
-mkdir -p /etc/mesos /etc/mesos-master /etc/marathon/conf /etc/mesos-dns
-echo "${ZK}/mesos" > /etc/mesos/zk
-echo "${MY_IP}" > /etc/mesos-master/ip
-echo "${MY_IP}" > /etc/mesos-master/hostname
-echo "$CLUSTER_NAME" > /etc/mesos-master/cluster
-echo 1 > /etc/mesos-master/quorum
-systemctl enable --now mesos-master
-
-echo "${ZK}/mesos" > /etc/marathon/conf/master
-echo "${ZK}/marathon" > /etc/marathon/conf/zk
-echo "${MY_IP}" > /etc/marathon/conf/hostname
-systemctl enable --now marathon
-
-cat > /etc/mesos-dns/config.json <<JSON
-{"zk": "${ZK}/mesos", "masters": ["${MY_IP}:5050"], "refreshSeconds": 60, "ttl": 60,
- "domain": "mesos", "port": 53, "resolvers": ["$(awk '/^nameserver/{print $2; exit}' /etc/resolv.conf)"],
- "timeout": 5, "httpon": true, "httpport": 8123, "externalon": true, "listener": "0.0.0.0",
- "SOAMname": "ns1.mesos", "SOARname": "root.ns1.mesos", "IPSources": ["netinfo", "mesos", "host"]}
-JSON
-systemctl enable --now mesos-dns
+# The node's configuration is the image's (bayctl-node-configure, mesos element): it writes the
+# flags, the role, and names the role's services -- mesos-dns only where the image has it.
+bayctl-node-configure master "${MY_IP}" "$CLUSTER_NAME"
+SERVICES=$(bayctl-node-configure services master)
+# shellcheck disable=SC2086
+systemctl enable --now $SERVICES
 
 # Ready means answering, not merely started.
-for url in "http://${MY_IP}:5050/master/health" "http://${MY_IP}:8080/ping" "http://${MY_IP}:8123/v1/version"; do
+URLS="http://${MY_IP}:5050/master/health http://${MY_IP}:8080/ping"
+case " $SERVICES " in *" mesos-dns.service "*) URLS="$URLS http://${MY_IP}:8123/v1/version" ;; esac
+for url in $URLS; do
     for _ in $(seq 120); do curl -fsS "$url" >/dev/null 2>&1 && break; sleep 5; done
     curl -fsS "$url" >/dev/null || { notify FAILURE "no answer from $url"; exit 1; }
 done
-notify SUCCESS "zookeeper, mesos-master, marathon and mesos-dns are up"
+notify SUCCESS "up: $SERVICES"

@@ -11,8 +11,9 @@ export DIB_MESOS_APT_KEY=${DIB_MESOS_APT_KEY:-}
 export DIB_MESOS_DEB_DIR=${DIB_MESOS_DEB_DIR:-}
 # 1: also install the master role's packages (marathon, zookeeperd).
 export DIB_MESOS_MASTER_PACKAGES=${DIB_MESOS_MASTER_PACKAGES:-1}
-# Where the agent's CNI isolator finds network configurations.
-export DIB_MESOS_CNI_CONFIG_DIR=${DIB_MESOS_CNI_CONFIG_DIR:-/etc/mesos/cni}
+# Where the agent's CNI isolator finds network configurations: where bayctl-hostgw
+# writes each node's own network.
+export DIB_MESOS_CNI_CONFIG_DIR=${DIB_MESOS_CNI_CONFIG_DIR:-/etc/bayctl/cni}
 # The Mesos network (CNI network name) bayctl's plugin serves by default.
 export DIB_MESOS_CNI_NETWORK=${DIB_MESOS_CNI_NETWORK:-bayctl}
 # Container addresses of that network (bayctl's IPAM); per node, set by user data.
