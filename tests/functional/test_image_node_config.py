@@ -162,7 +162,8 @@ def assert_agent_uses_bayctl_cni(record, master):
 
 
 def test_heat_fragment_configures_a_slave_from_the_image_description(node_tree):
-    fragment = open(os.path.join(ROOT, "heat_templates", "fragments", "configure-slave.sh")).read()
+    fragment_path = os.path.join(ROOT, "bayctl", "share", "heat_templates", "fragments", "configure-slave.sh")
+    fragment = open(fragment_path).read()
     params = {"$MESOS_MASTER_PRIVATE": MASTER_IP, "$FIXED_NETWORK_CIDR": "10.0.0.0/24",
               "$CONTAINER_CIDR": "10.100.0.0/16", "$ISOLATION": "", "$EXECUTOR_REGISTRATION_TIMEOUT": "",
               "$WAIT_NOTIFY": "/tmp/bayctl-test-shim/notify"}
