@@ -25,8 +25,13 @@ Follows the Compute API reference (docs.openstack.org/api-ref/compute/):
   A server of another project is 404 to a non-admin, as in Nova.
 Error bodies are `{"<kind>": {"code": N, "message": "..."}}` as Nova writes them.
 The bay templates still use stand-ins for their servers (no Neutron ports or floating IPs here).
+
+With a `launcher` (emulators/vms.py QemuLauncher, set by the VM tier's tests) a server is a
+real qemu VM: image from Glance, user data and key on a config drive; BUILD until qemu runs,
+then ACTIVE, or ERROR with the build's fault; DELETE kills it.
 """
 
+import base64
 import datetime
 import time
 import uuid
@@ -52,6 +57,7 @@ class Nova(Service):
         super().__init__(validator)
         self.base_url = base_url
         self.build_seconds = build_seconds
+        self.launcher = None  # a QemuLauncher: servers become VMs (emulators/vms.py)
         self.servers = {}  # id -> server record (the API view is made per request)
         self.keypairs = {}  # (user_id, name) -> keypair
         self.flavors = {}  # id -> flavor
@@ -232,6 +238,8 @@ class Nova(Service):
                   "security_groups": [{"name": g.get("name", "default")}
                                       for g in body.get("security_groups") or [{"name": "default"}]],
                   "disk_config": body.get("OS-DCF:diskConfig", "MANUAL"), "fault": None}
+        if self.launcher is not None:
+            server["vm"] = self._launch(request, server, body)
         with self.lock:
             self.servers[server["id"]] = server
         request.extra_headers.append(("Location", f"{self.base_url}/v2.1/servers/{server['id']}"))
@@ -239,6 +247,34 @@ class Nova(Service):
                                 "OS-DCF:diskConfig": server["disk_config"],
                                 "security_groups": server["security_groups"],
                                 "adminPass": uuid.uuid4().hex[:12]}}
+
+    def _launch(self, request, server, body):
+        """Hand the server to the launcher, with what nova-compute would put on its config drive."""
+        user_data = body.get("user_data")
+        if user_data is not None:
+            try:
+                user_data = base64.b64decode(user_data, validate=True)
+            except ValueError:
+                raise HTTPError(400, "Invalid input for field/attribute user_data. Value is not "
+                                     "base64 encoded") from None
+        keys = {}
+        if server["key_name"]:
+            keypair = self.keypairs.get((request.token["user"]["id"], server["key_name"]))
+            if keypair is None:
+                raise HTTPError(400, "Invalid key_name provided.")
+            keys[keypair["name"]] = keypair["public_key"]
+        return self.launcher.launch(server["id"], server["name"], glance_url=self._image_url(request),
+                                    token=request.headers.get("x-auth-token", ""),
+                                    image_id=server["image_id"], user_data=user_data, public_keys=keys,
+                                    project_id=server["project_id"], memory_mb=server["flavor"]["ram"])
+
+    @staticmethod
+    def _image_url(request):
+        urls = [e["url"] for svc in request.token.get("catalog", []) if svc.get("type") == "image"
+                for e in svc.get("endpoints", []) if e.get("interface") == "public"]
+        if not urls:
+            raise HTTPError(500, "no image service in the catalog to fetch the image from")
+        return urls[0].rstrip("/")
 
     @staticmethod
     def _check_image(request, image_id):
@@ -268,7 +304,15 @@ class Nova(Service):
         return server
 
     def _status(self, server):
-        """BUILD until the build time is over; then the scheduler's answer, once."""
+        """BUILD until the build time is over; then the scheduler's answer, once. A VM's
+        status is its own: BUILD until qemu runs, ERROR with the build's fault."""
+        vm = server.get("vm")
+        if vm is not None:
+            status = vm.status
+            if status == "ERROR" and server["fault"] is None:
+                server["fault"] = {"code": 500, "message": f"Build of instance {server['id']} aborted",
+                                   "details": vm.fault, "created": self._now()}
+            return status
         if server["fault"] is None and time.monotonic() - server["started"] < self.build_seconds:
             return "BUILD"
         with self.lock:
@@ -295,7 +339,7 @@ class Nova(Service):
                 uuid.NAMESPACE_URL, server["project_id"] + "emulated-host").hex,
             "image": {"id": server["image_id"], "links": self._links("images", server["image_id"])[1:]},
             "links": self._links("servers", server["id"]), "progress": 0 if status == "BUILD" else 100,
-            "config_drive": "", "security_groups": server["security_groups"],
+            "config_drive": "True" if server.get("vm") else "", "security_groups": server["security_groups"],
             "OS-DCF:diskConfig": server["disk_config"], "OS-EXT-AZ:availability_zone": "nova",
             "OS-EXT-STS:vm_state": {"BUILD": "building", "ERROR": "error", "ACTIVE": "active"}[status],
             "OS-EXT-STS:task_state": "scheduling" if status == "BUILD" else None,
@@ -339,6 +383,8 @@ class Nova(Service):
         server = self._server(request)
         with self.lock:
             self.servers.pop(server["id"], None)
+        if server.get("vm") is not None and self.launcher is not None:
+            self.launcher.delete(server["id"])
         return 204, None
 
     def list_interfaces(self, request):
