@@ -15,7 +15,9 @@ import tempfile
 import pytest
 from prereq import require_root, require_tools
 
-VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "genisoimage", "socat", "ssh-keygen")
+VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "genisoimage", "socat", "ssh-keygen", "ip", "nsenter",
+            "iptables")
+EXTERNAL_NETWORK = "vm-public"  # the external network of the VM tier's bays (floating IPs)
 VM_FLAVOR = "vm-node"
 VM_MEMORY_MB = 448  # issue 13: 384-512 MB per node, three nodes on a 2-core CI machine
 
@@ -69,6 +71,38 @@ def vm_keypair(vm_conn, tmp_path):
 @pytest.fixture
 def vm_servers(cloud_tier, tmp_path):
     """The Nova emulator's servers are qemu VMs while the test runs; yields the launcher."""
+    yield from _vm_servers(cloud_tier, tmp_path, fabric=None)
+
+
+@pytest.fixture
+def vm_network(cloud_tier, cloud_conn, tmp_path):
+    """Servers are VMs AND Neutron's networks exist (emulators/fabric.py: one namespace with
+    a bridge per network, taps for ports, floating IPs NATed, a veth from the host to the
+    floating range); the external network EXTERNAL_NETWORK is there for the bay's router.
+    Yields the launcher (its .fabric is the fabric)."""
+    from emulators.fabric import EXTERNAL_CIDR, Fabric
+
+    require_root()
+    require_tools(*VM_TOOLS)
+    neutron = cloud_tier.emulators.neutron
+    fabric = Fabric()
+    network = subnet = None
+    neutron.fabric = fabric
+    try:
+        network = cloud_conn.network.create_network(name=EXTERNAL_NETWORK, is_router_external=True)
+        subnet = cloud_conn.network.create_subnet(network_id=network.id, cidr=EXTERNAL_CIDR, ip_version=4,
+                                                  name=f"{EXTERNAL_NETWORK}-subnet")
+        yield from _vm_servers(cloud_tier, tmp_path, fabric=fabric)
+    finally:
+        neutron.fabric = None
+        if subnet is not None:
+            cloud_conn.network.delete_subnet(subnet, ignore_missing=True)
+        if network is not None:
+            cloud_conn.network.delete_network(network, ignore_missing=True)
+        fabric.close()
+
+
+def _vm_servers(cloud_tier, tmp_path, fabric):
     from cloudtier.tier import PORTS
     from emulators.vms import QemuLauncher
 
@@ -78,7 +112,7 @@ def vm_servers(cloud_tier, tmp_path):
     workdir = tempfile.mkdtemp(prefix="bayctl-vms-", dir="/var/tmp")
     # Serial consoles outlive the VMs in the test's tmp_path: what a failed boot said.
     launcher = QemuLauncher(workdir, PORTS["heat"], memory_mb=VM_MEMORY_MB,
-                            keep_consoles=str(tmp_path / "consoles"))
+                            keep_consoles=str(tmp_path / "consoles"), fabric=fabric)
     nova.launcher = launcher
     try:
         yield launcher

@@ -19,6 +19,7 @@ fault when the image cannot be fetched or qemu exits; DELETE kills the VM and it
 """
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -68,14 +69,31 @@ def make_config_drive(path, files):
         raise LaunchError(f"genisoimage failed: {res.stderr.strip()[-500:]}")
 
 
+def network_data(ports, heat_mac):
+    """network_data.json as Nova writes it from the server's Neutron ports (static addresses,
+    the subnet's gateway as default route, its DNS servers), then the user-mode NIC towards
+    Heat: a static address and no gateway (nothing lies beyond it but the forward)."""
+    links, networks, dns = [], [], []
+    for index, nic in enumerate(ports):
+        cidr = ipaddress.ip_network(nic["cidr"])
+        links.append({"id": f"tap{index}", "type": "tap", "ethernet_mac_address": nic["mac"], "mtu": 1500,
+                      "vif_id": nic["port_id"]})
+        routes = [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": nic["gateway"]}] \
+            if nic.get("gateway") and index == 0 else []
+        networks.append({"id": f"network{index}", "type": "ipv4", "link": f"tap{index}",
+                         "network_id": nic["network_id"], "ip_address": nic["ip"],
+                         "netmask": str(cidr.netmask), "routes": routes})
+        dns += [d for d in nic.get("dns", []) if d not in dns]
+    links.append({"id": "heatnet", "type": "phy", "ethernet_mac_address": heat_mac, "mtu": 1500})
+    networks.append({"id": "heatnet0", "type": "ipv4", "link": "heatnet", "network_id": "heatnet",
+                     "ip_address": USER_NET_GUEST_ADDRESS, "netmask": "255.255.255.0", "routes": []})
+    return {"links": links, "networks": networks,
+            "services": [{"type": "dns", "address": d} for d in dns]}
+
+
 def user_net_network_data(mac):
-    """network_data.json for a server whose only NIC is the user-mode one: a static address,
-    no gateway (nothing lies beyond it but the forward to Heat)."""
-    return {"links": [{"id": "heatnet", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500}],
-            "networks": [{"id": "heatnet0", "type": "ipv4", "link": "heatnet", "network_id": "heatnet",
-                          "ip_address": USER_NET_GUEST_ADDRESS, "netmask": "255.255.255.0",
-                          "routes": []}],
-            "services": []}
+    """network_data.json for a server whose only NIC is the user-mode one."""
+    return network_data([], mac)
 
 
 def mac_for(server_id, index):
@@ -92,6 +110,7 @@ class VM:
         self.fault = None  # message when the build failed
         self.started = None  # monotonic time qemu was started
         self.ready = threading.Event()  # set once launched or failed
+        self.ports = []  # the bound ports, each with the tap it got
 
     @property
     def console_log(self):
@@ -128,8 +147,9 @@ class VM:
 class QemuLauncher:
     """Boots the Nova emulator's servers as qemu VMs under `workdir` (see the module doc)."""
 
-    def __init__(self, workdir, heat_port, memory_mb=448, cpus=1, keep_consoles=None):
+    def __init__(self, workdir, heat_port, memory_mb=448, cpus=1, keep_consoles=None, fabric=None):
         self.workdir = workdir
+        self.fabric = fabric  # emulators/fabric.py: ports are taps in its namespace, qemu runs there
         self.heat_port = heat_port
         self.memory_mb, self.cpus = memory_mb, cpus
         self.keep_consoles = keep_consoles  # a folder the consoles are copied to on delete
@@ -164,9 +184,13 @@ class QemuLauncher:
 
     # -- servers -----------------------------------------------------------------------
     def launch(self, server_id, name, *, glance_url, token, image_id, user_data, public_keys, project_id,
-               memory_mb=None):
-        """Start building the server in the background; returns its VM (status BUILD)."""
+               memory_mb=None, ports=()):
+        """Start building the server in the background; returns its VM (status BUILD).
+        `ports`: the bound Neutron ports, each {port_id, network_id, mac, ip, cidr, gateway, dns}."""
+        if ports and self.fabric is None:
+            raise LaunchError("servers with ports need the fabric (their taps live in its namespace)")
         vm = VM(os.path.join(self.workdir, "servers", server_id))
+        vm.ports = [dict(p) for p in ports]
         self.vms[server_id] = vm
         os.makedirs(vm.directory)
 
@@ -178,10 +202,12 @@ class QemuLauncher:
                 overlay = os.path.join(vm.directory, "disk.qcow2")
                 subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", base_format,
                                 overlay], check=True, capture_output=True)
-                mac = mac_for(server_id, 0)
+                mac = mac_for(server_id, len(vm.ports))
                 drive = os.path.join(vm.directory, "config.iso")
                 make_config_drive(drive, config_drive_files(server_id, name, user_data, public_keys,
-                                                            user_net_network_data(mac), project_id))
+                                                            network_data(vm.ports, mac), project_id))
+                for port in vm.ports:
+                    port["tap"] = self.fabric.plug({"id": port["port_id"], "network_id": port["network_id"]})
                 vm.proc = self._start_qemu(vm, overlay, drive, mac, memory_mb or self.memory_mb)
                 vm.started = time.monotonic()
             except Exception as e:  # the server's fault, as Nova records a failed build
@@ -192,18 +218,25 @@ class QemuLauncher:
         threading.Thread(target=build, name=f"build-{server_id[:8]}", daemon=True).start()
         return vm
 
-    def qemu_argv(self, overlay, drive, mac, memory_mb, console):
-        forward = (f"guestfwd=tcp:{HEAT_GUEST_ADDRESS}:{self.heat_port}-"
-                   f"cmd:socat - TCP:127.0.0.1:{self.heat_port}")
-        return ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-smp", str(self.cpus),
+    def qemu_argv(self, overlay, drive, mac, memory_mb, console, ports=()):
+        relay = f"socat - TCP:127.0.0.1:{self.heat_port}"
+        if self.fabric is not None:  # qemu runs in the namespace: the relay goes back to the host's
+            relay = f"nsenter --net={self.fabric.host_netns} {relay}"
+        forward = f"guestfwd=tcp:{HEAT_GUEST_ADDRESS}:{self.heat_port}-cmd:{relay}"
+        nics = []
+        for index, port in enumerate(ports):  # the ports first: the guest's first NIC is the bay's
+            nics += ["-netdev", f"tap,id=port{index},ifname={port['tap']},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=port{index},mac={port['mac']}"]
+        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-smp", str(self.cpus),
                 "-display", "none", "-monitor", "none", "-serial", f"file:{console}",
                 "-drive", f"file={overlay},if=virtio,format=qcow2",
-                "-drive", f"file={drive},if=virtio,format=raw,readonly=on",
+                "-drive", f"file={drive},if=virtio,format=raw,readonly=on", *nics,
                 "-netdev", f"user,id=heatnet,restrict=on,{forward}",
                 "-device", f"virtio-net-pci,netdev=heatnet,mac={mac}"]
+        return self.fabric.ns_argv(argv) if self.fabric is not None else argv
 
     def _start_qemu(self, vm, overlay, drive, mac, memory_mb):
-        argv = self.qemu_argv(overlay, drive, mac, memory_mb, vm.console_log)
+        argv = self.qemu_argv(overlay, drive, mac, memory_mb, vm.console_log, vm.ports)
         log = open(os.path.join(vm.directory, "qemu.log"), "wb")
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -214,6 +247,9 @@ class QemuLauncher:
             return
         vm.ready.wait(timeout=600)
         vm.kill()
+        for port in vm.ports:
+            if self.fabric is not None:
+                self.fabric.unplug(port["port_id"])
         if self.keep_consoles and os.path.exists(vm.console_log):
             os.makedirs(self.keep_consoles, exist_ok=True)
             shutil.copy(vm.console_log, os.path.join(self.keep_consoles, f"{server_id}.console.log"))

@@ -56,3 +56,70 @@ def test_a_vm_boots_the_image_with_heats_user_data_and_signals_its_wait_conditio
     assert vm_servers.vms == {}, "Heat deleted the stack but a VM is left"
     assert not os.path.exists(vm.directory)
     assert vm.proc.poll() is not None
+
+
+WEB_DB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "policy", "examples", "web-db.yaml")
+
+
+def test_a_heat_bay_of_vms_is_created_seeded_verified_and_deleted(
+        cloud_tier, cloud_conn, vm_conn, vm_image, vm_flavor, vm_keypair, vm_network, tmp_path, monkeypatch):
+    """The production templates with environments/openstack.yaml (real OS::Nova::Server and
+    OS::Neutron::* resources): one master and two slaves boot as VMs, run their fragments and
+    signal; bayctl collects them, waits for their agents, seeds over SSH to their floating IPs
+    and verifies the matrix; delete leaves no VM, tap or port."""
+    import yaml
+    from cloudtier.tier import VM_PROJECT
+    from fixtures_vm import EXTERNAL_NETWORK
+
+    from bayctl import api
+    from bayctl.create.context import Status
+    from bayctl.providers.heat import templates_dir
+
+    key_name, key_path, _public = vm_keypair
+    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
+    region = auth.pop("region_name")
+    auth.pop("identity_api_version")
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"bayctl-vm": {"auth": auth, "region_name": region,
+                                                               "identity_api_version": 3}}}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.setenv("BAYCTL_STATE_DIR", str(tmp_path / "bays"))
+    options = {"environments": [os.path.join(templates_dir(), "environments", "openstack.yaml")],
+               "poll_interval": 5}
+    lines = []
+
+    def progress(line):
+        lines.append(line)
+        print(line, flush=True)
+
+    name = "vmbay"
+    try:
+        bay = api.create_bay(name, provider="heat", slaves=2, image=vm_image, flavor=vm_flavor,
+                             keypair=key_name,
+                             external_network=EXTERNAL_NETWORK, cloud="bayctl-vm", ssh_user="debian",
+                             ssh_key=key_path, policy=WEB_DB, timeout="2400", status=Status(progress),
+                             provider_options=options)
+        assert (bay.status, bay.provider) == ("READY", "heat"), lines
+        neutron = cloud_tier.emulators.neutron
+        # Every node is a VM bound to a Neutron port whose data is what the templates asked for.
+        servers = {s.name: s for s in vm_conn.compute.servers()}
+        nodes = bay.nodes
+        for node in nodes:
+            server = servers[node.name]
+            vm = vm_network.vms[server.id]
+            assert vm.proc.poll() is None
+            [port] = [p for p in neutron.ports.values() if p["device_id"] == server.id]
+            assert port["fixed_ips"][0]["ip_address"] == node.private_ip
+            assert port["status"] == "ACTIVE" and port["security_groups"]
+        for slave in bay.slaves:
+            [port] = [p for p in neutron.ports.values() if p["device_id"] == servers[slave.name].id]
+            assert port["allowed_address_pairs"] == [{"ip_address": bay.state.spec.get("container_cidr")
+                                                      or "10.100.0.0/16"}]
+        report = api.verify_bay(name)
+        assert report.pairs and report.ok, [m.describe() for m in report.mismatches]
+    finally:
+        api.delete_bay(name, provider_options=options)
+    assert vm_network.vms == {}
+    assert not [p for p in cloud_tier.emulators.neutron.ports.values() if p["project_id"] != ""
+                and p["name"].startswith(name)]
