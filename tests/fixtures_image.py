@@ -32,6 +32,24 @@ echo "stand-in {name} $*"
 exec sleep infinity
 """
 
+# The stand-ins of daemons the Heat fragments wait for answer HTTP 200 on their real port,
+# any path (/master/health, /health, /ping), so a VM bay's nodes can signal "up".
+_HTTP_DAEMON = """#!/bin/sh
+# Stand-in for {name} (bayctl tests): Mesos is packaged nowhere reachable. Answers HTTP 200
+# on {name}'s port {port}, any path: what the Heat fragments wait for.
+echo "stand-in {name} $*"
+exec python3 -c '
+import http.server
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"stand-in {name}\\n")
+http.server.HTTPServer(("", {port}), Ok).serve_forever()
+'
+"""
+HTTP_PORTS = {"mesos-master": 5050, "mesos-slave": 5051, "marathon": 8080}
+
 _UNIT = """[Unit]
 Description=stand-in {name} (bayctl image tests)
 
@@ -65,7 +83,9 @@ def build_standin_deb(package, daemons, out_dir, work_dir):
     os.makedirs(os.path.join(root, "usr", "sbin"))
     os.makedirs(os.path.join(root, "lib", "systemd", "system"))
     for daemon, unit in daemons.items():
-        _write(os.path.join(root, "usr", "sbin", daemon), _DAEMON.format(name=daemon), 0o755)
+        script = _HTTP_DAEMON.format(name=daemon, port=HTTP_PORTS[daemon]) if daemon in HTTP_PORTS \
+            else _DAEMON.format(name=daemon)
+        _write(os.path.join(root, "usr", "sbin", daemon), script, 0o755)
         _write(os.path.join(root, "lib", "systemd", "system", unit), _UNIT.format(name=daemon), 0o644)
     if package == "mesos":  # Mesosphere's layout: flags as files
         for folder in ("etc/mesos", "etc/mesos-master", "etc/mesos-slave"):
