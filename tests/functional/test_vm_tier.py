@@ -23,6 +23,7 @@ def _fingerprint(public_key_path):
     return out.split()[1]
 
 
+@pytest.mark.timeout(1800)  # the session's image build may fall to this test, then a TCG boot
 def test_a_vm_boots_the_image_with_heats_user_data_and_signals_its_wait_condition(
         vm_conn, vm_image, vm_flavor, vm_keypair, vm_servers):
     from bayctl.cloud.heat_client import heat, load_template
@@ -62,6 +63,7 @@ WEB_DB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
                       "policy", "examples", "web-db.yaml")
 
 
+@pytest.mark.timeout(3600)  # the master boots and signals before the slaves start: two TCG boots
 def test_a_heat_bay_of_vms_is_created_seeded_verified_and_deleted(
         cloud_tier, cloud_conn, vm_conn, vm_image, vm_flavor, vm_keypair, vm_network, tmp_path, monkeypatch):
     """The production templates with environments/openstack.yaml (real OS::Nova::Server and
