@@ -91,11 +91,6 @@ def network_data(ports, heat_mac):
             "services": [{"type": "dns", "address": d} for d in dns]}
 
 
-def user_net_network_data(mac):
-    """network_data.json for a server whose only NIC is the user-mode one."""
-    return network_data([], mac)
-
-
 def mac_for(server_id, index):
     digest = hashlib.sha256(f"{server_id}/{index}".encode()).digest()
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])  # Neutron's default prefix
