@@ -119,6 +119,8 @@ def build_standin_deb(package, daemons, out_dir, work_dir):
             text = _DAEMON.format(name=daemon)
         _write(os.path.join(root, "usr", "sbin", daemon), text, 0o755)
         _write(os.path.join(root, "lib", "systemd", "system", unit), _UNIT.format(name=daemon), 0o644)
+    if package == "zookeeperd":  # Debian's layout: the master's user data writes conf/myid
+        os.makedirs(os.path.join(root, "etc", "zookeeper", "conf"))
     if package == "mesos":  # Mesosphere's layout: flags as files
         for folder in ("etc/mesos", "etc/mesos-master", "etc/mesos-slave"):
             os.makedirs(os.path.join(root, folder), exist_ok=True)

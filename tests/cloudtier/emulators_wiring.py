@@ -12,6 +12,7 @@ class Emulators:
         self.validator = KeystoneValidator(tier.auth)
         self.nova = Nova(self.validator, f"http://{HOST}:{PORTS['nova']}")
         self.neutron = Neutron(self.validator, f"http://{HOST}:{PORTS['neutron']}")
+        self.nova.neutron = self.neutron  # Nova binds the ports servers boot on
         self._running = [Running(self.nova, PORTS["nova"]), Running(self.neutron, PORTS["neutron"])]
         self.magnum = None
         try:

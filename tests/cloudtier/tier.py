@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from emulators import vms
+
 from cloudtier import magnum_heat_env, rabbitmq, venv
 
 HOST = "127.0.0.1"
@@ -39,8 +41,11 @@ PORTS = {"keystone": _BASE, "glance": _BASE + 92, "heat": _BASE + 4, "mariadb": 
 REGION = "RegionOne"
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
 
-# Glance's per-user storage quota: small, so a test can hit it with a few-MB image.
+# Glance's per-project storage quota: small, so a test can hit it with a few-MB image.
 GLANCE_USER_QUOTA_MB = 4
+# The VM tier's project (tests/fixtures_vm.py) holds the built node image: room for it.
+VM_PROJECT = "vms"
+VM_PROJECT_IMAGE_MB = 4096
 
 
 class TierError(RuntimeError):
@@ -356,7 +361,21 @@ class Tier:
             [DEFAULT]
             use_stderr = true
             enabled_backends = local:file
-            user_storage_quota = {GLANCE_USER_QUOTA_MB}MB
+            # Per-project image quotas from keystone's unified limits (registered in
+            # _bootstrap_identity): GLANCE_USER_QUOTA_MB for every project, VM_PROJECT_IMAGE_MB
+            # for the VM tier's project, whose node image is ~1.3 GB.
+            use_keystone_limits = true
+            [oslo_limit]
+            auth_url = {self.auth_url}
+            auth_type = password
+            username = glance
+            password = {self.service_password}
+            user_domain_name = Default
+            project_name = service
+            project_domain_name = Default
+            endpoint_service_type = image
+            endpoint_region_name = {REGION}
+            endpoint_interface = public
             [glance_store]
             default_backend = local
             [local]
@@ -400,6 +419,11 @@ class Tier:
             max_pool_size = 20
             [paste_deploy]
             api_paste_config = {hdir}/api-paste.ini
+            [clients_heat]
+            # The signal URL Heat renders into wait-condition handles: the address where a
+            # VM of the VM tier reaches this heat-api (qemu user-net forward, emulators/vms.py).
+            # Host-side signallers (emulators/nodeboot.py) send to the same path here.
+            url = http://{vms.HEAT_GUEST_ADDRESS}:{PORTS['heat']}/v1/%(tenant_id)s
             [clients_keystone]
             auth_uri = {self.auth_url.rsplit('/v3', 1)[0]}
             [trustee]
@@ -462,13 +486,32 @@ class Tier:
             "network": ("neutron", f"http://{HOST}:{PORTS['neutron']}"),
             "container-infra": ("magnum", f"http://{HOST}:{PORTS['magnum']}/v1"),
         }
+        services = {}
         for svc_type, (name, url) in catalog.items():
-            svc = ident.create_service(name=name, type=svc_type)
+            svc = services[svc_type] = ident.create_service(name=name, type=svc_type)
             for interface in ("public", "internal", "admin"):
                 ident.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id=REGION)
+        self._register_image_limits(ident, services["image"], member)
         conn.close()
         self.heat_domain_id = heat_domain.id
         self.timings["identity_bootstrap"] = round(time.monotonic() - t0, 2)
+
+    def _register_image_limits(self, ident, image_service, member):
+        """Glance's unified limits (all four must exist, or Glance refuses every upload): the
+        small test quota for every project; the VM tier's project and user get room for the
+        node image. Sizes are MiB, as Glance counts them."""
+        defaults = {"image_size_total": GLANCE_USER_QUOTA_MB, "image_stage_total": GLANCE_USER_QUOTA_MB,
+                    "image_count_total": 100, "image_count_uploading": 10}
+        for resource, limit in defaults.items():
+            ident.create_registered_limit(service_id=image_service.id, region_id=REGION,
+                                          resource_name=resource, default_limit=limit)
+        vms = ident.create_project(name=VM_PROJECT, domain_id="default")
+        user = ident.create_user(name=VM_PROJECT, password=self.demo_password, domain_id="default")
+        ident.assign_project_role_to_user(vms, user, member)
+        ident.assign_project_role_to_user(vms, user, ident.find_role("heat_stack_owner"))
+        for resource in ("image_size_total", "image_stage_total"):
+            ident.create_limit(project_id=vms.id, service_id=image_service.id, region_id=REGION,
+                               resource_name=resource, resource_limit=VM_PROJECT_IMAGE_MB)
 
     def _authtoken(self, user):
         return f"""

@@ -5,11 +5,14 @@ matters to Heat: for each stand-in `Bay::Server` that Heat has created, it reads
 Heat rendered (the OS::Heat::SoftwareConfig the server got), finds the notify command that
 `OS::Heat::WaitConditionHandle`'s `curl_cli` put there, and sends what the node's script would
 send (`{"status": "SUCCESS" | "FAILURE", "reason": ...}`) to Heat's signal URL with the handle's
-token. The REAL OS::Heat::WaitCondition then completes or fails the stack.
+token. The REAL OS::Heat::WaitCondition then completes or fails the stack. The URL's host is
+where a guest VM reaches Heat (the tier's `[clients_heat] url`); from this host the same path
+is sent to the heat endpoint of the catalog.
 """
 
 import re
 import threading
+import urllib.parse
 
 import requests
 
@@ -44,6 +47,10 @@ class NodeBooter(threading.Thread):
                 self.errors.append(repr(e))
             self._halt.wait(self.interval)
 
+    def _from_host(self, url):
+        endpoint = urllib.parse.urlsplit(self.hc.http_client.get_endpoint())
+        return urllib.parse.urlsplit(url)._replace(netloc=endpoint.netloc).geturl()
+
     def _boot(self, server):
         nested = self.hc.stacks.get(server.physical_resource_id)
         config_id = nested.parameters["user_data"]
@@ -51,7 +58,8 @@ class NodeBooter(threading.Thread):
         match = NOTIFY.search(script)
         if match is None:
             raise AssertionError(f"no wait-condition notify in the user data of {server.resource_name}")
-        resp = requests.post(match["url"], json={"status": self.status, "reason": self.reason},
+        resp = requests.post(self._from_host(match["url"]),
+                             json={"status": self.status, "reason": self.reason},
                              headers={"X-Auth-Token": match["token"], "Content-Type": "application/json",
                                       "Accept": "application/json"}, timeout=30)
         resp.raise_for_status()

@@ -25,8 +25,13 @@ Follows the Compute API reference (docs.openstack.org/api-ref/compute/):
   A server of another project is 404 to a non-admin, as in Nova.
 Error bodies are `{"<kind>": {"code": N, "message": "..."}}` as Nova writes them.
 The bay templates still use stand-ins for their servers (no Neutron ports or floating IPs here).
+
+With a `launcher` (emulators/vms.py QemuLauncher, set by the VM tier's tests) a server is a
+real qemu VM: image from Glance, user data and key on a config drive; BUILD until qemu runs,
+then ACTIVE, or ERROR with the build's fault; DELETE kills it.
 """
 
+import base64
 import datetime
 import time
 import uuid
@@ -52,6 +57,8 @@ class Nova(Service):
         super().__init__(validator)
         self.base_url = base_url
         self.build_seconds = build_seconds
+        self.launcher = None  # a QemuLauncher: servers become VMs (emulators/vms.py)
+        self.neutron = None  # the Neutron emulator, whose ports servers are bound to
         self.servers = {}  # id -> server record (the API view is made per request)
         self.keypairs = {}  # (user_id, name) -> keypair
         self.flavors = {}  # id -> flavor
@@ -213,9 +220,14 @@ class Nova(Service):
         if version >= (2, 37) and networks is None:
             raise HTTPError(400, "Invalid input for field/attribute server. 'networks' is a required "
                                  "property")
+        ports = []
         if networks not in (None, "none"):
-            raise HTTPError(400, "Only networks 'none' is emulated: there is no Neutron port behind a "
-                                 "server here")
+            if not isinstance(networks, list) or \
+                    not all(isinstance(n, dict) and n.get("port") for n in networks):
+                raise HTTPError(400, "Only networks 'none' or existing ports ({'port': id}) are emulated")
+            if self.launcher is None:
+                raise HTTPError(400, "Servers on ports need the VM tier (a launcher): no VM would use them")
+            ports = [n["port"] for n in networks]
         flavor = self.flavors.get(body["flavorRef"].rstrip("/").rsplit("/", 1)[-1])
         if flavor is None:
             raise HTTPError(400, f"Flavor {body['flavorRef']} could not be found.")
@@ -232,6 +244,10 @@ class Nova(Service):
                   "security_groups": [{"name": g.get("name", "default")}
                                       for g in body.get("security_groups") or [{"name": "default"}]],
                   "disk_config": body.get("OS-DCF:diskConfig", "MANUAL"), "fault": None}
+        server["ports"] = []
+        if self.launcher is not None:
+            server["ports"] = [self._bind(request, server, port_id) for port_id in ports]
+            server["vm"] = self._launch(request, server, body)
         with self.lock:
             self.servers[server["id"]] = server
         request.extra_headers.append(("Location", f"{self.base_url}/v2.1/servers/{server['id']}"))
@@ -239,6 +255,43 @@ class Nova(Service):
                                 "OS-DCF:diskConfig": server["disk_config"],
                                 "security_groups": server["security_groups"],
                                 "adminPass": uuid.uuid4().hex[:12]}}
+
+    def _launch(self, request, server, body):
+        """Hand the server to the launcher, with what nova-compute would put on its config drive."""
+        user_data = body.get("user_data")
+        if user_data is not None:
+            try:
+                user_data = base64.b64decode(user_data, validate=True)
+            except ValueError:
+                raise HTTPError(400, "Invalid input for field/attribute user_data. Value is not "
+                                     "base64 encoded") from None
+        keys = {}
+        if server["key_name"]:
+            keypair = self.keypairs.get((request.token["user"]["id"], server["key_name"]))
+            if keypair is None:
+                raise HTTPError(400, "Invalid key_name provided.")
+            keys[keypair["name"]] = keypair["public_key"]
+        return self.launcher.launch(server["id"], server["name"], glance_url=self._image_url(request),
+                                    token=request.headers.get("x-auth-token", ""),
+                                    image_id=server["image_id"], user_data=user_data, public_keys=keys,
+                                    project_id=server["project_id"], memory_mb=server["flavor"]["ram"],
+                                    ports=server["ports"])
+
+    def _bind(self, request, server, port_id):
+        """Bind a Neutron port to the server, as nova-compute does; what the VM's NIC needs."""
+        port, subnets, network = self.neutron.bind_port(port_id, server["id"], request.project_id)
+        subnet = subnets[0]
+        return {"port_id": port["id"], "network_id": network["id"], "network_name": network["name"],
+                "mac": port["mac_address"], "ip": port["fixed_ips"][0]["ip_address"], "cidr": subnet["cidr"],
+                "gateway": subnet["gateway_ip"], "dns": subnet["dns_nameservers"]}
+
+    @staticmethod
+    def _image_url(request):
+        urls = [e["url"] for svc in request.token.get("catalog", []) if svc.get("type") == "image"
+                for e in svc.get("endpoints", []) if e.get("interface") == "public"]
+        if not urls:
+            raise HTTPError(500, "no image service in the catalog to fetch the image from")
+        return urls[0].rstrip("/")
 
     @staticmethod
     def _check_image(request, image_id):
@@ -268,7 +321,15 @@ class Nova(Service):
         return server
 
     def _status(self, server):
-        """BUILD until the build time is over; then the scheduler's answer, once."""
+        """BUILD until the build time is over; then the scheduler's answer, once. A VM's
+        status is its own: BUILD until qemu runs, ERROR with the build's fault."""
+        vm = server.get("vm")
+        if vm is not None:
+            status = vm.status
+            if status == "ERROR" and server["fault"] is None:
+                server["fault"] = {"code": 500, "message": f"Build of instance {server['id']} aborted",
+                                   "details": vm.fault, "created": self._now()}
+            return status
         if server["fault"] is None and time.monotonic() - server["started"] < self.build_seconds:
             return "BUILD"
         with self.lock:
@@ -290,12 +351,12 @@ class Nova(Service):
         view = {
             "id": server["id"], "name": server["name"], "status": status, "tenant_id": server["project_id"],
             "user_id": server["user_id"], "metadata": server["metadata"], "key_name": server["key_name"],
-            "created": server["created"], "updated": server["updated"], "addresses": {},
+            "created": server["created"], "updated": server["updated"], "addresses": self._addresses(server),
             "accessIPv4": "", "accessIPv6": "", "hostId": "" if status != "ACTIVE" else uuid.uuid5(
                 uuid.NAMESPACE_URL, server["project_id"] + "emulated-host").hex,
             "image": {"id": server["image_id"], "links": self._links("images", server["image_id"])[1:]},
             "links": self._links("servers", server["id"]), "progress": 0 if status == "BUILD" else 100,
-            "config_drive": "", "security_groups": server["security_groups"],
+            "config_drive": "True" if server.get("vm") else "", "security_groups": server["security_groups"],
             "OS-DCF:diskConfig": server["disk_config"], "OS-EXT-AZ:availability_zone": "nova",
             "OS-EXT-STS:vm_state": {"BUILD": "building", "ERROR": "error", "ACTIVE": "active"}[status],
             "OS-EXT-STS:task_state": "scheduling" if status == "BUILD" else None,
@@ -321,6 +382,18 @@ class Nova(Service):
             view["fault"] = fault
         return view
 
+    def _addresses(self, server):
+        addresses = {}
+        for port in server.get("ports", []):
+            entries = addresses.setdefault(port["network_name"], [])
+            entries.append({"addr": port["ip"], "version": 4, "OS-EXT-IPS:type": "fixed",
+                            "OS-EXT-IPS-MAC:mac_addr": port["mac"]})
+            for fip in self.neutron.floatingips.values() if self.neutron else ():
+                if fip["port_id"] == port["port_id"]:
+                    entries.append({"addr": fip["floating_ip_address"], "version": 4,
+                                    "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": port["mac"]})
+        return addresses
+
     def show_server(self, request):
         return 200, {"server": self._server_view(request, self._server(request))}
 
@@ -339,11 +412,17 @@ class Nova(Service):
         server = self._server(request)
         with self.lock:
             self.servers.pop(server["id"], None)
+        if server.get("vm") is not None and self.launcher is not None:
+            self.launcher.delete(server["id"])
+        for port in server.get("ports", []):
+            self.neutron.unbind_port(port["port_id"])
         return 204, None
 
     def list_interfaces(self, request):
-        self._server(request)
-        return 200, {"interfaceAttachments": []}  # networks "none": no port
+        server = self._server(request)
+        return 200, {"interfaceAttachments": [
+            {"port_id": p["port_id"], "net_id": p["network_id"], "mac_addr": p["mac"], "port_state": "ACTIVE",
+             "fixed_ips": [{"ip_address": p["ip"]}]} for p in server.get("ports", [])]}
 
     # limits ---------------------------------------------------------------------------
     def limits(self, request):
