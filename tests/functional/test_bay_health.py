@@ -41,18 +41,6 @@ def bayctl(*args, cwd=None, timeout=300):
                           timeout=timeout, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def state_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("bb-bays"))
-    before = os.environ.get("BAYCTL_STATE_DIR")
-    os.environ["BAYCTL_STATE_DIR"] = root
-    yield root
-    if before is None:
-        os.environ.pop("BAYCTL_STATE_DIR", None)
-    else:
-        os.environ["BAYCTL_STATE_DIR"] = before
-
-
 def decoy_checkout(path):
     """A directory holding a `bayctl` package whose agent only says it is a decoy (another
     checkout, say): whatever starts an agent from there must not run it."""

@@ -39,19 +39,6 @@ def require_local_bay():
 
 
 @pytest.fixture(scope="module")
-def state_root(tmp_path_factory):
-    """bayctl's bay state for this module only (never the machine's /var/lib/bayctl)."""
-    root = str(tmp_path_factory.mktemp("bb-bays"))
-    before = os.environ.get("BAYCTL_STATE_DIR")
-    os.environ["BAYCTL_STATE_DIR"] = root
-    yield root
-    if before is None:
-        os.environ.pop("BAYCTL_STATE_DIR", None)
-    else:
-        os.environ["BAYCTL_STATE_DIR"] = before
-
-
-@pytest.fixture(scope="module")
 def web_db_bay(state_root):
     require_local_bay()
     lines = []
