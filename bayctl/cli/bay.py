@@ -56,6 +56,18 @@ def _show(bay, parsed_args, health=True):
     return tuple(data), tuple("" if value is None else value for value in data.values())
 
 
+def _flag_help(field) -> str:
+    """A spec field's help with its range and default (the flag itself defaults to None, so
+    that bay.yaml's value shows through: argparse's %(default)s would print None)."""
+    extra = []
+    if field.lo is not None and field.hi is not None:
+        extra.append(f"{field.lo}-{field.hi}")
+    if field.default is not None:
+        extra.append(f"default: {field.default}")
+    text = field.help + (f" ({'; '.join(extra)})" if extra else "")
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 class CreateMesosBay(OpenStackCommand, ShowOne):
     """Create a Mesos bay whose slaves enforce a group policy (or resume one half made).
 
@@ -74,11 +86,12 @@ class CreateMesosBay(OpenStackCommand, ShowOne):
                 continue  # --os-cloud (or --cloud), with the other OpenStack options
             if field.kind == "labels":
                 parser.add_argument(field.flag, dest=field.key, metavar="KEY=VALUE", action="append",
-                                    help=field.help + " (repeatable)")
+                                    help=_flag_help(field) + " (repeatable)")
             elif field.kind == "choice":
-                parser.add_argument(field.flag, dest=field.key, choices=field.choices, help=field.help)
+                parser.add_argument(field.flag, dest=field.key, choices=field.choices, help=_flag_help(field))
             else:
-                parser.add_argument(field.flag, dest=field.key, metavar=field.key.upper(), help=field.help)
+                parser.add_argument(field.flag, dest=field.key, metavar=field.key.upper(),
+                                    help=_flag_help(field))
         parser.add_argument("--retain", action="store_true",
                             help="keep a bay whose create failed, for debugging (default: remove it)")
         parser.add_argument("--verify", action="store_true",
