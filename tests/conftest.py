@@ -7,7 +7,8 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 pytest_plugins = ["fixtures_sshd", "fixtures_docker", "fixtures_agent", "fixtures_cloud", "fixtures_image",
-                  "fixtures_fakeservers", "fixtures_magnum", "fixtures_vm"]
+                  "fixtures_fakeservers", "fixtures_magnum", "fixtures_vm",
+                  "fixtures_localbay"]
 
 
 def pytest_configure(config):

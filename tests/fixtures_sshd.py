@@ -302,19 +302,6 @@ def sshd_prerequisites():
     require_tools("ssh", "ssh-keygen", "curl")  # curl: the remote="curl" mode runs it on the node
 
 
-@pytest.fixture(scope="module")
-def state_root(tmp_path_factory):
-    """bayctl's bay state for this module only (never the machine's /var/lib/bayctl)."""
-    root = str(tmp_path_factory.mktemp("bb-bays"))
-    before = os.environ.get("BAYCTL_STATE_DIR")
-    os.environ["BAYCTL_STATE_DIR"] = root
-    yield root
-    if before is None:
-        os.environ.pop("BAYCTL_STATE_DIR", None)
-    else:
-        os.environ["BAYCTL_STATE_DIR"] = before
-
-
 @pytest.fixture
 def sshd_bay_factory():
     """Call with (slaves, agents=True, master=False) -> SshdBay; all torn down after the test."""

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from fixtures_localbay import leftovers
 from prereq import require, require_root, require_tools
 
 from bayctl import api
@@ -68,16 +69,6 @@ def bay(state_root, tmp_path_factory):
 
 def files(bay, node):
     return local_nodes.NodeFiles(BAY, node, bay.state.directory)
-
-
-def leftovers(name, state_root):
-    left = [f"netns {ns}" for ns in local_net.bay_namespaces(name)]
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and os.path.join(state_root, name) in " ".join(local_nodes.cmdline(int(pid))):
-            left.append(f"process {pid}")
-    if os.path.exists(os.path.join(state_root, name)):
-        left.append(f"state {os.path.join(state_root, name)}")
-    return left
 
 
 def test_the_slaves_agents_are_bayctls_own_though_create_ran_in_a_decoy_checkout(bay):

@@ -15,6 +15,7 @@ import sys
 import zlib
 
 import pytest
+from fixtures_localbay import leftovers
 from prereq import require, require_root, require_tools
 
 from bayctl import api
@@ -58,25 +59,6 @@ def bay_processes(bay_name):
     for name in local_net.bay_namespaces(bay_name):
         pids += local_net.processes_in(os.path.join(local_net.NETNS_DIR, name))
     return sorted(pids)
-
-
-def leftovers(bay_name, state_root):
-    """Everything of the bay still on this machine (empty when it is really gone)."""
-    left = [f"netns {name}" for name in local_net.bay_namespaces(bay_name)]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    bridge = local_net.bridge_name(bay_name)
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    left += [f"link {name}" for name in names if name == bridge or name.startswith(bridge + "-")]
-    left += [f"pins {name}" for name in os.listdir(local_nodes.BPFFS)
-             if name.startswith(f"{local_net.PREFIX}{bay_name}-")]
-    if os.path.exists(local_nodes.socket_dir(bay_name)):
-        left.append(f"sockets {local_nodes.socket_dir(bay_name)}")
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and os.path.join(state_root, bay_name) in " ".join(local_nodes.cmdline(int(pid))):
-            left.append(f"process {pid}")
-    if os.path.exists(os.path.join(state_root, bay_name)):
-        left.append(f"state {os.path.join(state_root, bay_name)}")
-    return left
 
 
 def test_create_builds_master_and_slaves_and_seeds_every_agent(web_db_bay, state_root):
