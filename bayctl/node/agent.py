@@ -94,7 +94,7 @@ class Agent:
             return
         self.datapath.replace_policy(entries)
         self._policy, self._policy_text = policy, text
-        LOG.info("policy restored digest=%s entries=%d", policy.digest, len(entries))
+        LOG.info("policy restored digest=%s entries=%d", policy.digest, entries.count)
 
     def _restore_endpoints(self):
         saved = {ep["ip"]: ep for ep in self.store.load_endpoints()}
@@ -143,8 +143,8 @@ class Agent:
                 self._reinstate(self._policy)
                 raise
             self._policy, self._policy_text = policy, text
-        LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, len(entries), source)
-        return {"digest": policy.digest, "entries": len(entries)}
+        LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, entries.count, source)
+        return {"digest": policy.digest, "entries": entries.count}
 
     def _held(self, unless):
         policy = self._policy
@@ -153,12 +153,12 @@ class Agent:
         return {"digest": policy.digest, "unchanged": True}
 
     def _reinstate(self, policy):
-        from bayctl.policy import compile_policy
+        from bayctl.policy import pack_policy
 
         if policy is None:
             self.datapath.clear_policy()
         else:
-            self.datapath.replace_policy(list(compile_policy(policy)))
+            self.datapath.replace_policy(pack_policy(policy))
 
     def show_policy(self):
         policy, text = self._policy, self._policy_text
@@ -341,10 +341,10 @@ class Agent:
 
 
 def _parse_and_compile(text, source):
-    from bayctl.policy import compile_policy, parse_policy
+    from bayctl.policy import pack_policy, parse_policy
 
     policy = parse_policy(text, source=source)
-    return policy, list(compile_policy(policy))
+    return policy, pack_policy(policy)
 
 
 def _check_ip(ip):

@@ -16,7 +16,6 @@ new policy decides every packet.
 import array
 import ctypes
 import errno
-import gc
 import ipaddress
 import operator
 import os
@@ -25,9 +24,11 @@ import threading
 import time
 
 from bayctl.errors import NodeError
+from bayctl.gcpause import gc_paused
 from bayctl.node import libbpf
 from bayctl.node.netns import NetnsGone, run_in_netns
 from bayctl.policy import layout
+from bayctl.policy.compiler import PackedPolicy
 
 DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
 DEFAULT_OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "bayctl_tc.bpf.o")
@@ -215,8 +216,9 @@ class Datapath:
     # ----- policy -------------------------------------------------------------------------
 
     def replace_policy(self, entries):
-        """Make `entries` ((layout.PolicyKey, layout.PolicyValue) pairs) the whole policy, atomically.
-        On any error the previous policy stays in force."""
+        """Make `entries` the whole policy, atomically: (layout.PolicyKey, layout.PolicyValue)
+        pairs, or a PackedPolicy (compiler.pack_policy: the agent's fast path). On any error
+        the previous policy stays in force."""
         keys, values, count = _policy_arrays(entries)
         outer = self._fd(layout.PIN_POLICY)
         inner = libbpf.map_create(libbpf.MAP_TYPE_LPM_TRIE, INNER_POLICY_NAME,
@@ -356,15 +358,15 @@ def _policy_arrays(entries):
     Packing goes through bytes.join and checks run over the packed bytes: per-entry Python
     work is what dominates a 100k-entry policy, so it is kept to C-level iteration.
     """
+    if isinstance(entries, PackedPolicy):
+        return _packed_arrays(entries)
     pairs = entries if isinstance(entries, (list, tuple)) else list(entries)
     count = len(pairs)
     if count > layout.MAX_POLICY:
         raise NodeError(f"policy has {count} entries; the datapath holds at most {layout.MAX_POLICY}")
     if count == 0:
         return None, None, 0
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection pass over 100k fresh objects would cost more than the packing
-    try:
+    with gc_paused():  # a collection pass over 100k fresh objects would cost more than the packing
         try:
             if set(map(len, pairs)) != {2}:
                 _explain_bad_entry(pairs)
@@ -381,14 +383,35 @@ def _policy_arrays(entries):
         # straight into one buffer, with no per-entry bytes object.
         packed_keys = b"".join(keys)
         packed_values = b"".join(values)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    if not _keys_valid(packed_keys, count):
+        _explain_bad_entry(pairs)
+    return _as_arrays(packed_keys, packed_values, count)
+
+
+def _packed_arrays(packed):
+    count = packed.count
+    if count > layout.MAX_POLICY:
+        raise NodeError(f"policy has {count} entries; the datapath holds at most {layout.MAX_POLICY}")
+    if count == 0:
+        return None, None, 0
+    if (len(packed.keys) != count * ctypes.sizeof(layout.PolicyKey)
+            or len(packed.values) != count * ctypes.sizeof(layout.PolicyValue)
+            or not _keys_valid(packed.keys, count)):
+        raise NodeError(f"packed policy of {count} entries is malformed "
+                        f"({len(packed.keys)} key bytes, {len(packed.values)} value bytes)")
+    return _as_arrays(packed.keys, packed.values, count)
+
+
+def _keys_valid(packed_keys, count):
+    """Every prefixlen within the key and every pad byte zero, checked over the bytes."""
     prefixlens = array.array("I", packed_keys)[0::3]  # prefixlen: the first u32 of each 12-byte key
     key_size = ctypes.sizeof(layout.PolicyKey)
     pad_offset = layout.PolicyKey.pad.offset
-    if max(prefixlens) > layout.POLICY_FULL_PREFIX or packed_keys[pad_offset::key_size].count(0) != count:
-        _explain_bad_entry(pairs)
+    pads = packed_keys[pad_offset::key_size]
+    return max(prefixlens) <= layout.POLICY_FULL_PREFIX and pads.count(0) == count
+
+
+def _as_arrays(packed_keys, packed_values, count):
     key_array = (layout.PolicyKey * count).from_buffer_copy(packed_keys)
     value_array = (layout.PolicyValue * count).from_buffer_copy(packed_values)
     return key_array, value_array, count

@@ -2,15 +2,17 @@
 
     policy = load_policy("web.yaml")        # or parse_policy(text, source="<stdin>")
     entries = compile_policy(policy)        # [(layout.PolicyKey, layout.PolicyValue)]
+    packed = pack_policy(policy)            # the same entries as bytes: the agent's fast path
     text = dump_policy(policy)              # canonical YAML; parses back to an equal policy
 """
 
-from bayctl.policy.compiler import compile_entries, compile_policy
+from bayctl.policy.compiler import PackedPolicy, compile_entries, compile_policy, pack_policy
 from bayctl.policy.dump import dump_policy
 from bayctl.policy.model import Policy, PortSpec, Rule
 from bayctl.policy.parser import load_policy, parse_policy
 
 __all__ = [
+    "PackedPolicy",
     "Policy",
     "PortSpec",
     "Rule",
@@ -18,5 +20,6 @@ __all__ = [
     "compile_policy",
     "dump_policy",
     "load_policy",
+    "pack_policy",
     "parse_policy",
 ]

@@ -14,6 +14,7 @@ import collections
 import struct
 
 from bayctl.errors import PolicyError
+from bayctl.gcpause import gc_paused
 from bayctl.policy import layout, model
 
 # Rule ids: rules are numbered from 1 in file order; intraGroup entries live in their
@@ -24,6 +25,9 @@ _PORT_BITS = 16
 _KEY_BITS = layout.POLICY_FULL_PREFIX
 _PREFIXLEN = struct.Struct("=I")            # struct bayctl_policy_key.prefixlen: host order
 _KEY_DATA = struct.Struct("!HHBBH")         # src_group, dst_group, proto, pad, dport: network order
+_KEY_GROUPS = struct.Struct("!HH")          # the same key, cut where a rule's keys differ per pair
+_KEY_TAIL = struct.Struct("!BBH")
+_VALUE = struct.Struct("=I")                # struct bayctl_policy_value.rule_id: host order
 
 
 class Entry(collections.namedtuple("Entry", "prefixlen src_group dst_group proto dport rule_id")):
@@ -73,6 +77,14 @@ def describe_rule_id(rule_id: int) -> str:
     return f"rules[{rule_id - 1}]"
 
 
+class PackedPolicy(collections.namedtuple("PackedPolicy", "keys values count")):
+    """The allow entries as the map stores them: `count` keys (12 bytes each, see key_bytes)
+    and `count` values (a host-order u32 rule id each), back to back, in no particular order.
+    Datapath.replace_policy takes this as it is: no Python object per entry on the way."""
+
+    __slots__ = ()
+
+
 def compile_policy(policy: model.Policy):
     """The policy as [(layout.PolicyKey, layout.PolicyValue)], ready for Datapath.replace_policy."""
     # from_buffer_copy of packed bytes is the fast way to build many keys (100k in ~0.3 s);
@@ -81,49 +93,124 @@ def compile_policy(policy: model.Policy):
     return [(key_from(entry.key_bytes()), value(entry.rule_id)) for entry in compile_entries(policy)]
 
 
+def pack_policy(policy: model.Policy) -> PackedPolicy:
+    """The policy's entries packed for the map: the agent's path, fast at 100k entries.
+
+    The entries are compile_entries' (the same allow sets), but a group pair's keys are made
+    by one bytes.join over the rule's pre-packed matches, so the cost per entry is C-level
+    copying, not a tuple, an Entry and two ctypes structures.
+    """
+    with gc_paused():
+        return _pack(policy)
+
+
+def _pack(policy):
+    keys, values, count = [], [], 0
+    # _allow_sets hands out one list of matches per distinct port list: pack each once. The
+    # memo holds the list too, so its id cannot be reused by another list while it is here.
+    pieces_of = {}   # id(matches) -> (matches, pieces)
+    for rule_id, pairs, matches in _allow_sets(policy):
+        memo = pieces_of.get(id(matches))
+        if memo is None:
+            memo = pieces_of[id(matches)] = (matches, _key_pieces(matches))
+        pieces = memo[1]
+        keys.extend(_KEY_GROUPS.pack(src, dst).join(pieces) for src, dst in pairs)
+        values.append(_VALUE.pack(rule_id) * (len(matches) * len(pairs)))
+        count += len(matches) * len(pairs)
+    return PackedPolicy(b"".join(keys), b"".join(values), count)
+
+
+def _key_pieces(matches):
+    """Every key is <prefixlen><src><dst><proto><pad><dport>: joining these pieces with a
+    pair's <src><dst> as the separator gives all that pair's keys at once."""
+    heads = [_PREFIXLEN.pack(prefixlen) for prefixlen, _, _ in matches]
+    tails = [_KEY_TAIL.pack(proto, 0, dport) for _, proto, dport in matches]
+    return [heads[0], *(tail + head for tail, head in zip(tails, heads[1:])), tails[-1]]
+
+
 def compile_entries(policy: model.Policy):
     """The policy as a sorted list of Entry (plain integers): what compile_policy encodes."""
-    entries = {}     # (prefixlen, src, dst, proto, dport) -> rule id; first writer wins
-    for index, rule in enumerate(policy.rules):
-        rule_id = index + 1
-        destinations = policy.expand(rule.destinations)
-        pairs = [(src, dst) for src in policy.expand(rule.sources) for dst in destinations]
-        matches = _rule_matches(rule)
-        if len(pairs) * len(matches) > layout.MAX_POLICY:
-            raise _too_many(policy, rule, index)
-        for src, dst in pairs:
-            for prefixlen, proto, dport in matches:
-                entries.setdefault((prefixlen, src, dst, proto, dport), rule_id)
-        if len(entries) > layout.MAX_POLICY:
-            raise _too_many(policy, rule, index)
-    if policy.intra_group == model.INTRA_ALLOW:
-        for tag in sorted(policy.named_groups.values()):
-            entries.setdefault((layout.PREFIX_GROUPS_ONLY, tag, tag, layout.PROTO_ANY, 0),
-                               RULE_ID_INTRA_GROUP + tag)
-        if len(entries) > layout.MAX_POLICY:
-            raise PolicyError(f"policy compiles to more than {layout.MAX_POLICY} entries (the map's size)",
-                              path=policy.source, field="intraGroup")
+    entries = [(src, dst, proto, dport, prefixlen, rule_id)
+               for rule_id, pairs, matches in _allow_sets(policy)
+               for src, dst in pairs
+               for prefixlen, proto, dport in matches]
     # Listed by group pair, then protocol and port: the order people read them in.
-    ordered = sorted(entries.items(), key=lambda item: (*item[0][1:], item[0][0]))
+    entries.sort()
     return [Entry(prefixlen, src, dst, proto, dport, rule_id)
-            for (prefixlen, src, dst, proto, dport), rule_id in ordered]
+            for src, dst, proto, dport, prefixlen, rule_id in entries]
+
+
+def _allow_sets(policy: model.Policy):
+    """Yield (rule id, [(src, dst)], [(prefixlen, proto, dport)]): every key once, rule order.
+
+    Each group pair of a rule gets the rule's matches, less those an earlier rule already
+    gave that pair (the same key twice keeps the lowest rule id: rules before intraGroup).
+    Pairs met for the first time, the usual case, share one list of matches.
+    """
+    given = {}      # (src, dst) -> the matches it has: the first rule's list, a set once shared
+    total = 0
+    matches_of = {}  # rule.ports -> matches: big policies repeat the same port list on many rules
+    rules = []
+    for index, rule in enumerate(policy.rules):
+        matches = matches_of.get(rule.ports)
+        if matches is None:
+            matches = matches_of[rule.ports] = _rule_matches(rule)
+        rules.append((index + 1, rule, matches))
+    if policy.intra_group == model.INTRA_ALLOW:
+        intra = [(layout.PREFIX_GROUPS_ONLY, layout.PROTO_ANY, 0)]
+        rules += [(RULE_ID_INTRA_GROUP + tag, tag, intra) for tag in sorted(policy.named_groups.values())]
+    for rule_id, rule, matches in rules:
+        if rule_id >= RULE_ID_INTRA_GROUP:
+            pairs, field, line = [(rule, rule)], "intraGroup", None
+        else:
+            destinations = policy.expand(rule.destinations)
+            pairs = [(src, dst) for src in policy.expand(rule.sources) for dst in destinations]
+            field, line = f"rules[{rule_id - 1}]", rule.line
+        if len(pairs) * len(matches) > layout.MAX_POLICY:
+            raise _too_many(policy, field, line)
+        fresh = []
+        for pair in pairs:
+            had = given.get(pair)
+            if had is None:
+                given[pair] = matches
+                fresh.append(pair)
+                continue
+            if not isinstance(had, set):
+                had = given[pair] = set(had)
+            new = [match for match in matches if match not in had]
+            if new:
+                had.update(new)
+                total += len(new)
+                yield rule_id, [pair], new
+        if fresh:
+            total += len(fresh) * len(matches)
+            yield rule_id, fresh, matches
+        if total > layout.MAX_POLICY:
+            raise _too_many(policy, field, line)
 
 
 def _rule_matches(rule: model.Rule):
     """(prefixlen, proto, dport) of every prefix one group pair of this rule needs."""
     if not rule.ports:
         return [(layout.PREFIX_GROUPS_ONLY, layout.PROTO_ANY, 0)]
-    by_proto = collections.defaultdict(list)
-    for spec in rule.ports:
-        by_proto[spec.proto_number].append(spec)
+    numbers = layout.PROTO_NUMBERS
+    any_port, ranges = set(), collections.defaultdict(list)
+    for spec in rule.ports:   # attributes, not PortSpec's properties: this loop runs per port
+        if spec.lo is None:
+            any_port.add(numbers[spec.proto])
+        else:
+            ranges[numbers[spec.proto]].append((spec.lo, spec.hi))
     matches = []
-    for proto, specs in sorted(by_proto.items()):
-        if any(spec.any_port for spec in specs):
+    for proto in sorted(any_port | ranges.keys()):
+        if proto in any_port:
             matches.append((layout.PREFIX_PROTO_ONLY, proto, 0))
             continue
-        for lo, hi in merge_ranges((spec.lo, spec.hi) for spec in specs):
-            for port, bits in port_prefixes(lo, hi):
-                matches.append((layout.PREFIX_PROTO_ONLY + bits, proto, port))
+        for lo, hi in merge_ranges(ranges[proto]):
+            if lo == hi:   # a single port, the common case at scale: one full-length prefix
+                matches.append((_KEY_BITS, proto, lo))
+            else:
+                matches.extend((layout.PREFIX_PROTO_ONLY + bits, proto, port)
+                               for port, bits in port_prefixes(lo, hi))
     return matches
 
 
@@ -132,10 +219,11 @@ def merge_ranges(ranges):
     merged = []
     for lo, hi in sorted(ranges):
         if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
         else:
-            merged.append([lo, hi])
-    return [tuple(item) for item in merged]
+            merged.append((lo, hi))
+    return merged
 
 
 def port_prefixes(lo, hi):
@@ -154,6 +242,6 @@ def port_prefixes(lo, hi):
     return prefixes
 
 
-def _too_many(policy, rule, index):
+def _too_many(policy, field, line):
     return PolicyError(f"policy compiles to more than {layout.MAX_POLICY} entries (the map's size)",
-                       path=policy.source, line=rule.line, field=f"rules[{index}]")
+                       path=policy.source, line=line, field=field)

@@ -278,8 +278,9 @@ for line in sys.stdin:
 
 
 def test_compiled_policy_end_to_end(lab):
-    """The policy compiler's entries mean to the datapath what the policy says."""
-    from bayctl.policy import compile_policy, parse_policy
+    """The policy compiler's entries mean to the datapath what the policy says, as ctypes
+    pairs and packed."""
+    from bayctl.policy import compile_policy, pack_policy, parse_policy
 
     policy = parse_policy(f"""
 apiVersion: bayctl/v1
@@ -291,6 +292,13 @@ rules:
   - {{from: external, to: web, ports: [tcp/80]}}
 """, source="<test>")
     lab.dp.replace_policy(compile_policy(policy))
+    check_compiled_policy(lab)
+    lab.dp.replace_policy([])
+    lab.dp.replace_policy(pack_policy(policy))      # the agent's path: the same entries as bytes
+    check_compiled_policy(lab)
+
+
+def check_compiled_policy(lab):
     assert lab.tcp("web1", "db", 5432)
     assert lab.udp("web2", "db", 7002)
     assert lab.tcp("ext", "web1", 80)
@@ -614,6 +622,7 @@ def test_arp_passes_without_policy(lab):
 
 def test_bad_input_is_a_clear_error(lab):
     from bayctl.errors import NodeError
+    from bayctl.policy import PackedPolicy
 
     with pytest.raises(NodeError, match="not an IPv4 address"):
         lab.dp.set_endpoint("fe80::1", WEB)
@@ -623,6 +632,11 @@ def test_bad_input_is_a_clear_error(lab):
         bad = layout.PolicyKey.make(64, WEB, DB, TCP, 1)
         bad.prefixlen = 65
         lab.dp.replace_policy([(bad, layout.PolicyValue(1))])
+    good = layout.PolicyKey.make(64, WEB, DB, TCP, 1)
+    with pytest.raises(NodeError, match="packed policy of 2 entries is malformed"):
+        lab.dp.replace_policy(PackedPolicy(bytes(good) * 2, bytes(layout.PolicyValue(1)), 2))
+    with pytest.raises(NodeError, match="packed policy of 1 entries is malformed"):
+        lab.dp.replace_policy(PackedPolicy(bytes(bad), bytes(layout.PolicyValue(1)), 1))
     with pytest.raises(NodeError, match="no such interface"):
         lab.dp.attach("bdp-missing", lab.sw.path)
     lab.dp.detach("bdp-missing", lab.sw.path)           # idempotent

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from policy_strategies import PACKET_PROTOS, PORTED_PROTOS, interesting_ports, packet_tags, policies
 
 from bayctl.errors import PolicyError
-from bayctl.policy import compile_entries, compile_policy, layout, load_policy, parse_policy
+from bayctl.policy import (
+    PackedPolicy,
+    compile_entries,
+    compile_policy,
+    layout,
+    load_policy,
+    pack_policy,
+    parse_policy,
+)
 from bayctl.policy.compiler import RULE_ID_INTRA_GROUP, merge_ranges, port_prefixes
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "bayctl" / "share" / "policies"
@@ -279,3 +287,54 @@ def test_packed_keys_equal_layout_make():
         assert bytes(key) == bytes(entry.key())
         assert (key.prefixlen, value.rule_id) == (entry.prefixlen, entry.rule_id)
         assert isinstance(key, layout.PolicyKey) and isinstance(value, layout.PolicyValue)
+
+
+# --- the agent's packed form -------------------------------------------------------------
+
+def packed_pairs(packed):
+    """A PackedPolicy as {key bytes: rule id}, with no key twice."""
+    key_size, value_size = ctypes.sizeof(layout.PolicyKey), ctypes.sizeof(layout.PolicyValue)
+    assert len(packed.keys) == packed.count * key_size and len(packed.values) == packed.count * value_size
+    pairs = {}
+    for index in range(packed.count):
+        key = packed.keys[index * key_size:(index + 1) * key_size]
+        assert key not in pairs, f"key {key.hex()} packed twice"
+        pairs[key] = layout.PolicyValue.from_buffer_copy(packed.values, index * value_size).rule_id
+    return pairs
+
+
+def compiled_pairs(policy):
+    return {bytes(key): value.rule_id for key, value in compile_policy(policy)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(policies())
+def test_packed_policy_is_exactly_the_compiled_entries(policy):
+    assert packed_pairs(pack_policy(policy)) == compiled_pairs(policy)
+
+
+def test_packed_policy_keeps_the_first_rule_of_a_shared_key_and_shares_port_lists():
+    policy = parse_policy(HEAD + "rules:\n- {from: web, to: db, ports: [tcp/80, udp/53]}\n"
+                                 "- {from: '*', to: '*', ports: [tcp/80, udp/53]}\n"
+                                 "- {from: web, to: db, ports: [tcp/80-81, icmp]}\n- {from: web, to: web}\n")
+    packed = packed_pairs(pack_policy(policy))
+    assert packed == compiled_pairs(policy)
+    web_db_80 = layout.PolicyKey.make(64, 100, 200, layout.PROTO_TCP, 80)
+    assert packed[bytes(web_db_80)] == 1
+    assert packed[bytes(layout.PolicyKey.make(64, 200, 100, layout.PROTO_TCP, 80))] == 2
+    # 80-81 is one 2-port prefix: a key of its own, so rule 3 owns it
+    assert packed[bytes(layout.PolicyKey.make(63, 100, 200, layout.PROTO_TCP, 80))] == 3
+
+
+def test_packed_policy_of_nothing_allowed_is_empty():
+    packed = pack_policy(parse_policy(HEAD + "intraGroup: deny\n"))
+    assert packed == PackedPolicy(b"", b"", 0)
+
+
+def test_packed_policy_refuses_too_many_entries_like_the_compiler():
+    groups = ", ".join(f"g{i}: {i + 1}" for i in range(600))
+    text = f"apiVersion: bayctl/v1\nkind: GroupPolicy\ngroups: {{{groups}}}\n"
+    text += "rules:\n- {from: '*', to: '*'}\n"
+    with pytest.raises(PolicyError) as caught:
+        pack_policy(parse_policy(text, source="big.yaml"))
+    assert str(caught.value).startswith("big.yaml:5: rules[0]: policy compiles to more than 262144 entries")
