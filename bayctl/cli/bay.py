@@ -191,15 +191,21 @@ class PolicyApply(OpenStackCommand, Lister):
         return parser
 
     def take_action(self, parsed_args):
-        columns = ("node", "status", "digest", "reason")
-        try:
-            results = api.apply_policy(parsed_args.bay, parsed_args.file,
-                                       status=_status(self, f"Seeding {parsed_args.file}"))
-        except SeedError as err:
-            for result in err.results:  # name every node, then the one-line error and exit 1
-                print(f"{result.node}: {result.status} {result.reason}", file=sys.stderr)
-            raise
-        return columns, [(r.node, r.status, (r.digest or "")[:12], r.reason) for r in results]
+        return seed_rows(lambda status: api.apply_policy(parsed_args.bay, parsed_args.file, status=status),
+                         self, f"Seeding {parsed_args.file}")
+
+
+def seed_rows(seed, command, title):
+    """Run `seed(status)` (a per-node seeding) and give its results as rows; on failure name
+    every node on standard error, then the one-line error (exit 1)."""
+    try:
+        results = seed(_status(command, title))
+    except SeedError as err:
+        for result in err.results:
+            print(f"{result.node}: {result.status} {result.reason}", file=sys.stderr)
+        raise
+    return ("node", "status", "digest", "reason"), [(r.node, r.status, (r.digest or "")[:12], r.reason)
+                                                     for r in results]
 
 
 class Ssh(Command):

@@ -38,6 +38,9 @@ COMMANDS = {
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",
     "policy examples": "bayctl.cli.policy:Examples",
+    "policy diff": "bayctl.cli.policy:Diff",
+    "policy history": "bayctl.cli.policy:History",
+    "policy rollback": "bayctl.cli.policy:Rollback",
     "image build": "bayctl.cli.image:Build",
 }
 
