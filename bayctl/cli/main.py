@@ -41,6 +41,9 @@ COMMANDS = {
     "policy diff": "bayctl.cli.policy:Diff",
     "policy history": "bayctl.cli.policy:History",
     "policy rollback": "bayctl.cli.policy:Rollback",
+    "node staged": "bayctl.cli.staging:NodeStaged",
+    "node promote": "bayctl.cli.staging:NodePromote",
+    "node discard": "bayctl.cli.staging:NodeDiscard",
     "image build": "bayctl.cli.image:Build",
 }
 

@@ -26,6 +26,7 @@ from bayctl.errors import BayctlError, NodeError, PolicyError
 from bayctl.node import conntrack_gc, nodeguard
 from bayctl.node.api import AgentApi
 from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
+from bayctl.node.staging import Staging
 from bayctl.node.state import StateStore
 from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
 
@@ -65,6 +66,7 @@ class Agent:
         self._policy = None          # bayctl.policy Policy, or None: fail closed
         self._policy_text = None
         self._endpoints = {}         # ip -> {"ip", "tag", "registered_as", "ifname", "netns"}
+        self.staging = Staging(self)  # audit mode: a staged policy beside the active one
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -76,6 +78,7 @@ class Agent:
         self.datapath.load()
         with self._lock:
             self._restore_policy()
+            self.staging.restore()
             self._restore_endpoints()
 
     def _restore_policy(self):
@@ -143,6 +146,7 @@ class Agent:
                 self._reinstate(self._policy)
                 raise
             self._policy, self._policy_text = policy, text
+            self.staging.applied(policy.digest)  # the staged policy, applied: promoted
         LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, len(entries), source)
         return {"digest": policy.digest, "entries": len(entries)}
 

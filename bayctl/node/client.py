@@ -73,6 +73,26 @@ class AgentClient:
     def clear_policy(self):
         return self._request("DELETE", "/v1/policy")
 
+    # -- audit mode (a staged policy beside the active one) ------------------------------------
+
+    def stage_policy(self, text, source=None):
+        headers = {"Content-Type": "application/yaml"}
+        if source:
+            headers[SOURCE_HEADER] = source
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        return self._request("PUT", "/v1/policy/staged", body, headers)
+
+    def staged(self):
+        return self._request("GET", "/v1/policy/staged")
+
+    def discard_staged(self):
+        return self._request("DELETE", "/v1/policy/staged")
+
+    def promote_staged(self, digest=None):
+        """Make the staged policy active; with `digest`, only if that is what is staged."""
+        headers = {"If-Match": f'"{digest}"'} if digest else {}
+        return self._request("POST", "/v1/policy/staged/promote", b"", headers)
+
     # -- endpoints -----------------------------------------------------------------------------
 
     def add_endpoint(self, ip, group, ifname=None, netns=None, allow_uplink=False):
