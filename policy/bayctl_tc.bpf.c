@@ -77,8 +77,7 @@ int bayctl_tc(struct __sk_buff *skb)
 
 	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);
 	/* staging: a staged policy, if any, is asked the same question; it never changes the verdict */
-	audit = audit_staged(orig_src, orig_dst, flow.proto, orig_dport, verdict == POLICY_ALLOW, &ct, src, skb,
-			     src_group, dst_group);
+	audit = audit_staged(orig_src, orig_dst, flow.proto, orig_dport, verdict == POLICY_ALLOW, &ct, src, skb);
 	/* HOOK(observe): audit == AUDIT_WOULD_DROP / AUDIT_WOULD_ALLOW: emit a would-drop /
 	 * would-allow flow event here (wired to the observe emitter at merge). */
 	(void)audit;

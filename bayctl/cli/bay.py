@@ -182,15 +182,26 @@ class ShowBay(OpenStackCommand, ShowOne):
 
 
 class PolicyApply(OpenStackCommand, Lister):
-    """Seed a group policy on every slave of a bay, live (nodes already on it are left alone)."""
+    """Seed a group policy on every slave of a bay, live (nodes already on it are left alone).
+
+    With --audit the policy is staged on every slave instead: the active policy keeps
+    enforcing, and what the staged one would change is counted (`bayctl policy staged --bay`)."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
+        parser.add_argument("--audit", action="store_true",
+                            help="stage it beside the active policy instead (audit mode: counted, not "
+                                 "enforced; see `policy staged|promote|discard --bay`)")
         return parser
 
     def take_action(self, parsed_args):
+        if parsed_args.audit:
+            from bayctl.bay_policy import stage_policy
+
+            return seed_rows(lambda status: stage_policy(parsed_args.bay, parsed_args.file, status=status),
+                             self, f"Staging {parsed_args.file}")
         return seed_rows(lambda status: api.apply_policy(parsed_args.bay, parsed_args.file, status=status),
                          self, f"Seeding {parsed_args.file}")
 

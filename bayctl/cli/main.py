@@ -44,6 +44,9 @@ COMMANDS = {
     "node staged": "bayctl.cli.staging:NodeStaged",
     "node promote": "bayctl.cli.staging:NodePromote",
     "node discard": "bayctl.cli.staging:NodeDiscard",
+    "policy staged": "bayctl.cli.staging:BayStaged",
+    "policy promote": "bayctl.cli.staging:BayPromote",
+    "policy discard": "bayctl.cli.staging:BayDiscard",
     "image build": "bayctl.cli.image:Build",
 }
 

@@ -126,6 +126,8 @@ class Diff(Lister):
         old, new = self._policies(parsed_args)
         changes = diff.diff_policies(old, new)
         self._changed = bool(changes)
+        if not changes:
+            self.app.stderr.write("no verdict changes\n")
         name = diff.group_namer(old, new)
         return ("from", "to", "protocol", "ports", "old", "new"), diff.as_rows(changes, name)
 

@@ -69,3 +69,70 @@ class NodeDiscard(Command):
         result = _client(parsed_args).discard_staged()
         discarded = result.get("discarded")
         self.app.stdout.write(f"discarded {discarded}\n" if discarded else "nothing was staged\n")
+
+
+# -- a bay's slaves --------------------------------------------------------------------------
+
+
+def _add_bay(parser):
+    parser.add_argument("--bay", required=True, metavar="NAME", help="the bay")
+    return parser
+
+
+class BayStaged(Lister):
+    """Show what the bay's staged policy would change, summed over its slaves, per group pair.
+
+    would drop: packets the active policy lets through and the staged one would not (and the
+    flows they open); would allow: the reverse. Which policy is staged, since when and by whom
+    goes to standard error, with any slave that does not stage it (then exit 1)."""
+
+    def get_parser(self, prog_name):
+        return _add_bay(super().get_parser(prog_name))
+
+    def run(self, parsed_args):
+        status = super().run(parsed_args)
+        return status or (1 if self._disagree else 0)
+
+    def take_action(self, parsed_args):
+        from bayctl.bay_policy import staged_counts
+
+        staged = staged_counts(parsed_args.bay)
+        self._disagree = [node for node in staged["nodes"] if node["reason"]]
+        if staged["digest"]:
+            agreeing = f"{len(staged['nodes']) - len(self._disagree)}/{len(staged['nodes'])}"
+            self.app.stderr.write(f"staged {staged['digest'][:12]} ({staged['source']}) by {staged['who']} "
+                                  f"since {_since(staged['time'])} on {agreeing} slaves\n")
+        else:
+            self.app.stderr.write(f"nothing staged on bay {parsed_args.bay}\n")
+        for node in self._disagree:
+            self.app.stderr.write(f"{node['node']}: {node['reason']}\n")
+        return _staged_rows(staged["pairs"])
+
+
+class BayPromote(Lister):
+    """Make the bay's staged policy active on every slave: the same atomic swap as `policy
+    apply --bay`, with its guarantees (digest read back, a failed slave named, exit 1)."""
+
+    def get_parser(self, prog_name):
+        return _add_bay(super().get_parser(prog_name))
+
+    def take_action(self, parsed_args):
+        from bayctl.bay_policy import promote_staged
+        from bayctl.cli.bay import seed_rows
+
+        return seed_rows(lambda status: promote_staged(parsed_args.bay, status=status), self,
+                         f"Promoting the staged policy of {parsed_args.bay}")
+
+
+class BayDiscard(Lister):
+    """Drop the bay's staged policy on every slave (the active policy is untouched)."""
+
+    def get_parser(self, prog_name):
+        return _add_bay(super().get_parser(prog_name))
+
+    def take_action(self, parsed_args):
+        from bayctl.bay_policy import discard_staged
+        from bayctl.cli.bay import seed_rows
+
+        return seed_rows(lambda status: discard_staged(parsed_args.bay, status=status), self,
+                         f"Discarding the staged policy of {parsed_args.bay}")

@@ -203,8 +203,9 @@ enum bayctl_drop_reason {
  * Audit mode (lib/staged.h). bayctl_staged: ARRAY_OF_MAPS with one slot (index
  * 0), a staged policy shaped exactly as bayctl_policy's inner map; evaluated
  * beside the active policy, it never decides a packet. Empty = nothing staged.
- * bayctl_audit: PERCPU_HASH, {src group, dst group} (struct bayctl_pair_key) ->
- * the packets (and flows opened) whose verdict the staged policy would change.
+ * bayctl_audit: PERCPU_HASH, the flow's {src group, dst group} in its original
+ * direction (struct bayctl_pair_key) -> the packets (and flows opened) whose
+ * verdict the staged policy would change.
  * User space empties it whenever it stages a new policy.
  */
 #define BAYCTL_PIN_STAGED "bayctl_staged"

@@ -7,13 +7,13 @@
  * nothing is staged and costs one array lookup per packet. The staged policy
  * never decides a packet: it is asked the same question as the active one (the
  * flow's original direction, from conntrack kept by the ACTIVE policy), and
- * where its answer differs the packet is counted in bayctl_audit under the
- * packet's group pair, as would-drop (active allows, staged denies) or
- * would-allow (active denies, staged allows). Counting follows count_pair's
- * rule, so audit counts and the pair counters compare one to one: a packet the
- * active policy drops is counted at the hook that drops it; one it lets
- * through only at its sender's hook (endpoints.h, hook_counts). A packet that
- * opens a flow (no live conntrack entry) also counts as a flow.
+ * where its answer differs the packet is counted in bayctl_audit under its
+ * FLOW's group pair (the original direction: a reply of a web -> db flow counts
+ * for web -> db), as would-drop (active allows, staged denies) or would-allow
+ * (active denies, staged allows). Counting follows count_pair's hook rule, so
+ * packets are counted once: one the active policy drops at the hook that drops
+ * it, one it lets through only at its sender's hook (endpoints.h, hook_counts).
+ * A packet that opens a flow (no live conntrack entry) also counts as a flow.
  */
 #ifndef BAYCTL_LIB_STAGED_H
 #define BAYCTL_LIB_STAGED_H
@@ -93,8 +93,7 @@ static __always_inline void count_audit(__u16 src_group, __u16 dst_group, __u32 
  */
 static __always_inline int audit_staged(__u16 orig_src, __u16 orig_dst, __u8 proto, __be16 orig_dport,
 					int active_allows, const struct ct_lookup *ct,
-					const struct bayctl_endpoint_value *src, struct __sk_buff *skb,
-					__u16 src_group, __u16 dst_group)
+					const struct bayctl_endpoint_value *src, struct __sk_buff *skb)
 {
 	int staged = staged_allows(orig_src, orig_dst, proto, orig_dport);
 	int outcome, new_flow;
@@ -106,7 +105,7 @@ static __always_inline int audit_staged(__u16 orig_src, __u16 orig_dst, __u8 pro
 	if (active_allows && !hook_counts(src, skb))
 		return outcome;
 	new_flow = ct->direction == CT_NEW || ct->direction == CT_NEW_REVERSED;
-	count_audit(src_group, dst_group, skb->len, outcome, new_flow);
+	count_audit(orig_src, orig_dst, skb->len, outcome, new_flow);
 	return outcome;
 }
 
