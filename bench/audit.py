@@ -24,8 +24,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import datapath as bench  # noqa: E402  (bench/datapath.py: set-up, policies, iperf)
 
-from bayctl.node.datapath import Datapath  # noqa: E402
-
 CASES = ("nofilter", "active", "staged_same", "staged_differs")
 
 
@@ -56,15 +54,8 @@ def main():
 
     samples, would = {}, {}
     with bench.NetLab("bdau") as lab:
-        client, server = lab.netns("cli"), lab.netns("srv")
-        lab.veth(client, f"{bench.CLIENT_IP}/24", ifname="eth0", peer_netns=server, peer="eth0",
-                 peer_addr=f"{bench.SERVER_IP}/24")
-        dp = Datapath(pin_dir=f"/sys/fs/bpf/bdau-{lab.run_id}")
-        dp.load()
+        client, server, dp = bench.client_and_server(lab)
         try:
-            server_ifindex = int(server.run("ip", "-o", "link", "show", "dev", "eth0").stdout.split(":")[0])
-            dp.set_endpoint(bench.CLIENT_IP, bench.CLIENT_GROUP, local=False)
-            dp.set_endpoint(bench.SERVER_IP, bench.SERVER_GROUP, ifindex=server_ifindex)
             for round_index in range(args.rounds):
                 shift = round_index % len(CASES)
                 for case in CASES[shift:] + CASES[:shift]:

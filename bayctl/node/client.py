@@ -61,11 +61,14 @@ class AgentClient:
 
     def apply_policy(self, text, source=None):
         """Apply a policy (YAML text). `source` names the file in error messages."""
+        return self._put_policy("/v1/policy", text, source)
+
+    def _put_policy(self, path, text, source):
         headers = {"Content-Type": "application/yaml"}
         if source:
             headers[SOURCE_HEADER] = source
         body = text.encode("utf-8") if isinstance(text, str) else text
-        return self._request("PUT", "/v1/policy", body, headers)
+        return self._request("PUT", path, body, headers)
 
     def show_policy(self):
         return self._request("GET", "/v1/policy")
@@ -76,11 +79,8 @@ class AgentClient:
     # -- audit mode (a staged policy beside the active one) ------------------------------------
 
     def stage_policy(self, text, source=None):
-        headers = {"Content-Type": "application/yaml"}
-        if source:
-            headers[SOURCE_HEADER] = source
-        body = text.encode("utf-8") if isinstance(text, str) else text
-        return self._request("PUT", "/v1/policy/staged", body, headers)
+        """Stage a policy beside the active one (audit mode)."""
+        return self._put_policy("/v1/policy/staged", text, source)
 
     def staged(self):
         return self._request("GET", "/v1/policy/staged")

@@ -289,17 +289,7 @@ class Datapath:
 
     def audit_counts(self):
         """(src group, dst group) -> would-drop/would-allow packets, bytes and flows, summed over CPUs."""
-        fd = self._fd(layout.PIN_AUDIT)
-        per_cpu = layout.AuditCounters * libbpf.possible_cpus()
-        fields = [name for name, _ in layout.AuditCounters._fields_]
-        found = {}
-        for key in libbpf.map_keys(fd, layout.PairKey):
-            values = per_cpu()
-            if libbpf.map_lookup(fd, key, values):
-                found[(key.src_group, key.dst_group)] = {
-                    name: sum(getattr(v, name) for v in values) for name in fields
-                }
-        return found
+        return self._pair_sums(layout.PIN_AUDIT, layout.AuditCounters)
 
     def _clear_audit_counts(self):
         fd = self._fd(layout.PIN_AUDIT)
@@ -364,9 +354,13 @@ class Datapath:
 
     def counters(self):
         """(src group, dst group) -> allowed/dropped packets/bytes, summed over CPUs."""
-        fd = self._fd(layout.PIN_COUNTERS)
-        per_cpu = layout.PairCounters * libbpf.possible_cpus()
-        fields = [name for name, _ in layout.PairCounters._fields_]
+        return self._pair_sums(layout.PIN_COUNTERS, layout.PairCounters)
+
+    def _pair_sums(self, pin, value_type):
+        """(src group, dst group) -> each field of a per-CPU pair map, summed over CPUs."""
+        fd = self._fd(pin)
+        per_cpu = value_type * libbpf.possible_cpus()
+        fields = [name for name, _ in value_type._fields_]
         found = {}
         for key in libbpf.map_keys(fd, layout.PairKey):
             values = per_cpu()

@@ -48,18 +48,10 @@ static __always_inline int staged_allows(__u16 src_group, __u16 dst_group, __u8 
 {
 	__u32 slot = 0;
 	void *rules = bpf_map_lookup_elem(&bayctl_staged, &slot);
-	struct bayctl_policy_key key = {
-		.prefixlen = BAYCTL_POLICY_FULL_PREFIX,
-		.src_group = bpf_htons(src_group),
-		.dst_group = bpf_htons(dst_group),
-		.proto = proto,
-		.pad = 0,
-		.dport = dport,
-	};
 
 	if (!rules)
 		return -1;
-	return bpf_map_lookup_elem(rules, &key) != 0;
+	return policy_lookup(rules, src_group, dst_group, proto, dport) != 0;
 }
 
 static __always_inline void count_audit(__u16 src_group, __u16 dst_group, __u32 bytes, int outcome, int new_flow)
