@@ -10,17 +10,19 @@ none is answered: the three phases compare packet for packet.
      pair counters move exactly as in phase 0, and the audit counts say per pair how many
      would be dropped / allowed.
   2. promoted: what arrives is STAGED's verdicts, and per pair the counters moved by phase 1's
-     counters plus the audit counts (would-allow became allowed, would-drop became dropped).
+     counters plus the audit counts (would-allow became allowed, would-drop became dropped);
+     and `policy diff ACTIVE STAGED` covers exactly the datagrams whose fate changed.
 """
 
 import select
 import socket
 
 import pytest
+from diff_points import covering
 
 from bayctl.node.datapath import Datapath
 from bayctl.node.netns import run_in_netns
-from bayctl.policy import parse_policy
+from bayctl.policy import diff, parse_policy
 
 pytestmark = pytest.mark.root
 
@@ -139,6 +141,12 @@ def test_audit_never_changes_a_verdict_and_its_counts_are_what_promotion_then_do
     assert client.staged()["digest"] is None        # promotion ends the staging
     arrived2, moved2, _, _ = probe_all(lab, roles, sinks)
     assert arrived2 == staged_allows
+    # `policy diff ACTIVE STAGED` names exactly the probes whose fate changed, both ways.
+    changes = diff.diff_policies(parse_policy(ACTIVE), parse_policy(STAGED))
+    for payload, (src, dst, port) in sent.items():
+        rows = [(row.old, row.new) for row in covering(changes, src, dst, 17, port)]
+        fate = ("allow" if payload in arrived0 else "deny", "allow" if payload in arrived2 else "deny")
+        assert rows == ([] if fate[0] == fate[1] else [fate]), payload
     for pair in set(moved1) | set(moved2) | set(would):
         allowed1, dropped1 = moved1.get(pair, (0, 0))
         would_allow, would_drop = would.get(pair, (0, 0))
