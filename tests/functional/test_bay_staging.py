@@ -155,3 +155,31 @@ def test_rollback_reseeds_the_previous_policy_with_the_seeding_guarantees(bay):
     last_line = unknown.stderr.strip().splitlines()[-1]
     assert last_line.startswith("no policy 'notahexdigest' in this bay's history")
     assert api.get_bay(BAY).state.policy_digest == load_policy(WEB_DB).digest
+
+
+def test_bad_input_and_a_dead_agent_are_named_and_nothing_is_half_recorded(bay, tmp_path):
+    import signal
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: bayctl/v1\nkind: GroupPolicy\ngroups: {web: 100}\n"
+                   "rules: [{from: web, to: db}]\n")
+    refused = bayctl("policy", "apply", str(bad), "--bay", BAY, "--audit")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"{bad}:4: rules[0].to")
+    assert {n["digest"] for n in bay_policy.staged_counts(BAY)["nodes"]} == {None}   # no slave touched
+
+    slave1 = local_nodes.NodeFiles(BAY, "slave1", api.get_bay(BAY).state.directory)
+    os.kill(local_nodes.find_process(slave1, "bayctl.node.agent", slave1.agent_socket), signal.SIGKILL)
+    try:
+        done = bayctl("policy", "apply", "stars", "--bay", BAY, "--audit")
+        assert done.returncode == 1
+        assert "slave0: staged" in done.stderr and "slave1: failed agent not running" in done.stderr
+        shown = bayctl("policy", "staged", "--bay", BAY)
+        assert shown.returncode == 1            # slave0 stages what the bay has not recorded
+        assert f"nothing staged on bay {BAY}" in shown.stderr and "slave1: " in shown.stderr
+        with pytest.raises(BayctlError, match=f"nothing staged on bay {BAY}"):
+            bay_policy.promote_staged(BAY)
+    finally:
+        api.create_bay(BAY, provider="local", slaves=2, policy=WEB_DB)  # restarts the dead agent
+    bay_policy.discard_staged(BAY)
+    assert {n["digest"] for n in bay_policy.staged_counts(BAY)["nodes"]} == {None}
