@@ -181,6 +181,24 @@ class Cases:
             self.server.run("iptables", "-P", chain, "ACCEPT")
 
 
+def client_and_server(lab):
+    """The client and server namespaces over one veth, and a loaded Datapath (pins under the
+    lab's own name: unpin it when done) knowing both endpoints; nothing attached yet."""
+    client, server = lab.netns("cli"), lab.netns("srv")
+    lab.veth(client, f"{CLIENT_IP}/24", ifname="eth0", peer_netns=server, peer="eth0",
+             peer_addr=f"{SERVER_IP}/24")
+    dp = Datapath(pin_dir=f"/sys/fs/bpf/{lab.prefix}-{lab.run_id}")
+    dp.load()
+    try:
+        server_ifindex = int(server.run("ip", "-o", "link", "show", "dev", "eth0").stdout.split(":")[0])
+        dp.set_endpoint(CLIENT_IP, CLIENT_GROUP, local=False)
+        dp.set_endpoint(SERVER_IP, SERVER_GROUP, ifindex=server_ifindex)
+    except BaseException:
+        dp.unpin()
+        raise
+    return client, server, dp
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -194,15 +212,8 @@ def main():
 
     samples = {}
     with NetLab("bdpb") as lab:
-        client, server = lab.netns("cli"), lab.netns("srv")
-        lab.veth(client, f"{CLIENT_IP}/24", ifname="eth0", peer_netns=server, peer="eth0",
-                 peer_addr=f"{SERVER_IP}/24")
-        dp = Datapath(pin_dir=f"/sys/fs/bpf/bdpb-{lab.run_id}")
-        dp.load()
+        client, server, dp = client_and_server(lab)
         try:
-            server_ifindex = int(server.run("ip", "-o", "link", "show", "dev", "eth0").stdout.split(":")[0])
-            dp.set_endpoint(CLIENT_IP, CLIENT_GROUP, local=False)
-            dp.set_endpoint(SERVER_IP, SERVER_GROUP, ifindex=server_ifindex)
             cases = Cases(server, dp)
             names = cases.names()
             if args.cases:

@@ -21,6 +21,7 @@
 #include "lib/policy.h"
 #include "lib/counters.h"
 #include "lib/drop.h"
+#include "lib/staged.h"  /* staging: audit mode */
 
 static __always_inline int has_ports(__u8 proto)
 {
@@ -39,7 +40,7 @@ int bayctl_tc(struct __sk_buff *skb)
 	__be16 orig_dport;
 	struct ct_lookup ct;
 	__u32 rule_id = 0;
-	int reason, verdict;
+	int reason, verdict, audit;
 
 	if ((void *)(eth + 1) > data_end)
 		return drop_packet(BAYCTL_DROP_MALFORMED);
@@ -75,6 +76,11 @@ int bayctl_tc(struct __sk_buff *skb)
 	}
 
 	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);
+	/* staging: a staged policy, if any, is asked the same question; it never changes the verdict */
+	audit = audit_staged(orig_src, orig_dst, flow.proto, orig_dport, verdict == POLICY_ALLOW, &ct, src, skb);
+	/* HOOK(observe): audit == AUDIT_WOULD_DROP / AUDIT_WOULD_ALLOW: emit a would-drop /
+	 * would-allow flow event here (wired to the observe emitter at merge). */
+	(void)audit;
 	if (verdict == POLICY_ALLOW) {
 		if (ct.entry)
 			ct_update(&flow, &ct);

@@ -182,24 +182,41 @@ class ShowBay(OpenStackCommand, ShowOne):
 
 
 class PolicyApply(OpenStackCommand, Lister):
-    """Seed a group policy on every slave of a bay, live (nodes already on it are left alone)."""
+    """Seed a group policy on every slave of a bay, live (nodes already on it are left alone).
+
+    With --audit the policy is staged on every slave instead: the active policy keeps
+    enforcing, and what the staged one would change is counted (`bayctl policy staged --bay`)."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
+        parser.add_argument("--audit", action="store_true",
+                            help="stage it beside the active policy instead (audit mode: counted, not "
+                                 "enforced; see `policy staged|promote|discard --bay`)")
         return parser
 
     def take_action(self, parsed_args):
-        columns = ("node", "status", "digest", "reason")
-        try:
-            results = api.apply_policy(parsed_args.bay, parsed_args.file,
-                                       status=_status(self, f"Seeding {parsed_args.file}"))
-        except SeedError as err:
-            for result in err.results:  # name every node, then the one-line error and exit 1
-                print(f"{result.node}: {result.status} {result.reason}", file=sys.stderr)
-            raise
-        return columns, [(r.node, r.status, (r.digest or "")[:12], r.reason) for r in results]
+        if parsed_args.audit:
+            from bayctl.bay_policy import stage_policy
+
+            return seed_rows(lambda status: stage_policy(parsed_args.bay, parsed_args.file, status=status),
+                             self, f"Staging {parsed_args.file}")
+        return seed_rows(lambda status: api.apply_policy(parsed_args.bay, parsed_args.file, status=status),
+                         self, f"Seeding {parsed_args.file}")
+
+
+def seed_rows(seed, command, title):
+    """Run `seed(status)` (a per-node seeding) and give its results as rows; on failure name
+    every node on standard error, then the one-line error (exit 1)."""
+    try:
+        results = seed(_status(command, title))
+    except SeedError as err:
+        for result in err.results:
+            print(f"{result.node}: {result.status} {result.reason}", file=sys.stderr)
+        raise
+    return ("node", "status", "digest", "reason"), [(r.node, r.status, (r.digest or "")[:12], r.reason)
+                                                     for r in results]
 
 
 class Ssh(Command):

@@ -38,6 +38,15 @@ COMMANDS = {
     "policy check": "bayctl.cli.policy:Check",
     "policy compile": "bayctl.cli.policy:Compile",
     "policy examples": "bayctl.cli.policy:Examples",
+    "policy diff": "bayctl.cli.policy:Diff",
+    "policy history": "bayctl.cli.policy:History",
+    "policy rollback": "bayctl.cli.policy:Rollback",
+    "node staged": "bayctl.cli.staging:NodeStaged",
+    "node promote": "bayctl.cli.staging:NodePromote",
+    "node discard": "bayctl.cli.staging:NodeDiscard",
+    "policy staged": "bayctl.cli.staging:BayStaged",
+    "policy promote": "bayctl.cli.staging:BayPromote",
+    "policy discard": "bayctl.cli.staging:BayDiscard",
     "image build": "bayctl.cli.image:Build",
 }
 

@@ -53,11 +53,16 @@ class Apply(ShowOne):
     """Apply a group policy to this node's agent (FILE, or - for stdin); prints its digest.
 
     The policy replaces the current one atomically; an invalid policy changes nothing.
+    With --audit it is staged instead: the active policy keeps enforcing, the staged one is
+    evaluated on the same packets and what it would change is counted (`bayctl node staged`,
+    then `bayctl node promote` or `bayctl node discard`).
     """
 
     def get_parser(self, prog_name):
         parser = _add_socket(super().get_parser(prog_name))
         parser.add_argument("file", metavar="FILE", help=POLICY_HELP + ", or - to read stdin")
+        parser.add_argument("--audit", action="store_true",
+                            help="stage the policy beside the active one (audit mode) instead of applying it")
         return parser
 
     def take_action(self, parsed_args):
@@ -75,6 +80,9 @@ class Apply(ShowOne):
             except UnicodeDecodeError:
                 raise NodeError(f"{parsed_args.file}: not UTF-8 text") from None
             source = parsed_args.file
+        if parsed_args.audit:
+            result = _client(parsed_args).stage_policy(text, source=source)
+            return ("staged", "entries", "active"), (result["digest"], result["entries"], result["active"])
         result = _client(parsed_args).apply_policy(text, source=source)
         return ("digest", "entries"), (result["digest"], result["entries"])
 

@@ -5,22 +5,30 @@ Used by the create pipeline's seed step and by `bayctl policy apply FILE --bay N
 
 import os
 
+from bayctl import history
 from bayctl.errors import SeedError
-from bayctl.policy import load_policy
+from bayctl.policy import load_policy, parse_policy
 from bayctl.providers.base import MASTER, SLAVE
 
 
-def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
-    """Push the policy at `policy_path` to every slave; returns the per-node results.
+def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None, text=None, action=history.APPLY,
+             source=None):
+    """Push the policy at `policy_path` (or `text`, named `policy_path`) to every slave; returns
+    the per-node results. Once every slave holds it, the bay's history records it (`action`,
+    `source`: what to call it there, default the file).
 
     Raises PolicyError (before any contact) for a bad policy and SeedError naming every node
     that failed; the others are seeded all the same.
     """
     from bayctl.seed.runner import seed_policy
 
-    policy = load_policy(policy_path)
-    with open(policy_path, encoding="utf-8") as handle:
-        text = handle.read()
+    if text is None:
+        policy = load_policy(policy_path)
+        with open(policy_path, encoding="utf-8") as handle:
+            text = handle.read()
+    else:
+        policy = parse_policy(text, source=policy_path)
+    previous = state.policy_digest
     slaves = [node for node in nodes if node.role == SLAVE]
     master = next(node for node in nodes if node.role == MASTER)
     done = []
@@ -41,6 +49,8 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
         state.policy_digest = policy.digest
         state.policy_path = os.path.abspath(policy_path)  # `show` names it wherever it is run
     state.save()
+    if not failed and (policy.digest != previous or action in (history.PROMOTE, history.ROLLBACK)):
+        history.record_applied(state.directory, text, policy.digest, source or state.policy_path, action)
     if failed:
         named = "; ".join(f"{r.node}: {r.reason}" for r in failed)
         raise SeedError(f"seeding failed on {len(failed)} of {len(results)} slaves ({named})",

@@ -26,8 +26,10 @@ from bayctl.errors import BayctlError, NodeError, PolicyError
 from bayctl.node import conntrack_gc, nodeguard
 from bayctl.node.api import AgentApi
 from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
+from bayctl.node.staging import Staging
 from bayctl.node.state import StateStore
 from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
+from bayctl.policy import parse_and_pack
 
 LOG = logging.getLogger("bayctl.node.agent")
 
@@ -65,6 +67,7 @@ class Agent:
         self._policy = None          # bayctl.policy Policy, or None: fail closed
         self._policy_text = None
         self._endpoints = {}         # ip -> {"ip", "tag", "registered_as", "ifname", "netns"}
+        self.staging = Staging(self)  # audit mode: a staged policy beside the active one
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -76,6 +79,7 @@ class Agent:
         self.datapath.load()
         with self._lock:
             self._restore_policy()
+            self.staging.restore()
             self._restore_endpoints()
 
     def _restore_policy(self):
@@ -86,7 +90,7 @@ class Agent:
             return
         source = os.path.join(self.store.state_dir, "policy.yaml")
         try:
-            policy, entries = _parse_and_compile(text, source)
+            policy, entries = parse_and_pack(text, source)
         except PolicyError as exc:
             # Fail closed, but keep the file: nothing the operator applied is lost.
             self.datapath.clear_policy()
@@ -130,7 +134,7 @@ class Agent:
         held = self._held(unless)
         if held:  # checked before parsing: a seeder's no-op costs the node almost nothing
             return held
-        policy, entries = _parse_and_compile(text, source)  # PolicyError: nothing changed
+        policy, entries = parse_and_pack(text, source)  # PolicyError: nothing changed
         with self._lock:
             held = self._held(unless)  # another request may have applied it meanwhile
             if held:
@@ -143,6 +147,7 @@ class Agent:
                 self._reinstate(self._policy)
                 raise
             self._policy, self._policy_text = policy, text
+            self.staging.applied(policy.digest)  # the staged policy, applied: promoted
         LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, entries.count, source)
         return {"digest": policy.digest, "entries": entries.count}
 
@@ -339,12 +344,6 @@ class Agent:
 
 # -- helpers ------------------------------------------------------------------------------------
 
-
-def _parse_and_compile(text, source):
-    from bayctl.policy import pack_policy, parse_policy
-
-    policy = parse_policy(text, source=source)
-    return policy, pack_policy(policy)
 
 
 def _check_ip(ip):

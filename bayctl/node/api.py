@@ -10,6 +10,12 @@
                                  unless "allow_uplink": true)
     DELETE /v1/endpoints/<ip>                        -> idempotent
     GET    /v1/endpoints                             -> {"endpoints": [...]}
+    PUT    /v1/policy/staged     body: policy YAML   -> audit mode: staged beside the active policy,
+                                 counted where its verdict differs -> {"digest", "entries", "active"}
+    GET    /v1/policy/staged                         -> {"digest", "source", "since", "active", "pairs"}
+    DELETE /v1/policy/staged                         -> {"digest": null, "discarded"}
+    POST   /v1/policy/staged/promote                 -> the staged policy applied as PUT /v1/policy does;
+                                 `If-Match: "<digest>"`: 412 unless that is what is staged; 409 if none
     GET    /v1/stats                                 -> {"pairs": [...], "drops": {...}}
     GET    /v1/health                                -> {"ok": true, "digest"}
 
@@ -28,6 +34,8 @@ SOURCE_HEADER = "X-Bayctl-Source"
 # A policy's entity tag is its digest: `If-None-Match: "<digest>"` makes a PUT conditional
 # (RFC 9110 13.1.2), so a seeder can apply-unless-current in one request instead of two.
 IF_NONE_MATCH = "If-None-Match"
+# Promote only what the caller audited: `If-Match: "<digest>"` of the staged policy.
+IF_MATCH = "If-Match"
 
 
 class AgentApi:
@@ -38,6 +46,14 @@ class AgentApi:
         path = urllib.parse.urlsplit(path).path.rstrip("/")
         if path == "/v1/policy":
             return self._policy(method, body, headers)
+        if path == "/v1/policy/staged":
+            return self._staged(method, body, headers)
+        if path == "/v1/policy/staged/promote":
+            _allow(method, "POST")
+            try:
+                return 200, self.agent.staging.promote(_entity_tags(_header(headers, IF_MATCH)))
+            except PolicyError as exc:
+                raise ApiError(400, str(exc)) from None
         if path == "/v1/endpoints":
             return self._endpoints(method, body)
         if path.startswith("/v1/endpoints/"):
@@ -58,13 +74,7 @@ class AgentApi:
             return 200, self.agent.show_policy()
         if method == "DELETE":
             return 200, self.agent.clear_policy()
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ApiError(400, f"policy is not UTF-8 text (byte {exc.start})") from None
-        # Printable and short: it ends up in error messages and the log.
-        source = "".join(c for c in (_header(headers, SOURCE_HEADER) or "") if c.isprintable())[:200]
-        source = source or "<request>"
+        text, source = _policy_body(body, headers)
         unless = _entity_tags(_header(headers, IF_NONE_MATCH))
         try:
             result = self.agent.apply_policy(text, source=source, unless=unless)
@@ -73,6 +83,19 @@ class AgentApi:
         if result.get("unchanged"):
             raise ApiError(412, f"precondition failed: the agent already holds policy {result['digest']}")
         return 200, result
+
+    def _staged(self, method, body, headers):
+        _allow(method, "GET", "PUT", "DELETE")
+        staging = self.agent.staging
+        if method == "GET":
+            return 200, staging.show()
+        if method == "DELETE":
+            return 200, staging.discard()
+        text, source = _policy_body(body, headers)
+        try:
+            return 200, staging.stage(text, source=source)
+        except PolicyError as exc:
+            raise ApiError(400, str(exc)) from None
 
     def _endpoints(self, method, body):
         _allow(method, "GET", "POST")
@@ -95,6 +118,17 @@ class AgentApi:
             allow_uplink=request.get("allow_uplink", False),
         )
         return 201, endpoint
+
+
+def _policy_body(body, headers):
+    """(text, source) of a request carrying a policy."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"policy is not UTF-8 text (byte {exc.start})") from None
+    # Printable and short: it ends up in error messages and the log.
+    source = "".join(c for c in (_header(headers, SOURCE_HEADER) or "") if c.isprintable())[:200]
+    return text, source or "<request>"
 
 
 def _allow(method, *allowed):

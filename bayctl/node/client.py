@@ -61,17 +61,37 @@ class AgentClient:
 
     def apply_policy(self, text, source=None):
         """Apply a policy (YAML text). `source` names the file in error messages."""
+        return self._put_policy("/v1/policy", text, source)
+
+    def _put_policy(self, path, text, source):
         headers = {"Content-Type": "application/yaml"}
         if source:
             headers[SOURCE_HEADER] = source
         body = text.encode("utf-8") if isinstance(text, str) else text
-        return self._request("PUT", "/v1/policy", body, headers)
+        return self._request("PUT", path, body, headers)
 
     def show_policy(self):
         return self._request("GET", "/v1/policy")
 
     def clear_policy(self):
         return self._request("DELETE", "/v1/policy")
+
+    # -- audit mode (a staged policy beside the active one) ------------------------------------
+
+    def stage_policy(self, text, source=None):
+        """Stage a policy beside the active one (audit mode)."""
+        return self._put_policy("/v1/policy/staged", text, source)
+
+    def staged(self):
+        return self._request("GET", "/v1/policy/staged")
+
+    def discard_staged(self):
+        return self._request("DELETE", "/v1/policy/staged")
+
+    def promote_staged(self, digest=None):
+        """Make the staged policy active; with `digest`, only if that is what is staged."""
+        headers = {"If-Match": f'"{digest}"'} if digest else {}
+        return self._request("POST", "/v1/policy/staged/promote", b"", headers)
 
     # -- endpoints -----------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ TC_HANDLE = 0xBAC
 TC_PRIORITY = 0xBAC
 
 MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_POLICY_SHAPE, layout.PIN_CONNTRACK,
-            layout.PIN_CT_TIMEOUTS, layout.PIN_COUNTERS, layout.PIN_DROPS)
+            layout.PIN_CT_TIMEOUTS, layout.PIN_COUNTERS, layout.PIN_DROPS,
+            layout.PIN_STAGED, layout.PIN_AUDIT)  # audit mode (lib/staged.h)
 CT_TIMEOUT_FIELDS = tuple(name for name, _ in layout.ConntrackTimeouts._fields_)
 CT_DEFAULT_TIMEOUTS = {name: getattr(layout, f"CT_DEFAULT_{name.upper()}") for name in CT_TIMEOUT_FIELDS}
 INNER_POLICY_NAME = "bayctl_pol_in"
@@ -219,14 +220,18 @@ class Datapath:
         """Make `entries` the whole policy, atomically: (layout.PolicyKey, layout.PolicyValue)
         pairs, or a PackedPolicy (compiler.pack_policy: the agent's fast path). On any error
         the previous policy stays in force."""
+        self._swap_in(layout.PIN_POLICY, entries, "policy slot 0")
+
+    def _swap_in(self, outer_pin, entries, what):
+        """Fill a fresh inner policy map with `entries` and write it into slot 0 of `outer_pin`."""
         keys, values, count = _policy_arrays(entries)
-        outer = self._fd(layout.PIN_POLICY)
+        outer = self._fd(outer_pin)
         inner = libbpf.map_create(libbpf.MAP_TYPE_LPM_TRIE, INNER_POLICY_NAME,
                                   ctypes.sizeof(layout.PolicyKey), ctypes.sizeof(layout.PolicyValue),
                                   layout.MAX_POLICY, libbpf.BPF_F_NO_PREALLOC, btf=self._inner_btf())
         try:
             _fill(inner, keys, values, count)
-            libbpf.map_update(outer, ctypes.c_uint32(0), ctypes.c_uint32(inner), what="policy slot 0")
+            libbpf.map_update(outer, ctypes.c_uint32(0), ctypes.c_uint32(inner), what=what)
         finally:
             os.close(inner)  # the outer map holds the reference now (or nothing does)
 
@@ -261,6 +266,37 @@ class Datapath:
         """Whether slot 0 holds a policy."""
         inner_id = ctypes.c_uint32()
         return libbpf.map_lookup(self._fd(layout.PIN_POLICY), ctypes.c_uint32(0), inner_id)
+
+    # ----- audit mode (lib/staged.h) -------------------------------------------------------
+
+    def stage_policy(self, entries, reset_counts=True):
+        """Stage `entries` beside the active policy: the classifier asks it every question it
+        asks the active one and counts the packets whose verdict it would change (audit_counts),
+        never deciding one. The counts start from zero (unless `reset_counts` is false: the
+        agent restoring the policy it staged before a restart)."""
+        if reset_counts:
+            # Nothing staged while the counts are emptied, so none of the old staged
+            # policy's counts survive into the new one's.
+            self.discard_staged()
+            self._clear_audit_counts()
+        self._swap_in(layout.PIN_STAGED, entries, "staged policy slot 0")
+
+    def discard_staged(self):
+        """Empty the staged slot (the counts stay readable until the next stage_policy)."""
+        libbpf.map_delete(self._fd(layout.PIN_STAGED), ctypes.c_uint32(0), what="staged policy slot 0")
+
+    def staged_loaded(self):
+        inner_id = ctypes.c_uint32()
+        return libbpf.map_lookup(self._fd(layout.PIN_STAGED), ctypes.c_uint32(0), inner_id)
+
+    def audit_counts(self):
+        """(src group, dst group) -> would-drop/would-allow packets, bytes and flows, summed over CPUs."""
+        return self._pair_sums(layout.PIN_AUDIT, layout.AuditCounters)
+
+    def _clear_audit_counts(self):
+        fd = self._fd(layout.PIN_AUDIT)
+        for key in libbpf.map_keys(fd, layout.PairKey):
+            libbpf.map_delete(fd, key, what=layout.PIN_AUDIT)
 
     # ----- conntrack ----------------------------------------------------------------------
 
@@ -320,9 +356,13 @@ class Datapath:
 
     def counters(self):
         """(src group, dst group) -> allowed/dropped packets/bytes, summed over CPUs."""
-        fd = self._fd(layout.PIN_COUNTERS)
-        per_cpu = layout.PairCounters * libbpf.possible_cpus()
-        fields = [name for name, _ in layout.PairCounters._fields_]
+        return self._pair_sums(layout.PIN_COUNTERS, layout.PairCounters)
+
+    def _pair_sums(self, pin, value_type):
+        """(src group, dst group) -> each field of a per-CPU pair map, summed over CPUs."""
+        fd = self._fd(pin)
+        per_cpu = value_type * libbpf.possible_cpus()
+        fields = [name for name, _ in value_type._fields_]
         found = {}
         for key in libbpf.map_keys(fd, layout.PairKey):
             values = per_cpu()

@@ -19,6 +19,7 @@ LOG = logging.getLogger(__name__)
 
 POLICY_FILE = "policy.yaml"
 ENDPOINTS_FILE = "endpoints.json"
+STAGED_FILE = "staged.json"     # audit mode: {"text", "source", "since"} of the staged policy
 
 
 class StateStore:
@@ -37,7 +38,7 @@ class StateStore:
         """Drop the temp files of writes a crash interrupted (the agent calls it at start,
         when it alone owns the state dir); returns their names."""
         removed = []
-        for name in (POLICY_FILE, ENDPOINTS_FILE):
+        for name in (POLICY_FILE, ENDPOINTS_FILE, STAGED_FILE):
             try:
                 removed += remove_leftovers(self._path(name))
             except OSError as exc:
@@ -55,6 +56,27 @@ class StateStore:
 
     def clear_policy(self):
         self._remove(POLICY_FILE)
+
+    # -- staged policy (audit mode) -----------------------------------------------------------
+
+    def load_staged(self):
+        """{"text", "source", "since"} of the staged policy, or None."""
+        text = self._read(STAGED_FILE)
+        if text is None:
+            return None
+        try:
+            staged = json.loads(text)
+            if not isinstance(staged, dict) or not isinstance(staged.get("text"), str):
+                raise TypeError('needs a "text" string')
+            return staged
+        except (ValueError, TypeError) as exc:
+            raise NodeError(f"{self._path(STAGED_FILE)}: unreadable staged policy: {exc}") from exc
+
+    def save_staged(self, staged):
+        self._write(STAGED_FILE, (json.dumps(staged, sort_keys=True) + "\n").encode())
+
+    def clear_staged(self):
+        self._remove(STAGED_FILE)
 
     # -- endpoints ----------------------------------------------------------------------------
 

@@ -11,6 +11,13 @@ from bayctl.policy.dump import dump_policy
 from bayctl.policy.model import Policy, PortSpec, Rule
 from bayctl.policy.parser import load_policy, parse_policy
 
+
+def parse_and_pack(text, source="<string>"):
+    """(Policy, PackedPolicy) of policy text: what a node agent does with each policy it gets."""
+    policy = parse_policy(text, source=source)
+    return policy, pack_policy(policy)
+
+
 __all__ = [
     "PackedPolicy",
     "Policy",
@@ -21,5 +28,6 @@ __all__ = [
     "dump_policy",
     "load_policy",
     "pack_policy",
+    "parse_and_pack",
     "parse_policy",
 ]

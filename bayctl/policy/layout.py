@@ -169,8 +169,27 @@ class PairCounters(ctypes.Structure):
     ]
 
 
+# Audit mode (bayctl_maps.h, lib/staged.h): a staged policy beside the active one.
+PIN_STAGED = "bayctl_staged"
+PIN_AUDIT = "bayctl_audit"
+
+
+class AuditCounters(ctypes.Structure):
+    """struct bayctl_audit_counters (host order)."""
+
+    _fields_ = [
+        ("would_drop_packets", ctypes.c_uint64),
+        ("would_drop_bytes", ctypes.c_uint64),
+        ("would_allow_packets", ctypes.c_uint64),
+        ("would_allow_bytes", ctypes.c_uint64),
+        ("would_drop_flows", ctypes.c_uint64),
+        ("would_allow_flows", ctypes.c_uint64),
+    ]
+
+
 # C struct name -> Python mirror, for the agreement test.
 MIRRORS = {
+    "bayctl_audit_counters": AuditCounters,
     "bayctl_endpoint_key": EndpointKey,
     "bayctl_endpoint_value": EndpointValue,
     "bayctl_policy_key": PolicyKey,

@@ -199,4 +199,25 @@ enum bayctl_drop_reason {
 	BAYCTL_DROP_REASONS     = 5,
 };
 
+/*
+ * Audit mode (lib/staged.h). bayctl_staged: ARRAY_OF_MAPS with one slot (index
+ * 0), a staged policy shaped exactly as bayctl_policy's inner map; evaluated
+ * beside the active policy, it never decides a packet. Empty = nothing staged.
+ * bayctl_audit: PERCPU_HASH, the flow's {src group, dst group} in its original
+ * direction (struct bayctl_pair_key) -> the packets (and flows opened) whose
+ * verdict the staged policy would change.
+ * User space empties it whenever it stages a new policy.
+ */
+#define BAYCTL_PIN_STAGED "bayctl_staged"
+#define BAYCTL_PIN_AUDIT  "bayctl_audit"
+
+struct bayctl_audit_counters {
+	__u64 would_drop_packets;   /* host order: active allows, staged denies */
+	__u64 would_drop_bytes;
+	__u64 would_allow_packets;  /* active denies, staged allows */
+	__u64 would_allow_bytes;
+	__u64 would_drop_flows;     /* of those packets, the ones opening a flow */
+	__u64 would_allow_flows;
+};
+
 #endif /* BAYCTL_MAPS_H */

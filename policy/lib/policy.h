@@ -17,11 +17,10 @@ enum policy_verdict {
 	POLICY_NONE = 2,  /* no policy loaded: fail closed */
 };
 
-static __always_inline int policy_check(__u16 src_group, __u16 dst_group, __u8 proto, __be16 dport,
-					__u32 *rule_id)
+/* The allow entry of one policy inner map (`rules`) that matches the flow, or NULL. */
+static __always_inline struct bayctl_policy_value *policy_lookup(void *rules, __u16 src_group, __u16 dst_group,
+								 __u8 proto, __be16 dport)
 {
-	__u32 slot = 0;
-	void *rules = bpf_map_lookup_elem(&bayctl_policy, &slot);
 	struct bayctl_policy_key key = {
 		.prefixlen = BAYCTL_POLICY_FULL_PREFIX,
 		.src_group = bpf_htons(src_group),
@@ -30,11 +29,20 @@ static __always_inline int policy_check(__u16 src_group, __u16 dst_group, __u8 p
 		.pad = 0,
 		.dport = dport,
 	};
+
+	return bpf_map_lookup_elem(rules, &key);
+}
+
+static __always_inline int policy_check(__u16 src_group, __u16 dst_group, __u8 proto, __be16 dport,
+					__u32 *rule_id)
+{
+	__u32 slot = 0;
+	void *rules = bpf_map_lookup_elem(&bayctl_policy, &slot);
 	struct bayctl_policy_value *allow;
 
 	if (!rules)
 		return POLICY_NONE;
-	allow = bpf_map_lookup_elem(rules, &key);
+	allow = policy_lookup(rules, src_group, dst_group, proto, dport);
 	if (!allow)
 		return POLICY_DENY;
 	*rule_id = allow->rule_id;

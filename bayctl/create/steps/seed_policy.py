@@ -16,7 +16,8 @@ class SeedPolicy(Step):
         return None
 
     def run(self, ctx):
+        from bayctl import history
         from bayctl.create.seeding import seed_bay
 
         seed_bay(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
-                 status=ctx.status)
+                 status=ctx.status, action=history.CREATE)
