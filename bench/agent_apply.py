@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
 from bayctl.node.agent_process import AgentProcess  # noqa: E402
 from bayctl.node.datapath import Datapath  # noqa: E402

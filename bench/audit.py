@@ -21,7 +21,7 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 import datapath as bench  # noqa: E402  (bench/datapath.py: set-up, policies, iperf)
 
 CASES = ("nofilter", "active", "staged_same", "staged_differs")

@@ -9,13 +9,12 @@ one run (never compare absolute times across runs or machines). Needs root.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
 WEB_DB = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
 STARS = os.path.join(ROOT, "bayctl", "share", "policies", "stars.yaml")

@@ -20,16 +20,13 @@ import argparse
 import collections
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, os.path.join(HERE, ".."))
-
-from cloudtier.calls import CallRecorder  # noqa: E402  (tests/ holds the call recorder)
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
+from harness.cloudtier.calls import CallRecorder  # noqa: E402  (tests/ holds the call recorder)
 
 SLAVES = 3
 NAIVE_INTERVAL = 2.0
@@ -85,7 +82,7 @@ def naive_wait(hc, ref, action, interval):
 def run(conn, counter, policy, boot_s, booter_conn):
     """create + wait + nodes + delete of one bay. boot_s None: the stand-ins complete at once;
     else the real wait conditions complete when the nodes "boot", boot_s after the create."""
-    from emulators.nodeboot import NodeBooter
+    from harness.emulators.nodeboot import NodeBooter
 
     from bayctl.cloud.heat_client import heat
     from bayctl.cloud.stacks import AdaptivePolling, FixedPolling, wait_for_stack
@@ -176,8 +173,8 @@ def main():
             auth = json.load(f)["auth"]
         tier_start = None
     else:
-        from cloudtier import venv
-        from cloudtier.tier import Tier
+        from harness.cloudtier import venv
+        from harness.cloudtier.tier import Tier
 
         venv.ensure_venv()
         tier = Tier(tempfile.mkdtemp(prefix="bayctl-cloud-bench-", dir="/var/tmp")).start()

@@ -33,10 +33,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-
-from netlab import NetLab  # noqa: E402
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
+from harness.netlab import NetLab  # noqa: E402
 
 from bayctl.node.datapath import Datapath  # noqa: E402
 from bayctl.policy import layout  # noqa: E402

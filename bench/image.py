@@ -14,15 +14,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, os.path.join(HERE, ".."))
-
-from fixtures_image import STANDINS, AptRepoServer, build_standin_deb  # noqa: E402
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
+from harness.fixtures_image import STANDINS, AptRepoServer, build_standin_deb  # noqa: E402
 
 from bayctl.image import DEFAULT_ELEMENTS, ImageRequest, build, source  # noqa: E402
 

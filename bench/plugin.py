@@ -18,9 +18,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-
-from fixtures_docker import IMAGE, Agent, Dockerd, Plugin  # noqa: E402  (the tests' own launchers)
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
+from harness.fixtures_docker import IMAGE, Agent, Dockerd, Plugin  # noqa: E402  (the tests' own launchers)
 
 
 def timed(fn, *args):

@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
 from bayctl.node import datapath as datapath_module  # noqa: E402
 from bayctl.node import libbpf  # noqa: E402

@@ -35,10 +35,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, os.path.join(HERE, ".."))
-
-from fixtures_sshd import SshdBay  # noqa: E402  (tests/ holds the real-sshd node harness)
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
+from harness.fixtures_sshd import SshdBay  # noqa: E402  (tests/ holds the real-sshd node harness)
 
 from bayctl.policy import parse_policy  # noqa: E402
 from bayctl.seed import SEEDED, UNCHANGED, seed_policy  # noqa: E402

@@ -24,8 +24,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, os.path.join(HERE, ".."))
+import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
 WEB_DB = os.path.join(HERE, "..", "policy", "examples", "web-db.yaml")
 
@@ -54,7 +53,7 @@ class TimedStatus:
 
 
 def build_image(work, timings):
-    import fixtures_image as fi
+    from harness import fixtures_image as fi
 
     from bayctl.image import DEFAULT_ELEMENTS, ImageRequest, blockdev, build, source
 
@@ -90,11 +89,11 @@ def main():
     args = parser.parse_args()
 
     import yaml
-    from cloudtier import venv
-    from cloudtier.emulators_wiring import start_emulators
-    from cloudtier.tier import PORTS, VM_PROJECT, Tier
-    from emulators.fabric import EXTERNAL_CIDR, Fabric
-    from emulators.vms import QemuLauncher
+    from harness.cloudtier import venv
+    from harness.cloudtier.emulators_wiring import start_emulators
+    from harness.cloudtier.tier import PORTS, VM_PROJECT, Tier
+    from harness.emulators.fabric import EXTERNAL_CIDR, Fabric
+    from harness.emulators.vms import QemuLauncher
 
     from bayctl import api
     from bayctl.cloud.connection import connect

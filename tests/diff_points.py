@@ -1,7 +1,7 @@
 """Shared by the diff tests: the packets worth asking two policies about, and which change row
 (bayctl.policy.diff.Change) covers a packet."""
 
-from policy_strategies import interesting_ports
+from harness.policy_strategies import interesting_ports
 
 from bayctl.policy import layout
 from bayctl.policy.diff import PORTED

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from fixtures_agent import EXAMPLES, bayctl, cleanup_agent, new_agent
+from harness.fixtures_agent import EXAMPLES, bayctl, cleanup_agent, new_agent
 
 pytestmark = pytest.mark.root
 

@@ -195,7 +195,7 @@ def test_a_restarted_agent_keeps_staging_with_its_counts(audit_lab):
 
 
 def test_node_cli_stages_shows_and_promotes(audit_lab, tmp_path):
-    from fixtures_agent import bayctl
+    from harness.fixtures_agent import bayctl
 
     lab, _, _ = audit_lab
     socket_path = lab.agent.socket_path

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from fixtures_agent import agent_prerequisites, cleanup_agent, new_agent
+from harness.fixtures_agent import agent_prerequisites, cleanup_agent, new_agent
 
 from bayctl.node.datapath import Datapath
 from bayctl.policy import layout

@@ -4,7 +4,7 @@ import os
 import subprocess
 
 import pytest
-from fixtures_agent import EXAMPLES, agent_prerequisites, bayctl
+from harness.fixtures_agent import EXAMPLES, agent_prerequisites, bayctl
 
 pytestmark = pytest.mark.root
 

@@ -9,8 +9,8 @@ endpoints are listed and when one is added.
 import subprocess
 
 import pytest
-from fixtures_agent import agent_prerequisites, cleanup_agent, new_agent
-from rawhttp import call
+from harness.fixtures_agent import agent_prerequisites, cleanup_agent, new_agent
+from harness.rawhttp import call
 
 pytestmark = pytest.mark.root
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def lab():
     agent_prerequisites()
-    from netlab import NetLab
+    from harness.netlab import NetLab
 
     with NetLab("bagte") as netlab:
         yield netlab

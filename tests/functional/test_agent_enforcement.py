@@ -10,7 +10,7 @@ kill -9 leaves enforcement in place and a restart reloads policy and endpoints.
 import os
 
 import pytest
-from fixtures_agent import EXAMPLES, bayctl, example_policies
+from harness.fixtures_agent import EXAMPLES, bayctl, example_policies
 
 from bayctl.demolab import Probe
 

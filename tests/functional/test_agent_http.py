@@ -11,8 +11,8 @@ import os
 import socket
 
 import pytest
-from fixtures_agent import EXAMPLES, cleanup_agent, new_agent
-from rawhttp import exchange, json_error
+from harness.fixtures_agent import EXAMPLES, cleanup_agent, new_agent
+from harness.rawhttp import exchange, json_error
 
 pytestmark = pytest.mark.root
 

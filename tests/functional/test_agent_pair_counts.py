@@ -11,7 +11,7 @@ must count exactly N requests (a -> b) and N replies (b -> a), also after an age
 import socket
 
 import pytest
-from netlab import _sh
+from harness.netlab import _sh
 
 from bayctl.node.datapath import Datapath
 from bayctl.node.netns import run_in_netns

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from prereq import require_root, require_tools
+from harness.prereq import require_root, require_tools
 
 from bayctl.policy import load_policy
 from bayctl.providers import local_net

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from fixtures_localbay import leftovers
-from prereq import require, require_root, require_tools
+from harness.fixtures_localbay import leftovers
+from harness.prereq import require, require_root, require_tools
 
 from bayctl import api
 from bayctl.node.client import AgentClient

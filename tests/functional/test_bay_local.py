@@ -15,8 +15,8 @@ import sys
 import zlib
 
 import pytest
-from fixtures_localbay import leftovers
-from prereq import require, require_root, require_tools
+from harness.fixtures_localbay import leftovers
+from harness.prereq import require, require_root, require_tools
 
 from bayctl import api
 from bayctl.create.context import Status

@@ -16,7 +16,7 @@ import sys
 import threading
 
 import pytest
-from prereq import require
+from harness.prereq import require
 
 from bayctl import api
 from bayctl.create.context import Status

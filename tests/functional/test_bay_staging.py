@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from prereq import require, require_root, require_tools
+from harness.prereq import require, require_root, require_tools
 
 from bayctl import api, bay_policy, history
 from bayctl.errors import BayctlError

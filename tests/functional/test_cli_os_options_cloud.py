@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from prereq import require_tools
+from harness.prereq import require_tools
 
 pytestmark = pytest.mark.cloud
 

@@ -121,7 +121,7 @@ SIGNALLED = os.path.join(templates_dir(), "environments", "standins-signalled.ya
 def test_real_wait_conditions_complete_only_when_nodes_signal(cloud_conn, outcome):
     """The production wait conditions (real OS::Heat::WaitCondition) with the nodes' notify
     command taken from the user data Heat rendered, sent as the node's script would."""
-    from emulators.nodeboot import NodeBooter
+    from harness.emulators.nodeboot import NodeBooter
 
     provider = get_provider("heat", cloud_conn, environments=[STANDINS, SIGNALLED], poll_interval=1)
     name = f"bcl-heat-signal-{outcome.lower()}"

@@ -6,7 +6,7 @@ import os
 import re
 
 import pytest
-from cloudtier.calls import CallRecorder
+from harness.cloudtier.calls import CallRecorder
 
 from bayctl.providers import BayRequest, get_provider
 from bayctl.providers.heat import templates_dir

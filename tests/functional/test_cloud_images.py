@@ -5,7 +5,7 @@ import os
 import subprocess
 
 import pytest
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.cloud.images import INPUTS_PROPERTY, file_digest, find_by_inputs, upload_image
 from bayctl.errors import ImageError
@@ -62,7 +62,7 @@ def test_explicit_build_inputs_identify_the_image(cloud_conn, tmp_path):
 
 
 def test_quota_refusal_is_clear_and_leaves_no_image(cloud_tier, cloud_conn, tmp_path):
-    from cloudtier.tier import GLANCE_USER_QUOTA_MB
+    from harness.cloudtier.tier import GLANCE_USER_QUOTA_MB
 
     path = _image_file(tmp_path / "big.raw", (GLANCE_USER_QUOTA_MB + 1) * 1024 * 1024, b"quota")
     with pytest.raises(ImageError, match="storage quota exceeded") as info:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from prereq import require
+from harness.prereq import require
 
 pytestmark = pytest.mark.cloud
 
@@ -105,7 +105,7 @@ def test_debug_output_never_shows_the_password_or_the_token(cloud_tier, clouds_y
 # ---- messaging: the tier's private RabbitMQ between heat-api and heat-engine ----------------
 
 def _require_broker(tier):
-    from cloudtier import rabbitmq
+    from harness.cloudtier import rabbitmq
 
     require(rabbitmq.installed(), "needs Debian's rabbitmq-server (tools/setup.d/50-cloud.sh installs it)")
     require(getattr(tier, "broker", None) is not None,
@@ -158,8 +158,8 @@ def test_a_private_broker_binds_loopback_on_its_own_ports_and_stop_leaves_no_pro
     and stop() ends beam, its helpers and the private epmd."""
     import socket
 
-    from cloudtier import rabbitmq
-    from cloudtier.tier import PORTS
+    from harness.cloudtier import rabbitmq
+    from harness.cloudtier.tier import PORTS
 
     _require_broker(cloud_tier)
     base = PORTS["rabbitmq"] + 10

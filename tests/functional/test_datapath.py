@@ -18,8 +18,8 @@ import sys
 import time
 
 import pytest
-from netlab import NetLab
-from prereq import require, require_root, require_tools
+from harness.netlab import NetLab
+from harness.prereq import require, require_root, require_tools
 
 from bayctl.node import conntrack_gc
 from bayctl.node.datapath import Datapath

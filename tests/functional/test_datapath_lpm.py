@@ -11,9 +11,9 @@ import ctypes
 import os
 
 import pytest
+from harness.prereq import require_root
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prereq import require_root
 
 from bayctl.node import datapath, libbpf
 from bayctl.policy import layout

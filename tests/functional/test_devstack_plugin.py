@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import pytest
-from devstack_harness import PLUGIN_DIR, ROOT, flag, named, read_calls, write_harness
-from prereq import require, require_tools
+from harness.devstack_harness import PLUGIN_DIR, ROOT, flag, named, read_calls, write_harness
+from harness.prereq import require, require_tools
 
 # `bayctl` stood in: record, then parse with the real CLI's parser (exit 2 on a bad flag).
 BAYCTL_STANDIN = """#!{python}

@@ -27,7 +27,7 @@ import sys
 
 import pytest
 import yaml
-from devstack_harness import ROOT, flag, named, read_calls, write_harness
+from harness.devstack_harness import ROOT, flag, named, read_calls, write_harness
 
 from bayctl.cloud.images import INPUTS_PROPERTY
 from bayctl.create.state import BayState
@@ -57,8 +57,8 @@ def glance_without_quota(cloud_tier, tmp_path):
     can meet it with a small image; the node image is over 1 GB. A second API server of the
     same Glance, as a deployment runs several behind one endpoint, differs only in that setting:
     it does not enforce keystone's limits."""
-    from cloudtier import tier as tier_module
-    from cloudtier import venv
+    from harness.cloudtier import tier as tier_module
+    from harness.cloudtier import venv
 
     workdir = getattr(cloud_tier, "workdir", None) or os.path.dirname(os.environ["BAYCTL_CLOUD_TIER_REUSE"])
     config = tmp_path / "glance-unlimited"

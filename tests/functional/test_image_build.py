@@ -10,8 +10,8 @@ import os
 import subprocess
 
 import pytest
-from fixtures_image import TEST_ELEMENTS_DIR, image_cache_dir, image_prerequisites
-from prereq import require_tools
+from harness.fixtures_image import TEST_ELEMENTS_DIR, image_cache_dir, image_prerequisites
+from harness.prereq import require_tools
 
 from bayctl.errors import ImageError
 from bayctl.image import ImageRequest, build

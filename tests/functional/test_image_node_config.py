@@ -20,7 +20,7 @@ import shlex
 import subprocess
 
 import pytest
-from prereq import require, require_tools
+from harness.prereq import require, require_tools
 
 pytestmark = [pytest.mark.dib, pytest.mark.root]
 
@@ -187,7 +187,7 @@ def test_heat_fragment_configures_a_slave_from_the_image_description(node_tree):
 
 
 def test_magnum_configured_slave_still_uses_bayctl_cni(node_tree):
-    from cloudtier import magnum_venv
+    from harness.cloudtier import magnum_venv
     script = os.path.join(os.environ.get("BAYCTL_MAGNUM_VENV", magnum_venv.DEFAULT_VENV), MAGNUM_SLAVE_SCRIPT)
     require(os.path.isfile(script), f"needs Magnum 10.0.0's {script} (tools/setup.d/55-magnum.sh)")
     tree = node_tree["tree"]

@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.cloud.images import INPUTS_PROPERTY
 from bayctl.image.builder import ImageBuild

@@ -20,7 +20,7 @@ import tarfile
 import zipfile
 
 import pytest
-from prereq import require, require_root, require_tools
+from harness.prereq import require, require_root, require_tools
 
 import bayctl
 

@@ -13,10 +13,10 @@ import subprocess
 import time
 
 import pytest
-from fixtures_docker import Agent, host_links
-from fixtures_docker import _stop as stop_process
-from prereq import require_tools
-from tree_cni import write_tree_cni
+from harness.fixtures_docker import Agent, host_links
+from harness.fixtures_docker import _stop as stop_process
+from harness.prereq import require_tools
+from harness.tree_cni import write_tree_cni
 
 pytestmark = [pytest.mark.root]
 

@@ -10,7 +10,7 @@ import os
 import time
 
 import pytest
-from fixtures_docker import IMAGE, host_links, node_tcp
+from harness.fixtures_docker import IMAGE, host_links, node_tcp
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 

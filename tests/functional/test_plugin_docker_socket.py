@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import pytest
-from prereq import require_root
+from harness.prereq import require_root
 
 pytestmark = pytest.mark.root
 

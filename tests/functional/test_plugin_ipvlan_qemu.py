@@ -1,7 +1,7 @@
 """ipvlan for real: the plugin code on ipvlan slaves inside a Debian kernel booted under qemu.
 
 The host kernel has no ipvlan; one boot of Debian's 6.1 kernel (software emulation, host root
-over 9p read-only) runs tests/plugin_qemu_guest.py with this checkout, the real agent and its
+over 9p read-only) runs tests/harness/plugin_qemu_guest.py with this checkout, the real agent and its
 eBPF datapath: the CNI plugin's ADD/CHECK/DEL in ipvlan l2 mode, the same in l3 mode on a parent
 of its own, then a real dockerd with the Docker driver in ipvlan l2 mode. The guest reports one
 line per check; each is asserted here.
@@ -10,11 +10,11 @@ line per check; each is asserted here.
 import os
 
 import pytest
-from prereq import require, require_root, require_tools
+from harness.prereq import require, require_root, require_tools
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 
-GUEST = os.path.join(os.path.dirname(__file__), "..", "plugin_qemu_guest.py")
+GUEST = os.path.join(os.path.dirname(__file__), "..", "harness", "plugin_qemu_guest.py")
 LINK_CHECKS = [
     "ipvlan supported", "auto mode picks ipvlan-l2", "agent up",
     "ADD w1", "w1 has an ipvlan slave", "w1 policy program attached in its namespace",
@@ -49,8 +49,7 @@ L3_CHECKS = [
 def guest_results():
     require_root()
     require_tools("qemu-system-x86_64", "busybox", "apt-get", "dpkg")
-    import plugin_qemu
-
+    from harness import plugin_qemu
     try:
         plugin_qemu.ensure_kernel()
     except Exception as e:  # no mirror reachable: a missing prerequisite, not a test failure

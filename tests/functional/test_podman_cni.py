@@ -18,10 +18,10 @@ import subprocess
 import tempfile
 
 import pytest
-from fixtures_docker import Agent, host_links
-from fixtures_docker import _stop as stop_process
-from prereq import require, require_root, require_tools
-from tree_cni import write_tree_cni
+from harness.fixtures_docker import Agent, host_links
+from harness.fixtures_docker import _stop as stop_process
+from harness.prereq import require, require_root, require_tools
+from harness.tree_cni import write_tree_cni
 
 from bayctl.node import links
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.policy import compile_entries, load_policy
 

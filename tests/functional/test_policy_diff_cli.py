@@ -5,7 +5,7 @@ import json
 import shutil
 import subprocess
 
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.policy import diff, load_policy
 from bayctl.share import policy_path

@@ -10,9 +10,9 @@ import os
 
 import pytest
 from diff_points import covering, points
+from harness.policy_strategies import policies
+from harness.prereq import require_root
 from hypothesis import HealthCheck, given, settings
-from policy_strategies import policies
-from prereq import require_root
 
 from bayctl.node import datapath, libbpf
 from bayctl.policy import compile_policy, diff, layout

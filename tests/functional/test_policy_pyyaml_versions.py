@@ -14,7 +14,7 @@ import sys
 import venv
 
 import pytest
-from prereq import IN_CI
+from harness.prereq import IN_CI
 
 TREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.environ.get("BAYCTL_CI_CACHE", "/var/cache/bayctl-ci")

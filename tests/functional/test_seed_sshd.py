@@ -16,7 +16,7 @@ import socketserver
 import threading
 
 import pytest
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.errors import PolicyError, SeedError
 from bayctl.policy import parse_policy

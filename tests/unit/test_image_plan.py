@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 import pytest
-from prereq import require, require_tools
+from harness.prereq import require, require_tools
 
 from bayctl.errors import ImageError
 

@@ -12,7 +12,7 @@ import re
 import subprocess
 
 import pytest
-from prereq import require_tools
+from harness.prereq import require_tools
 
 from bayctl.policy import layout
 

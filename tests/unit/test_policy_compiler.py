@@ -11,9 +11,9 @@ import pathlib
 import random
 
 import pytest
+from harness.policy_strategies import PACKET_PROTOS, PORTED_PROTOS, interesting_ports, packet_tags, policies
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_strategies import PACKET_PROTOS, PORTED_PROTOS, interesting_ports, packet_tags, policies
 
 from bayctl.errors import PolicyError
 from bayctl.policy import (

@@ -7,8 +7,8 @@ agree. The kernel's own lookups are checked in tests/functional/test_policy_diff
 """
 
 from diff_points import covering, points
+from harness.policy_strategies import policies
 from hypothesis import HealthCheck, given, settings
-from policy_strategies import policies
 
 from bayctl.policy import diff, load_policy, parse_policy
 from bayctl.policy.diff import ALLOW, DENY, PORTED

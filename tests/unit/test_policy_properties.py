@@ -9,9 +9,9 @@
 import pathlib
 
 import yaml
+from harness.policy_strategies import policies
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from policy_strategies import policies
 
 from bayctl.errors import PolicyError
 from bayctl.policy import compile_entries, dump_policy, load_policy, parse_policy

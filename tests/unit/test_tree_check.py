@@ -3,7 +3,7 @@
 import os
 import sys
 
-from tree_check import TREE, foreign_code
+from harness.tree_check import TREE, foreign_code
 
 
 def test_this_tree_is_what_runs():

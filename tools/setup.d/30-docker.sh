@@ -5,4 +5,4 @@
 # into /var/cache/bayctl-ci/qemu.
 APT_PACKAGES+=(docker.io busybox-static tar util-linux containernetworking-plugins qemu-system-x86 cpio)
 # (pyroute2, the node side's library, is a base dependency of bayctl)
-POST_INSTALL+=("python3 tests/plugin_qemu.py >/dev/null")
+POST_INSTALL+=("python3 tests/harness/plugin_qemu.py >/dev/null")

@@ -32,7 +32,7 @@ import os
 import secrets
 import uuid
 
-from emulators.base import HTTPError, Service
+from harness.emulators.base import HTTPError, Service
 
 ERROR_CODES = {400: "client", 403: "client", 404: "client", 406: "client", 409: "client", 500: "server"}
 MESOS_DRIVER_DISTROS = ("ubuntu",)  # magnum/drivers/mesos_ubuntu_v1/driver.py provides

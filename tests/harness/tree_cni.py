@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 
-TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness.paths import REPO as TREE
 
 
 def write_tree_cni(directory, name="bayctl-cni"):

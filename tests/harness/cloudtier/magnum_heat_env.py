@@ -20,7 +20,9 @@ import os
 
 import yaml
 
-STANDINS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+from harness.paths import REPO
+
+STANDINS = os.path.join(REPO,
                         "bayctl", "share", "heat_templates", "standins")
 FILE_NAME = "magnum-mesos-standins.yaml"
 

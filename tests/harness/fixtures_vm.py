@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 
 import pytest
-from prereq import require_root, require_tools
+
+from harness.prereq import require_root, require_tools
 
 VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "genisoimage", "socat", "ssh-keygen", "ip", "nsenter",
             "iptables")
@@ -25,9 +26,8 @@ VM_MEMORY_MB = 448  # issue 13: 384-512 MB per node, three nodes on a 2-core CI 
 @pytest.fixture(scope="session")
 def vm_conn(cloud_tier):
     """An openstacksdk connection as the VM tier's user, in its own project."""
-    from cloudtier.tier import VM_PROJECT
-
     from bayctl.cloud.connection import connect
+    from harness.cloudtier.tier import VM_PROJECT
 
     conn = connect(**cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
     yield conn
@@ -80,7 +80,7 @@ def vm_network(cloud_tier, cloud_conn, tmp_path):
     a bridge per network, taps for ports, floating IPs NATed, a veth from the host to the
     floating range); the external network EXTERNAL_NETWORK is there for the bay's router.
     Yields the launcher (its .fabric is the fabric)."""
-    from emulators.fabric import EXTERNAL_CIDR, Fabric
+    from harness.emulators.fabric import EXTERNAL_CIDR, Fabric
 
     require_root()
     require_tools(*VM_TOOLS)
@@ -103,8 +103,8 @@ def vm_network(cloud_tier, cloud_conn, tmp_path):
 
 
 def _vm_servers(cloud_tier, tmp_path, fabric):
-    from cloudtier.tier import PORTS
-    from emulators.vms import QemuLauncher
+    from harness.cloudtier.tier import PORTS
+    from harness.emulators.vms import QemuLauncher
 
     require_root()
     require_tools(*VM_TOOLS)

@@ -191,8 +191,8 @@ def main():
 
 def docker_part(client, agent_socket, policy_applied, group_of):
     """The Docker driver in ipvlan l2 mode: real dockerd, slaves moved in by docker itself."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fixtures_docker import IMAGE, Dockerd, Plugin
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+    from harness.fixtures_docker import IMAGE, Dockerd, Plugin
 
     class AgentRef:
         socket = agent_socket

@@ -12,7 +12,8 @@ import shutil
 import tempfile
 
 import pytest
-from prereq import require
+
+from harness.prereq import require
 
 UBUNTU_IMAGE = "bmr-ubuntu-mesos"
 
@@ -56,8 +57,8 @@ class RealMagnum:
 
 @pytest.fixture(scope="session")
 def magnum_real(cloud_tier, cloud_conn):
-    from cloudtier import magnum_venv
-    from cloudtier.magnum_tier import MagnumTier
+    from harness.cloudtier import magnum_venv
+    from harness.cloudtier.magnum_tier import MagnumTier
 
     try:
         magnum_venv.base_python()

@@ -36,7 +36,7 @@ import datetime
 import time
 import uuid
 
-from emulators.base import HTTPError, Service
+from harness.emulators.base import HTTPError, Service
 
 MIN_VERSION, MAX_VERSION = (2, 1), (2, 96)
 NO_HOST_SUFFIX = "no-host"  # a flavor no compute host can take: its servers end in ERROR

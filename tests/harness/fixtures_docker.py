@@ -18,7 +18,8 @@ import tempfile
 import time
 
 import pytest
-from prereq import require, require_root, require_tools
+
+from harness.prereq import require, require_root, require_tools
 
 IMAGE = "bayctl-bb:latest"
 LINK_PREFIX = "bplg"

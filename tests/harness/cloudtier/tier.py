@@ -27,9 +27,8 @@ import subprocess
 import sys
 import time
 
-from emulators import vms
-
-from cloudtier import magnum_heat_env, rabbitmq, venv
+from harness.cloudtier import magnum_heat_env, rabbitmq, venv
+from harness.emulators import vms
 
 HOST = "127.0.0.1"
 # One tier per machine at a time on these ports; BAYCTL_CLOUD_PORT_BASE moves a second one
@@ -529,7 +528,7 @@ class Tier:
             """
 
 
-if __name__ == "__main__":  # manual use: python -m cloudtier.tier WORKDIR (from tests/)
+if __name__ == "__main__":  # manual use: python -m harness.cloudtier.tier WORKDIR (from tests/)
     tier = Tier(sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/bayctl-cloud-manual")
     try:
         tier.start()

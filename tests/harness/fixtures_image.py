@@ -19,9 +19,11 @@ import subprocess
 import threading
 
 import pytest
-from prereq import require, require_root, require_tools
 
-TEST_ELEMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functional", "image_elements")
+from harness.paths import TESTS
+from harness.prereq import require, require_root, require_tools
+
+TEST_ELEMENTS_DIR = os.path.join(TESTS, "functional", "image_elements")
 STANDIN_VERSION = "99:0.0-bayctl.standin"
 IMAGE_TOOLS = ("debootstrap", "qemu-img", "debugfs", "dpkg-deb", "apt-ftparchive", "losetup", "sudo",
                "make", "clang")

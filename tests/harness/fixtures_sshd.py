@@ -295,7 +295,7 @@ class SshdBay:
 
 def sshd_prerequisites():
     """Skip (or fail under CI) unless real sshd-based tests can run here."""
-    from prereq import require, require_root, require_tools
+    from harness.prereq import require, require_root, require_tools
 
     require_root()
     require(os.path.exists(SSHD), f"needs OpenSSH's {SSHD} (Debian openssh-server)")

@@ -15,9 +15,10 @@ import sys
 import tempfile
 
 import pytest
-from prereq import require, require_root, require_tools
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness.paths import REPO
+from harness.prereq import require, require_root, require_tools
+
 EXAMPLES = os.path.join(REPO, "bayctl", "share", "policies")
 DATAPATH_OBJECT = os.path.join(REPO, "bayctl", "node", "bpf", "bayctl_tc.bpf.o")
 SUBNET = "10.251.0"
@@ -129,9 +130,8 @@ def cleanup_agent(agent):
 @pytest.fixture(scope="module")
 def agent_lab():
     agent_prerequisites()
-    from netlab import NetLab
-
     from bayctl.demolab import Member
+    from harness.netlab import NetLab
 
     lab = NetLab("bagt")
     agent = new_agent()

@@ -1,10 +1,9 @@
 """Serve the emulators at the ports keystone's catalog of the tier points at."""
 
-from emulators.base import KeystoneValidator, Running
-from emulators.neutron import Neutron
-from emulators.nova import Nova
-
-from cloudtier.tier import HOST, PORTS
+from harness.cloudtier.tier import HOST, PORTS
+from harness.emulators.base import KeystoneValidator, Running
+from harness.emulators.neutron import Neutron
+from harness.emulators.nova import Nova
 
 
 class Emulators:
@@ -16,7 +15,7 @@ class Emulators:
         self._running = [Running(self.nova, PORTS["nova"]), Running(self.neutron, PORTS["neutron"])]
         self.magnum = None
         try:
-            from emulators.magnum import Magnum
+            from harness.emulators.magnum import Magnum
         except ImportError:
             Magnum = None
         if Magnum is not None:

@@ -22,8 +22,8 @@ import signal
 import subprocess
 import time
 
-from cloudtier import magnum_venv
-from cloudtier.tier import HOST, PORTS, REGION, TierError, _require_free_port, log_tail, wait_http
+from harness.cloudtier import magnum_venv
+from harness.cloudtier.tier import HOST, PORTS, REGION, TierError, _require_free_port, log_tail, wait_http
 
 MAGNUM_PORT = PORTS["keystone"] + 17
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "magnum_serve.py")

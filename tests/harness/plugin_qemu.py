@@ -7,7 +7,7 @@ ipvlan, dummy, veth, sch_ingress, cls_bpf), mounts the host root over 9p and run
 script with the host's own python3 and this checkout. Lines the script prints starting with
 RESULT_TAG come back on the serial console.
 
-`python3 tests/plugin_qemu.py` fetches the kernel (tools/setup.d/30-docker.sh runs it).
+`python3 tests/harness/plugin_qemu.py` fetches the kernel (tools/setup.d/30-docker.sh runs it).
 """
 
 import glob
@@ -129,10 +129,10 @@ def hidden_paths(paths):
 
 
 def guest_needs(script):
-    """The host directories the guest script runs from: the script's tree, this Python (a
+    """The host directories the guest script runs from: the script's checkout, this Python (a
     virtualenv under /tmp has its interpreter and site-packages there) and bayctl's code."""
     import bayctl
-    return [os.path.dirname(os.path.dirname(os.path.abspath(script))), sys.prefix,
+    return [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(script)))), sys.prefix,
             os.path.dirname(os.path.abspath(sys.executable)),
             os.path.dirname(os.path.dirname(bayctl.__file__))]
 

@@ -1,6 +1,6 @@
 """Run the tier (and emulators) until Ctrl-C, for developing against it:
 
-    cd tests && python -m cloudtier.dev /var/tmp/bayctl-cloud-dev
+    cd tests && python -m harness.cloudtier.dev /var/tmp/bayctl-cloud-dev
     BAYCTL_CLOUD_TIER_REUSE=/var/tmp/bayctl-cloud-dev/auth.json python -m pytest -m cloud ...
 """
 
@@ -10,8 +10,8 @@ import shutil
 import signal
 import sys
 
-from cloudtier.emulators_wiring import start_emulators
-from cloudtier.tier import Tier
+from harness.cloudtier.emulators_wiring import start_emulators
+from harness.cloudtier.tier import Tier
 
 
 def main():

@@ -11,7 +11,8 @@ test_devstack_tier.py (the REAL bayctl against the cloud tier).
 import os
 import textwrap
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from harness.paths import REPO as ROOT
+
 PLUGIN_DIR = os.path.join(ROOT, "devstack")
 SEP = "\x1f"
 

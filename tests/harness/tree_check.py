@@ -12,7 +12,8 @@ import shutil
 import subprocess
 import sys
 
-TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness.paths import REPO as TREE
+
 PACKAGE = os.path.join(TREE, "bayctl")
 EXECUTABLES = ("bayctl", "bayctl-cni", "bayctl-agent", "bayctl-docker-plugin")
 

@@ -7,7 +7,7 @@ with `ip netns add` and commands run with `nsenter --net=/run/netns/X` (which, u
 
 API
 ---
-    from netlab import NetLab
+    from harness.netlab import NetLab
 
     with NetLab("bdp") as lab:                      # or lab = NetLab("bdp") ... lab.close()
         # NetLab(prefix, ipv6=False): new namespaces have IPv6 disabled (quiet links) unless ipv6=True

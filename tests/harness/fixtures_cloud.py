@@ -10,7 +10,8 @@ import shutil
 import tempfile
 
 import pytest
-from prereq import require
+
+from harness.prereq import require
 
 os.environ.setdefault("OS_CLIENT_CONFIG_FILE", os.devnull)  # never a developer's own clouds.yaml
 
@@ -37,9 +38,9 @@ def cloud_tier():
         import openstack  # noqa: F401
     except ImportError:
         require(False, "needs openstacksdk (a dependency of bayctl: pip install -e .)")
-    from cloudtier import venv
-    from cloudtier.emulators_wiring import start_emulators
-    from cloudtier.tier import Tier
+    from harness.cloudtier import venv
+    from harness.cloudtier.emulators_wiring import start_emulators
+    from harness.cloudtier.tier import Tier
 
     reuse = os.environ.get("BAYCTL_CLOUD_TIER_REUSE")
     if reuse:  # a developer's running tier (python -m cloudtier.dev): skip the start-up

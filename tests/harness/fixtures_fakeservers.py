@@ -18,10 +18,10 @@ import subprocess
 import time
 
 import pytest
-from prereq import require_root, require_tools
 
 from bayctl.providers import local_net, local_nodes
 from bayctl.providers.base import SLAVE, Node
+from harness.prereq import require_root, require_tools
 
 BRIDGE = "bb-cloudnet"
 FAKE = "cloudfake"  # namespaces bb-cloudfake-<node>

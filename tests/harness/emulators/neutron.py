@@ -25,7 +25,7 @@ address pairs are carried as data (the tests read them), not enforced.
 import ipaddress
 import uuid
 
-from emulators.base import HTTPError, Service
+from harness.emulators.base import HTTPError, Service
 
 TRUE_VALUES = ("true", "True", "1")
 
