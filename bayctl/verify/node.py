@@ -17,29 +17,24 @@ A probe endpoint is a network namespace attached to this node exactly as a Mesos
 is: the node's CNI plugin (`bayctl-cni`) is invoked as the Mesos CNI isolator invokes it
 (CNI_* environment, network config on stdin, the group in the NetworkInfo labels), so it
 gets its veth, its address and its registration with the node's agent from the same code. Each endpoint
-listens on every probed TCP and UDP port; probes connect (TCP), ask for an echo (UDP) or
-ping (ICMP) and report whether an answer came. End of input, or teardown, removes every
+listens on every probed TCP and UDP port; the probes and what "reached" means are
+bayctl.verify.probes, the one probe engine. End of input, or teardown, removes every
 endpoint, registration and link this process made.
 """
 
-import concurrent.futures
 import hashlib
 import json
 import os
-import select
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 from bayctl.errors import NodeError
 from bayctl.node import links
 from bayctl.node.client import AgentClient
-from bayctl.node.netns import run_in_netns
+from bayctl.verify import probes
 
 LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
 CNI_NETWORK = "bb-verify"
@@ -53,9 +48,7 @@ class ProbeNode:
         self.registered = []  # ips registered with the agent (local and remote)
         self.network_link = None
         self.cni_state = None
-        self.sockets = []  # listening sockets (TCP) and UDP sockets served by one thread
-        self.stop = threading.Event()
-        self.server = None
+        self.responder = probes.Responder()  # every endpoint answers on every probed port
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -81,9 +74,8 @@ class ProbeNode:
             _run(["ip", "netns", "add", name])
             result = self._cni("ADD", record)
             record["ip"] = result["ips"][0]["address"].split("/")[0]
-            self._listen(netns, request["ports"])
+            self.responder.listen(netns, request["ports"])
             made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"]})
-        self._serve()
         return {"endpoints": made}
 
     def _cni(self, command, record):
@@ -113,8 +105,7 @@ class ProbeNode:
 
     def setup_external(self, request):
         self.endpoints.append({"name": "external", "group": "external", "ip": request["ip"], "netns": None})
-        self._listen(None, request["ports"])
-        self._serve()
+        self.responder.listen(None, request["ports"])
         return {"endpoints": [{"name": "external", "group": "external", "ip": request["ip"]}]}
 
     def register(self, request):
@@ -127,19 +118,13 @@ class ProbeNode:
         timeout = float(request.get("timeout", 2.0))
         by_name = {endpoint["name"]: endpoint for endpoint in self.endpoints}
         tasks = request["tasks"]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(128, max(1, len(tasks)))) as pool:
-            futures = [pool.submit(_probe_one, by_name[task["from"]]["netns"], task, timeout)
-                       for task in tasks]
-            results = [future.result() for future in futures]
-        return {"results": results}
+        measured = probes.probe_all([(by_name[task["from"]]["netns"], task["ip"], task["proto"], task["port"])
+                                     for task in tasks], timeout)
+        return {"results": [{"id": task["id"], "observed": observed, "detail": detail}
+                            for task, (observed, detail) in zip(tasks, measured)]}
 
     def teardown(self, request=None):
-        self.stop.set()
-        if self.server is not None:
-            self.server.join(5)
-        for sock in self.sockets:
-            sock.close()
-        self.sockets = []
+        self.responder.close()
         for ip in self.registered:
             try:
                 self.agent.remove_endpoint(ip)
@@ -162,140 +147,6 @@ class ProbeNode:
             self.cni_state = None
         return {"ok": True}
 
-    # -- listening --------------------------------------------------------------------------
-
-    def _listen(self, netns, ports):
-        def make():
-            made = []
-            for port in ports.get("tcp", []):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("0.0.0.0", port))
-                except OSError:
-                    sock.close()  # something else listens there already: it answers for us
-                    continue
-                sock.listen(64)
-                made.append(sock)
-            for port in ports.get("udp", []):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    sock.bind(("0.0.0.0", port))
-                except OSError:
-                    sock.close()
-                    continue
-                made.append(sock)
-            return made
-
-        # A socket belongs to the namespace it was created in, whichever thread uses it later.
-        self.sockets += run_in_netns(netns, make)
-
-    def _serve(self):
-        if self.server is not None:
-            return
-        self.server = threading.Thread(target=self._serve_loop, name="probe-responder", daemon=True)
-        self.server.start()
-
-    def _serve_loop(self):
-        while not self.stop.is_set():
-            ready, _, _ = select.select([s for s in self.sockets if s.fileno() >= 0], [], [], 0.2)
-            for sock in ready:
-                try:
-                    if sock.type == socket.SOCK_STREAM:
-                        conn, _ = sock.accept()
-                        conn.close()
-                    else:
-                        data, peer = sock.recvfrom(2048)
-                        sock.sendto(data, peer)
-                except OSError:
-                    continue
-
-
-def _probe_one(netns, task, timeout):
-    proto = task["proto"]
-    try:
-        if proto == "tcp":
-            observed, detail = run_in_netns(netns, _tcp_probe, task["ip"], task["port"], timeout)
-        elif proto == "udp":
-            sock = run_in_netns(netns, socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
-            observed, detail = _udp_probe(sock, task["ip"], task["port"], timeout)
-        elif proto == "icmp":
-            sock = run_in_netns(netns, socket.socket, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            observed, detail = _icmp_probe(sock, task["ip"], task["id"], timeout)
-        else:
-            observed, detail = False, f"unknown protocol {proto}"
-    except (OSError, NodeError) as err:
-        observed, detail = False, f"error: {err}"
-    return {"id": task["id"], "observed": observed, "detail": detail}
-
-
-def _tcp_probe(ip, port, timeout):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((ip, port))
-        return True, "connected"
-    except ConnectionRefusedError:
-        return True, "refused (reached the host, nothing listening)"
-    except (socket.timeout, TimeoutError):
-        return False, "no answer"
-    except OSError as err:
-        return False, err.strerror or str(err)
-    finally:
-        sock.close()
-
-
-def _udp_probe(sock, ip, port, timeout):
-    payload = os.urandom(8)
-    try:
-        sock.settimeout(timeout)
-        sock.sendto(payload, (ip, port))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            data, _ = sock.recvfrom(2048)
-            if data == payload:
-                return True, "echoed"
-        return False, "no answer"
-    except (socket.timeout, TimeoutError):
-        return False, "no answer"
-    except ConnectionRefusedError:
-        return True, "port unreachable (reached the host)"
-    finally:
-        sock.close()
-
-
-def _icmp_probe(sock, ip, ident, timeout):
-    ident = (os.getpid() * 31 + int(ident)) & 0xFFFF
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-    payload = b"bayctl-verify"
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
-    try:
-        sock.settimeout(timeout)
-        sock.sendto(packet, (ip, 0))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False, "no echo reply"
-            sock.settimeout(left)
-            data, peer = sock.recvfrom(2048)
-            ihl = (data[0] & 0x0F) * 4
-            kind, _, _, reply_ident, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
-            if kind == 0 and reply_ident == ident and peer[0] == ip:
-                return True, "echo reply"
-    except (socket.timeout, TimeoutError):
-        return False, "no echo reply"
-    finally:
-        sock.close()
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def _run(argv, check=True):
