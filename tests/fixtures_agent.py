@@ -67,7 +67,7 @@ def measure(jobs, timeout=PROBE_TIMEOUT):
     from bayctl.verify.probes import probe_all
 
     tasks = [(netns, ip, proto, port) for netns, ip, (proto, port) in jobs]
-    return [reached for reached, _ in probe_all(tasks, timeout)]
+    return [reached for reached, _, _ in probe_all(tasks, timeout)]
 
 
 class AgentLab:

@@ -32,6 +32,7 @@ class Probe:
     detail: str = ""
     source_ip: str = ""
     target_ip: str = ""
+    seconds: Optional[float] = None  # how long this probe took (a denied one: its whole timeout)
 
     @property
     def mismatch(self) -> bool:

@@ -9,8 +9,8 @@ stdin and answers one JSON line on stdout:
                                           -> {"endpoints": [{"name", "group", "ip"}]}
     {"op": "setup-external", "ip": IP, "ports": {...}}   (a node outside every group: the master)
     {"op": "register", "endpoints": [{"ip", "group"}]}   (other nodes' probes: ip -> group)
-    {"op": "probe", "timeout": s, "tasks": [{"id", "from", "ip", "proto", "port"}]}
-                                          -> {"results": [{"id", "observed", "detail"}]}
+    {"op": "probe", "timeout": s, "workers": N|null, "tasks": [{"id", "from", "ip", "proto", "port"}]}
+                                          -> {"results": [{"id", "observed", "detail", "seconds"}]}
     {"op": "teardown"}                    -> {"ok": true}
 
 A probe endpoint is a network namespace attached to this node exactly as a Mesos container
@@ -119,9 +119,12 @@ class ProbeNode:
         by_name = {endpoint["name"]: endpoint for endpoint in self.endpoints}
         tasks = request["tasks"]
         measured = probes.probe_all([(by_name[task["from"]]["netns"], task["ip"], task["proto"], task["port"])
-                                     for task in tasks], timeout)
-        return {"results": [{"id": task["id"], "observed": observed, "detail": detail}
-                            for task, (observed, detail) in zip(tasks, measured)]}
+                                     for task in tasks], timeout, workers=request.get("workers"))
+        results = []
+        for task, (observed, detail, took) in zip(tasks, measured):
+            results.append({"id": task["id"], "observed": observed, "detail": detail,
+                            "seconds": round(took, 3)})
+        return {"results": results}
 
     def teardown(self, request=None):
         self.responder.close()

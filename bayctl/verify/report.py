@@ -17,6 +17,7 @@ class Report:
     placement: dict  # group -> {"node", "ip"}
     pairs: List[Probe]
     seconds: float = 0.0
+    phases: dict = dataclasses.field(default_factory=dict)  # seconds per step (bench/verify_scale.py)
 
     @property
     def mismatches(self) -> List[Probe]:
