@@ -22,6 +22,7 @@ bayctl.verify.probes, the one probe engine. End of input, or teardown, removes e
 endpoint, registration and link this process made.
 """
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -64,18 +65,27 @@ class ProbeNode:
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
         network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
         self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
-        made = []
+        records = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
-            netns = os.path.join(NETNS_DIR, name)
-            record = {"name": endpoint["name"], "group": endpoint["group"], "netns": netns,
-                      "subnet": request["subnet"]}
-            self.endpoints.append(record)
-            _run(["ip", "netns", "add", name])
+            record = {"name": endpoint["name"], "group": endpoint["group"],
+                      "netns": os.path.join(NETNS_DIR, name), "subnet": request["subnet"]}
+            self.endpoints.append(record)  # before it exists: teardown undoes a half-made one too
+            records.append(record)
+
+        def attach(record):
+            _run(["ip", "netns", "add", os.path.basename(record["netns"])])
             result = self._cni("ADD", record)
             record["ip"] = result["ips"][0]["address"].split("/")[0]
-            self.responder.listen(netns, request["ports"])
-            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"]})
+            self.responder.listen(record["netns"], request["ports"])
+
+        # The first ADD makes the network's bridge; the others then attach side by side (the
+        # plugin's IPAM is a locked read-modify-write), so a node's share of many groups costs
+        # about one plugin run, not one each.
+        for record in records[:1]:
+            attach(record)
+        _each(attach, records[1:])
+        made = [{"name": r["name"], "group": r["group"], "ip": r["ip"]} for r in records]
         return {"endpoints": made}
 
     def _cni(self, command, record):
@@ -134,13 +144,14 @@ class ProbeNode:
             except NodeError:
                 pass  # the agent may be gone (node torn down): nothing to undo there
         self.registered = []
-        for endpoint in self.endpoints:
-            if endpoint.get("netns"):
-                try:
-                    self._cni("DEL", endpoint)
-                except NodeError:
-                    pass  # the namespace goes below either way; the agent entry went above
-                _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
+        def detach(endpoint):
+            try:
+                self._cni("DEL", endpoint)
+            except NodeError:
+                pass  # the namespace goes below either way; the agent entry went above
+            _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
+
+        _each(detach, [endpoint for endpoint in self.endpoints if endpoint.get("netns")])
         self.endpoints = []
         if self.network_link:
             links.delete_link(self.network_link)  # CNI DEL keeps a network's bridge; verify's is its own
@@ -150,6 +161,15 @@ class ProbeNode:
             self.cni_state = None
         return {"ok": True}
 
+
+
+def _each(func, items, workers=8):
+    """func(item) for every item, side by side; the first error is raised once all are done."""
+    if not items:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        for future in [pool.submit(func, item) for item in items]:
+            future.result()
 
 
 def _run(argv, check=True):

@@ -81,6 +81,7 @@ class Responder:
         self.sockets = []
         self._stop = threading.Event()
         self._thread = None
+        self._lock = threading.Lock()  # listen() may be called from several threads at once
 
     def listen(self, netns: Optional[str], ports: dict) -> None:
         """Listen in `netns` on ports {"tcp": [...], "udp": [...]}. A port that something else
@@ -103,10 +104,12 @@ class Responder:
             return made
 
         # A socket belongs to the namespace it was created in, whichever thread uses it later.
-        self.sockets += run_in_netns(netns, make)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="probe-responder", daemon=True)
-            self._thread.start()
+        made = run_in_netns(netns, make)
+        with self._lock:
+            self.sockets = self.sockets + made  # a new list: the serving thread iterates the old one
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="probe-responder", daemon=True)
+                self._thread.start()
 
     def _serve(self):
         while not self._stop.is_set():
