@@ -5,7 +5,7 @@ stdin and answers one JSON line on stdout:
 
     {"op": "hello"}                       -> {"node", "digest", "source"}  (the agent's policy)
     {"op": "setup", "subnet": CIDR, "netns_prefix": P, "ports": {"tcp": [...], "udp": [...]},
-     "endpoints": [{"name": "web", "group": "web"}]}
+     "endpoints": [{"name": "web", "group": "web"}], "workers": N|null (side by side; 1: in turn)}
                                           -> {"endpoints": [{"name", "group", "ip"}]}
     {"op": "setup-external", "ip": IP, "ports": {...}}   (a node outside every group: the master)
     {"op": "register", "endpoints": [{"ip", "group"}]}   (other nodes' probes: ip -> group)
@@ -40,6 +40,7 @@ from bayctl.verify import probes
 LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
 CNI_NETWORK = "bb-verify"
 NETNS_DIR = "/run/netns"
+ATTACH_WORKERS = 8  # a node's probe endpoints attached (CNI ADD) and detached side by side
 
 
 class ProbeNode:
@@ -50,6 +51,7 @@ class ProbeNode:
         self.network_link = None
         self.cni_state = None
         self.responder = probes.Responder()  # every endpoint answers on every probed port
+        self.attach_workers = ATTACH_WORKERS
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -65,6 +67,7 @@ class ProbeNode:
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
         network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
         self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
+        self.attach_workers = request.get("workers") or ATTACH_WORKERS
         records = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
@@ -84,7 +87,7 @@ class ProbeNode:
         # about one plugin run, not one each.
         for record in records[:1]:
             attach(record)
-        _each(attach, records[1:])
+        _each(attach, records[1:], workers=self.attach_workers)
         made = [{"name": r["name"], "group": r["group"], "ip": r["ip"]} for r in records]
         return {"endpoints": made}
 
@@ -151,7 +154,8 @@ class ProbeNode:
                 pass  # the namespace goes below either way; the agent entry went above
             _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
 
-        _each(detach, [endpoint for endpoint in self.endpoints if endpoint.get("netns")])
+        _each(detach, [endpoint for endpoint in self.endpoints if endpoint.get("netns")],
+              workers=self.attach_workers)
         self.endpoints = []
         if self.network_link:
             links.delete_link(self.network_link)  # CNI DEL keeps a network's bridge; verify's is its own
@@ -163,7 +167,7 @@ class ProbeNode:
 
 
 
-def _each(func, items, workers=8):
+def _each(func, items, workers):
     """func(item) for every item, side by side; the first error is raised once all are done."""
     if not items:
         return

@@ -83,7 +83,8 @@ def verify_bay_state(state, nodes, *, ssh_user: str, ssh_key: str, status=None,
     """Run verification on the bay described by `state` (a BayState) and its `nodes`.
 
     `legacy_plan`: the plan before issue 16 item 4 (a probe helper and every probe's
-    registration on every slave, at most 128 probes in flight per node), kept only so
+    registration on every slave, a node's endpoints attached one after the other, at most 128
+    probes in flight per node), kept only so
     bench/verify_scale.py measures old and new side by side in one run."""
     return asyncio.run(_verify(state, nodes, ssh_user, ssh_key, status, legacy_plan))
 
@@ -135,7 +136,8 @@ async def _verify(state, nodes, ssh_user, ssh_key, status, legacy_plan=False) ->
             await start_helpers(hosts)
             mark = phase("helpers", mark)
 
-            endpoints = await _setup(state.name, helpers, hosts, master, placement, subnets, ports)
+            endpoints = await _setup(state.name, helpers, hosts, master, placement, subnets, ports,
+                                     workers=1 if legacy_plan else None)
             say(f"{len(placement)} probe endpoints ({len(groups)} groups) placed on {len(hosts)} of "
                 f"{len(slaves)} slaves")
             mark = phase("setup", mark)
@@ -241,14 +243,14 @@ def peer_name(group: str) -> str:
     return f"{group}.peer"
 
 
-async def _setup(bay, helpers, hosts, master, placement, subnets, ports) -> Dict[str, dict]:
+async def _setup(bay, helpers, hosts, master, placement, subnets, ports, workers=None) -> Dict[str, dict]:
     async def one(node):
         mine = [{"name": ep["name"], "group": ep["group"]} for ep in placement if ep["node"] is node]
         if not mine:
             return []
         answer = await helpers[node.name].ask({
             "op": "setup", "subnet": subnets[node.name], "netns_prefix": f"bb-{bay}-{node.name}-p-",
-            "ports": ports, "endpoints": mine})
+            "ports": ports, "endpoints": mine, "workers": workers})
         return [dict(ep, node=node.name) for ep in answer["endpoints"]]
 
     answers = await asyncio.gather(*(one(node) for node in hosts))
