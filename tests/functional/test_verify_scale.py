@@ -77,6 +77,20 @@ def test_every_group_pair_and_service_is_measured_as_the_policy_says(ring_bay):
     assert not [n for n in local_net.bay_namespaces(BAY) if "-p-" in n]
 
 
+def test_verify_grid_is_one_row_per_group_pair(ring_bay):
+    _, policy = ring_bay
+    done = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "-q", "verify", BAY, "--grid"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["from", "->", "to"] and len(lines[0].split()) == 3 + 11
+    rows = [line.split() for line in lines[1:] if " -> " in line]
+    assert len(rows) == 48 and all(cell in ("pass", "drop") for row in rows for cell in row[3:])
+    g00_to_g01 = next(row for row in rows if row[:3] == ["g00", "->", "g01"])
+    assert g00_to_g01[3 + lines[0].split()[3:].index("tcp/8000")] == "pass"
+    assert "528/528 probes as the policy says" in lines[-1]
+
+
 def test_a_drifted_slave_without_probes_fails_verification(ring_bay, tmp_path):
     """Two groups on five slaves: probes sit on slave0-2 only, slave4's policy is checked all the same."""
     bay, _ = ring_bay
