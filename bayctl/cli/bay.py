@@ -262,6 +262,8 @@ class Verify(OpenStackCommand, Lister):
         parser = super().get_parser(prog_name)
         parser.add_argument("name", metavar="NAME", help="bay name")
         parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+        parser.add_argument("--grid", action="store_true",
+                            help="print the compact view: one row per pair of groups, one column per service")
         return parser
 
     def take_action(self, parsed_args):
@@ -285,7 +287,11 @@ class Verify(OpenStackCommand, Lister):
             # The report's own shape (pairs + mismatches), not a list of table rows.
             self.app.stdout.write(self.report.dumps() + "\n")
             return 0
-        result = super().produce_output(parsed_args, column_names, data)
+        if parsed_args.grid:
+            self.app.stdout.write(self.report.grid())
+            result = 0
+        else:
+            result = super().produce_output(parsed_args, column_names, data)
         mismatches = self.report.mismatches
         blocked = sum(1 for probe in mismatches if probe.expected)  # measured blocked, policy allows
         summary = (f"{len(self.report.pairs)} probes, all as the policy says" if not mismatches

@@ -3,7 +3,8 @@
 For every ordered pair of distinct groups (external included, as the source and as the
 destination, but not external to itself) the probes try:
 - every TCP/UDP port the policy mentions (both ends of a range),
-- one port per protocol that the policy does not mention (proves default deny),
+- one TCP and one UDP port that the policy does not mention (proves default deny), UDP even
+  when no rule names it (a datapath that only classified TCP would pass UDP unseen),
 - ICMP echo;
 and, with `intra`, the same from each group to a second member of that group.
 The expected outcome of each is `Policy.allows` (the policy model's reference semantics).
@@ -31,6 +32,7 @@ class Probe:
     detail: str = ""
     source_ip: str = ""
     target_ip: str = ""
+    seconds: Optional[float] = None  # how long this probe took (a denied one: its whole timeout)
 
     @property
     def mismatch(self) -> bool:
@@ -61,12 +63,10 @@ def probed_services(policy: Policy) -> List[Tuple[str, Optional[int]]]:
         for spec in rule.ports:
             if spec.proto in ports and not spec.any_port:
                 ports[spec.proto].update({spec.lo, spec.hi})
-    mentioned_protos = {spec.proto for rule in policy.rules for spec in rule.ports}
     services = []
     for proto in ("tcp", "udp"):
-        if proto == "tcp" or proto in mentioned_protos:
-            services += [(proto, port) for port in sorted(ports[proto])]
-            services.append((proto, _unmentioned(policy, proto, ports[proto])))
+        services += [(proto, port) for port in sorted(ports[proto])]
+        services.append((proto, _unmentioned(policy, proto, ports[proto])))
     services.append(("icmp", None))
     return services
 
@@ -81,13 +81,15 @@ def _unmentioned(policy: Policy, proto: str, mentioned) -> int:
     return port
 
 
-def expected_matrix(policy: Policy, groups: Optional[List[str]] = None, intra: bool = False) -> List[Probe]:
+def expected_matrix(policy: Policy, groups: Optional[List[str]] = None, intra: bool = False,
+                    services: Optional[List[Tuple[str, Optional[int]]]] = None) -> List[Probe]:
     """Every probe verification runs, with the outcome the policy implies.
 
     `intra`: also from each group to another member of the same group (intraGroup allow/deny);
-    `external` is never probed against itself (its peers are in no group at all)."""
+    `external` is never probed against itself (its peers are in no group at all).
+    `services`: (proto, port) to probe instead of `probed_services(policy)`."""
     names = groups if groups is not None else [*sorted(policy.named_groups), EXTERNAL]
-    services = probed_services(policy)
+    services = probed_services(policy) if services is None else services
     probes = []
     for source in names:
         for target in names:
@@ -102,8 +104,6 @@ def expected_matrix(policy: Policy, groups: Optional[List[str]] = None, intra: b
 
 def listening_ports(probes: List[Probe]) -> dict:
     """The ports every probe endpoint must answer on."""
-    ports = {"tcp": set(), "udp": set()}
-    for probe in probes:
-        if probe.proto in ports:
-            ports[probe.proto].add(probe.port)
-    return {proto: sorted(values) for proto, values in ports.items()}
+    from bayctl.verify.probes import ports_of
+
+    return ports_of((probe.proto, probe.port) for probe in probes)

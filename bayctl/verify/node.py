@@ -5,20 +5,20 @@ stdin and answers one JSON line on stdout:
 
     {"op": "hello"}                       -> {"node", "digest", "source"}  (the agent's policy)
     {"op": "setup", "subnet": CIDR, "netns_prefix": P, "ports": {"tcp": [...], "udp": [...]},
-     "endpoints": [{"name": "web", "group": "web"}]}
+     "endpoints": [{"name": "web", "group": "web"}], "workers": N|null (side by side; 1: in turn)}
                                           -> {"endpoints": [{"name", "group", "ip"}]}
     {"op": "setup-external", "ip": IP, "ports": {...}}   (a node outside every group: the master)
     {"op": "register", "endpoints": [{"ip", "group"}]}   (other nodes' probes: ip -> group)
-    {"op": "probe", "timeout": s, "tasks": [{"id", "from", "ip", "proto", "port"}]}
-                                          -> {"results": [{"id", "observed", "detail"}]}
+    {"op": "probe", "timeout": s, "workers": N|null, "tasks": [{"id", "from", "ip", "proto", "port"}]}
+                                          -> {"results": [{"id", "observed", "detail", "seconds"}]}
     {"op": "teardown"}                    -> {"ok": true}
 
 A probe endpoint is a network namespace attached to this node exactly as a Mesos container
 is: the node's CNI plugin (`bayctl-cni`) is invoked as the Mesos CNI isolator invokes it
 (CNI_* environment, network config on stdin, the group in the NetworkInfo labels), so it
 gets its veth, its address and its registration with the node's agent from the same code. Each endpoint
-listens on every probed TCP and UDP port; probes connect (TCP), ask for an echo (UDP) or
-ping (ICMP) and report whether an answer came. End of input, or teardown, removes every
+listens on every probed TCP and UDP port; the probes and what "reached" means are
+bayctl.verify.probes, the one probe engine. End of input, or teardown, removes every
 endpoint, registration and link this process made.
 """
 
@@ -26,24 +26,21 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import select
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 from bayctl.errors import NodeError
 from bayctl.node import links
 from bayctl.node.client import AgentClient
-from bayctl.node.netns import run_in_netns
+from bayctl.verify import probes
 
 LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
 CNI_NETWORK = "bb-verify"
 NETNS_DIR = "/run/netns"
+ATTACH_WORKERS = 8  # a node's probe endpoints attached (CNI ADD) and detached side by side
 
 
 class ProbeNode:
@@ -53,9 +50,8 @@ class ProbeNode:
         self.registered = []  # ips registered with the agent (local and remote)
         self.network_link = None
         self.cni_state = None
-        self.sockets = []  # listening sockets (TCP) and UDP sockets served by one thread
-        self.stop = threading.Event()
-        self.server = None
+        self.responder = probes.Responder()  # every endpoint answers on every probed port
+        self.attach_workers = ATTACH_WORKERS
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -71,19 +67,28 @@ class ProbeNode:
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
         network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
         self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
-        made = []
+        self.attach_workers = request.get("workers") or ATTACH_WORKERS
+        records = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
-            netns = os.path.join(NETNS_DIR, name)
-            record = {"name": endpoint["name"], "group": endpoint["group"], "netns": netns,
-                      "subnet": request["subnet"]}
-            self.endpoints.append(record)
-            _run(["ip", "netns", "add", name])
+            record = {"name": endpoint["name"], "group": endpoint["group"],
+                      "netns": os.path.join(NETNS_DIR, name), "subnet": request["subnet"]}
+            self.endpoints.append(record)  # before it exists: teardown undoes a half-made one too
+            records.append(record)
+
+        def attach(record):
+            _run(["ip", "netns", "add", os.path.basename(record["netns"])])
             result = self._cni("ADD", record)
             record["ip"] = result["ips"][0]["address"].split("/")[0]
-            self._listen(netns, request["ports"])
-            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"]})
-        self._serve()
+            self.responder.listen(record["netns"], request["ports"])
+
+        # The first ADD makes the network's bridge; the others then attach side by side (the
+        # plugin's IPAM is a locked read-modify-write), so a node's share of many groups costs
+        # about one plugin run, not one each.
+        for record in records[:1]:
+            attach(record)
+        _each(attach, records[1:], workers=self.attach_workers)
+        made = [{"name": r["name"], "group": r["group"], "ip": r["ip"]} for r in records]
         return {"endpoints": made}
 
     def _cni(self, command, record):
@@ -113,8 +118,7 @@ class ProbeNode:
 
     def setup_external(self, request):
         self.endpoints.append({"name": "external", "group": "external", "ip": request["ip"], "netns": None})
-        self._listen(None, request["ports"])
-        self._serve()
+        self.responder.listen(None, request["ports"])
         return {"endpoints": [{"name": "external", "group": "external", "ip": request["ip"]}]}
 
     def register(self, request):
@@ -127,32 +131,31 @@ class ProbeNode:
         timeout = float(request.get("timeout", 2.0))
         by_name = {endpoint["name"]: endpoint for endpoint in self.endpoints}
         tasks = request["tasks"]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(128, max(1, len(tasks)))) as pool:
-            futures = [pool.submit(_probe_one, by_name[task["from"]]["netns"], task, timeout)
-                       for task in tasks]
-            results = [future.result() for future in futures]
+        measured = probes.probe_all([(by_name[task["from"]]["netns"], task["ip"], task["proto"], task["port"])
+                                     for task in tasks], timeout, workers=request.get("workers"))
+        results = []
+        for task, (observed, detail, took) in zip(tasks, measured):
+            results.append({"id": task["id"], "observed": observed, "detail": detail,
+                            "seconds": round(took, 3)})
         return {"results": results}
 
     def teardown(self, request=None):
-        self.stop.set()
-        if self.server is not None:
-            self.server.join(5)
-        for sock in self.sockets:
-            sock.close()
-        self.sockets = []
+        self.responder.close()
         for ip in self.registered:
             try:
                 self.agent.remove_endpoint(ip)
             except NodeError:
                 pass  # the agent may be gone (node torn down): nothing to undo there
         self.registered = []
-        for endpoint in self.endpoints:
-            if endpoint.get("netns"):
-                try:
-                    self._cni("DEL", endpoint)
-                except NodeError:
-                    pass  # the namespace goes below either way; the agent entry went above
-                _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
+        def detach(endpoint):
+            try:
+                self._cni("DEL", endpoint)
+            except NodeError:
+                pass  # the namespace goes below either way; the agent entry went above
+            _run(["ip", "netns", "del", os.path.basename(endpoint["netns"])], check=False)
+
+        _each(detach, [endpoint for endpoint in self.endpoints if endpoint.get("netns")],
+              workers=self.attach_workers)
         self.endpoints = []
         if self.network_link:
             links.delete_link(self.network_link)  # CNI DEL keeps a network's bridge; verify's is its own
@@ -162,140 +165,15 @@ class ProbeNode:
             self.cni_state = None
         return {"ok": True}
 
-    # -- listening --------------------------------------------------------------------------
-
-    def _listen(self, netns, ports):
-        def make():
-            made = []
-            for port in ports.get("tcp", []):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("0.0.0.0", port))
-                except OSError:
-                    sock.close()  # something else listens there already: it answers for us
-                    continue
-                sock.listen(64)
-                made.append(sock)
-            for port in ports.get("udp", []):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    sock.bind(("0.0.0.0", port))
-                except OSError:
-                    sock.close()
-                    continue
-                made.append(sock)
-            return made
-
-        # A socket belongs to the namespace it was created in, whichever thread uses it later.
-        self.sockets += run_in_netns(netns, make)
-
-    def _serve(self):
-        if self.server is not None:
-            return
-        self.server = threading.Thread(target=self._serve_loop, name="probe-responder", daemon=True)
-        self.server.start()
-
-    def _serve_loop(self):
-        while not self.stop.is_set():
-            ready, _, _ = select.select([s for s in self.sockets if s.fileno() >= 0], [], [], 0.2)
-            for sock in ready:
-                try:
-                    if sock.type == socket.SOCK_STREAM:
-                        conn, _ = sock.accept()
-                        conn.close()
-                    else:
-                        data, peer = sock.recvfrom(2048)
-                        sock.sendto(data, peer)
-                except OSError:
-                    continue
 
 
-def _probe_one(netns, task, timeout):
-    proto = task["proto"]
-    try:
-        if proto == "tcp":
-            observed, detail = run_in_netns(netns, _tcp_probe, task["ip"], task["port"], timeout)
-        elif proto == "udp":
-            sock = run_in_netns(netns, socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
-            observed, detail = _udp_probe(sock, task["ip"], task["port"], timeout)
-        elif proto == "icmp":
-            sock = run_in_netns(netns, socket.socket, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            observed, detail = _icmp_probe(sock, task["ip"], task["id"], timeout)
-        else:
-            observed, detail = False, f"unknown protocol {proto}"
-    except (OSError, NodeError) as err:
-        observed, detail = False, f"error: {err}"
-    return {"id": task["id"], "observed": observed, "detail": detail}
-
-
-def _tcp_probe(ip, port, timeout):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((ip, port))
-        return True, "connected"
-    except ConnectionRefusedError:
-        return True, "refused (reached the host, nothing listening)"
-    except (socket.timeout, TimeoutError):
-        return False, "no answer"
-    except OSError as err:
-        return False, err.strerror or str(err)
-    finally:
-        sock.close()
-
-
-def _udp_probe(sock, ip, port, timeout):
-    payload = os.urandom(8)
-    try:
-        sock.settimeout(timeout)
-        sock.sendto(payload, (ip, port))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            data, _ = sock.recvfrom(2048)
-            if data == payload:
-                return True, "echoed"
-        return False, "no answer"
-    except (socket.timeout, TimeoutError):
-        return False, "no answer"
-    except ConnectionRefusedError:
-        return True, "port unreachable (reached the host)"
-    finally:
-        sock.close()
-
-
-def _icmp_probe(sock, ip, ident, timeout):
-    ident = (os.getpid() * 31 + int(ident)) & 0xFFFF
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-    payload = b"bayctl-verify"
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
-    try:
-        sock.settimeout(timeout)
-        sock.sendto(packet, (ip, 0))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False, "no echo reply"
-            sock.settimeout(left)
-            data, peer = sock.recvfrom(2048)
-            ihl = (data[0] & 0x0F) * 4
-            kind, _, _, reply_ident, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
-            if kind == 0 and reply_ident == ident and peer[0] == ip:
-                return True, "echo reply"
-    except (socket.timeout, TimeoutError):
-        return False, "no echo reply"
-    finally:
-        sock.close()
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
+def _each(func, items, workers):
+    """func(item) for every item, side by side; the first error is raised once all are done."""
+    if not items:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        for future in [pool.submit(func, item) for item in items]:
+            future.result()
 
 
 def _run(argv, check=True):

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 from bayctl.verify.matrix import Probe
 
+PASS, DROP = "pass", "drop"
+
 
 @dataclasses.dataclass
 class Report:
@@ -15,6 +17,7 @@ class Report:
     placement: dict  # group -> {"node", "ip"}
     pairs: List[Probe]
     seconds: float = 0.0
+    phases: dict = dataclasses.field(default_factory=dict)  # seconds per step (bench/verify_scale.py)
 
     @property
     def mismatches(self) -> List[Probe]:
@@ -43,3 +46,34 @@ class Report:
         for probe in self.pairs:
             yield (probe.source, probe.target, probe.service, "allow" if probe.expected else "deny",
                    "allow" if probe.observed else "deny", "MISMATCH" if probe.mismatch else "ok")
+
+    def grid(self) -> str:
+        """The compact view: one row per ordered pair of groups, one column per service, each
+        cell what real packets did (pass/drop; PASS!/DROP! where that differs from the policy,
+        `-` where nothing was measured)."""
+        services, rows = [], {}
+        for probe in self.pairs:
+            if probe.service not in services:
+                services.append(probe.service)
+            rows.setdefault((probe.source, probe.target), {})[probe.service] = probe
+        labels = {pair: f"{pair[0]} -> {pair[1]}" for pair in rows}
+        width = max([len("from -> to"), *map(len, labels.values())]) + 2
+        columns = [max(len(service), 5) + 2 for service in services]
+        header = "".join(service.ljust(column) for service, column in zip(services, columns))
+        lines = [("from -> to".ljust(width) + header).rstrip()]
+        for pair, cells in rows.items():
+            line = labels[pair].ljust(width)
+            for service, column in zip(services, columns):
+                line += _cell(cells.get(service)).ljust(column)
+            lines.append(line.rstrip())
+        agreeing = sum(1 for probe in self.pairs if probe.observed is not None and not probe.mismatch)
+        lines.append(f"{agreeing}/{len(self.pairs)} probes as the policy says (cells: what real packets did; "
+                     "PASS!/DROP! marks a disagreement)")
+        return "\n".join(lines) + "\n"
+
+
+def _cell(probe: Optional[Probe]) -> str:
+    if probe is None or probe.observed is None:
+        return "-"
+    word = PASS if probe.observed else DROP
+    return word.upper() + "!" if probe.mismatch else word

@@ -246,7 +246,10 @@ def test_the_local_slave_cap_holds_whichever_way_local_was_chosen(state_root, pr
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     try:
         assert done.returncode == 1
-        assert f"at most {MAX_LOCAL_SLAVES}" in done.stderr and "measured" in done.stderr
+        # The local cap (64) is also the spec's range today; either refusal is one line naming it.
+        message = done.stderr.strip()
+        assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+        assert "slaves" in message and str(MAX_LOCAL_SLAVES + 1) in message, message
         assert leftovers("bbt-big", state_root) == []
     finally:
         if local_net.bay_namespaces("bbt-big") or os.path.exists(os.path.join(state_root, "bbt-big")):

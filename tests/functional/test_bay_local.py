@@ -124,7 +124,9 @@ def test_html_report_rendered_in_headless_chromium_shows_groups_and_edges(web_db
     assert drawn.edges[("db", "web")] == {"edge", "blocked"}
     assert drawn.edges[("external", "db")] == {"edge", "blocked"}
     assert len(drawn.edges) == 6 and not any("mismatch" in css for css in drawn.edges.values())
-    assert "32 probes, all as the policy says." in drawn.text
+    # 8 ordered pairs (intra included) x 5 services: tcp/80, tcp/5432, tcp/40000, udp/40000 (no rule
+    # names UDP, one unnamed UDP port is probed all the same), icmp.
+    assert "40 probes, all as the policy says." in drawn.text
     # Within each group (intraGroup: allow), drawn on the group itself.
     assert drawn.intra == {"db": "allowed", "web": "allowed", "external": "unmeasured"}
 

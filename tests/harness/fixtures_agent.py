@@ -16,6 +16,7 @@ import tempfile
 
 import pytest
 
+from bayctl.policy.model import EXTERNAL
 from harness.paths import REPO
 from harness.prereq import require, require_root, require_tools
 
@@ -29,10 +30,20 @@ MEMBERS = 7          # the largest example (stars) places 6 group members and on
 
 
 @dataclasses.dataclass
+class Member:
+    """A container of the lab: a namespace on the lab's bridge (eth0 inside)."""
+
+    name: str
+    ip: str
+    netns: str            # path, e.g. /run/netns/bagt-1a2b-c1
+    ifname: str = "eth0"
+
+
+@dataclasses.dataclass
 class Role:
     """A member playing a group in one policy's scenario."""
 
-    member: object       # bayctl.demolab.Member
+    member: Member
     group: str
     tag: int
 
@@ -40,22 +51,41 @@ class Role:
         return f"{self.group}({self.member.name} {self.member.ip})"
 
 
+def scenario_groups(policy, doubled=2):
+    """[(group, tag)] to place one member each: every named group of `policy` by tag, the first
+    `doubled` twice (so intra-group traffic is measured), and one `external` peer (tag 0)
+    registered nowhere."""
+    named = sorted(policy.named_groups.items(), key=lambda item: item[1])
+    placed = []
+    for index, (name, tag) in enumerate(named):
+        placed += [(name, tag)] * (2 if index < doubled else 1)
+    return placed + [(EXTERNAL, 0)]
+
+
+def measure(jobs, timeout=PROBE_TIMEOUT):
+    """[reached] for each (src netns, dst ip, (proto, port)) in `jobs`: verify's probes, side by side."""
+    from bayctl.verify.probes import probe_all
+
+    tasks = [(netns, ip, proto, port) for netns, ip, (proto, port) in jobs]
+    return [reached for reached, _, _ in probe_all(tasks, timeout)]
+
+
 class AgentLab:
     def __init__(self, agent, members):
+        from bayctl.verify.probes import Responder
+
         self.agent = agent
         self.members = members
+        self.responder = Responder()
         self._listening = set()
-        self.listeners = []
 
     @property
     def client(self):
         return self.agent.client
 
     def place(self, policy, members=None):
-        """Register members into `policy`'s groups (see demolab.group_members); the last is external."""
-        from bayctl.demolab import group_members
-
-        placed = group_members(policy)
+        """Register members into `policy`'s groups (see scenario_groups); the last is external."""
+        placed = scenario_groups(policy)
         members = members or self.members
         if len(placed) > len(members):
             raise AssertionError(f"policy needs {len(placed)} members, the lab has {len(members)}")
@@ -65,36 +95,46 @@ class AgentLab:
         roles = [Role(member, group, tag) for member, (group, tag) in grouped]
         for role in roles:
             self.client.add_endpoint(role.member.ip, role.group, ifname="eth0", netns=role.member.netns)
-        return roles + [Role(members[-1], "external", 0)]
+        return roles + [Role(members[-1], EXTERNAL, 0)]
 
-    def listen(self, probes):
-        from bayctl.demolab import start_listeners
+    def listen(self, services):
+        """Every member answers on the TCP and UDP ports of `services` ((proto, port) pairs)."""
+        from bayctl.verify.probes import ports_of
 
-        wanted = {p for p in probes if p.proto != "icmp"} - self._listening
+        wanted = {service for service in services if service[0] != "icmp"} - self._listening
         if wanted:
             for member in self.members:
-                self.listeners += start_listeners(member.netns, wanted)
+                self.responder.listen(member.netns, ports_of(wanted))
             self._listening |= wanted
 
-    def disagreements(self, policy, roles, probes=None, pairs=None):
-        """Measure every pair of roles with every probe; return (disagreements, {verdict: count}).
+    def disagreements(self, policy, roles, services=None, pairs=None):
+        """Measure every pair of roles with every service; return (disagreements, {verdict: count}).
 
-        The expected verdict of each probe comes from the policy model (Policy.allows)."""
-        from bayctl.demolab import measure, policy_allows, probes_for
+        Services and expected verdicts are verify's (verify.matrix.expected_matrix: the policy
+        model's Policy.allows); `services` overrides which (proto, port) are tried."""
+        from bayctl.verify.matrix import expected_matrix
 
-        probes = probes or probes_for(policy)
-        self.listen(probes)
+        groups = sorted({role.group for role in roles})
+        matrix = expected_matrix(policy, groups, intra=True, services=services)
+        expected = {(p.source, p.target, (p.proto, p.port)): p.expected for p in matrix}
+        services = list(dict.fromkeys((p.proto, p.port) for p in matrix))
+        self.listen(services)
         pairs = pairs or [(a, b) for a in roles for b in roles if a is not b]
-        jobs = [(a, b, p) for a, b in pairs for p in probes]
-        reached = measure([(a.member.netns, b.member.ip, p) for a, b, p in jobs], timeout=PROBE_TIMEOUT)
+        jobs = [(a, b, service) for a, b in pairs for service in services]
+        reached = measure([(a.member.netns, b.member.ip, service) for a, b, service in jobs])
         wrong, seen = [], {True: 0, False: 0}
-        for (a, b, p), got in zip(jobs, reached):
-            expected = policy_allows(policy, a.tag, b.tag, p)
-            seen[expected] += 1
-            if got != expected:
-                wrong.append(f"{a} -> {b} {p}: {'passed' if got else 'dropped'}, "
-                             f"policy says {'allow' if expected else 'deny'}")
+        for (a, b, service), got in zip(jobs, reached):
+            allowed = expected[(a.group, b.group, service)]
+            seen[allowed] += 1
+            if got != allowed:
+                wrong.append(f"{a} -> {b} {_service(service)}: {'passed' if got else 'dropped'}, "
+                             f"policy says {'allow' if allowed else 'deny'}")
         return wrong, seen
+
+
+def _service(service):
+    proto, port = service
+    return proto if port is None else f"{proto}/{port}"
 
 
 def example_policies():
@@ -130,7 +170,6 @@ def cleanup_agent(agent):
 @pytest.fixture(scope="module")
 def agent_lab():
     agent_prerequisites()
-    from bayctl.demolab import Member
     from harness.netlab import NetLab
 
     lab = NetLab("bagt")
@@ -149,9 +188,7 @@ def agent_lab():
         yield env
     finally:
         if env is not None:
-            for process in env.listeners:
-                process.kill()
-                process.wait()
+            env.responder.close()
         cleanup_agent(agent)
         lab.close()
 

@@ -104,8 +104,13 @@ def test_cloud_provider_without_keypair_is_valid_bayctl_makes_one(tmp_path):
 
 
 def test_local_bay_size_is_bounded():
-    with pytest.raises(SpecError, match="more than a local bay holds"):
-        load_spec(None, name="demo", overrides={"provider": "local", "slaves": "40"})
+    from bayctl.spec import MAX_LOCAL_SLAVES
+
+    # Issue 16 item 4 verifies a 64-slave local bay: the cap allows it, and nothing beyond.
+    assert load_spec(None, name="demo", overrides={"provider": "local", "slaves": "64"}).slaves == 64
+    with pytest.raises(SpecError, match="slaves") as caught:
+        load_spec(None, name="demo", overrides={"provider": "local", "slaves": str(MAX_LOCAL_SLAVES + 1)})
+    assert str(MAX_LOCAL_SLAVES + 1) in str(caught.value) and len(str(caught.value).splitlines()) == 1
 
 
 def test_bad_policy_is_the_policy_files_error(tmp_path):

@@ -16,7 +16,9 @@ def expected(probes, source, target, service):
 
 def test_web_db_matrix_is_the_policys():
     policy = load_policy(os.path.join(EXAMPLES, "web-db.yaml"))
-    assert probed_services(policy) == [("tcp", 80), ("tcp", 5432), ("tcp", 40000), ("icmp", None)]
+    # UDP on one unnamed port although no rule names UDP: default deny is shown for it too.
+    assert probed_services(policy) == [("tcp", 80), ("tcp", 5432), ("tcp", 40000), ("udp", 40000),
+                                       ("icmp", None)]
     probes = expected_matrix(policy)
     # web reaches db on 5432 only; db reaches nothing; the outside reaches web on 80 only.
     assert expected(probes, "web", "db", "tcp/5432")
@@ -25,9 +27,9 @@ def test_web_db_matrix_is_the_policys():
     assert expected(probes, "external", "web", "tcp/80")
     assert not expected(probes, "external", "db", "tcp/5432")
     assert not any(expected(probes, s, t, "tcp/40000") for s, t in [("web", "db"), ("external", "web")])
-    assert not any(p.expected for p in probes if p.proto == "icmp")
-    # 3 groups (external included) -> 6 ordered pairs x 4 services; never a group to itself.
-    assert len(probes) == 24
+    assert not any(p.expected for p in probes if p.proto in ("icmp", "udp"))
+    # 3 groups (external included) -> 6 ordered pairs x 5 services; never a group to itself.
+    assert len(probes) == 30
     assert all(p.source != p.target for p in probes)
 
 
@@ -59,3 +61,21 @@ def test_report_json_has_pairs_and_mismatches():
     assert set(doc["pairs"][0]) >= {"from", "to", "proto", "port", "expected", "observed"}
     assert doc["mismatches"] == [probes[0].to_json()]
     assert not report.ok
+
+
+def test_grid_shows_one_row_per_pair_and_marks_disagreements():
+    policy = load_policy(os.path.join(EXAMPLES, "web-db.yaml"))
+    probes = expected_matrix(policy)
+    for probe in probes:
+        probe.observed = probe.expected
+    wrong = next(p for p in probes if (p.source, p.target, p.service) == ("db", "web", "udp/40000"))
+    wrong.observed = True
+    report = Report("demo", policy.digest, ["db", "web", "external"], {}, probes)
+    lines = report.grid().splitlines()
+    assert lines[0].split() == ["from", "->", "to", "tcp/80", "tcp/5432", "tcp/40000", "udp/40000", "icmp"]
+    rows = {tuple(line.split()[:3]): line.split()[3:] for line in lines[1:] if " -> " in line}
+    assert len(rows) == 6
+    assert rows[("web", "->", "db")] == ["drop", "pass", "drop", "drop", "drop"]
+    assert rows[("external", "->", "web")] == ["pass", "drop", "drop", "drop", "drop"]
+    assert rows[("db", "->", "web")] == ["drop", "drop", "drop", "PASS!", "drop"]
+    assert "29/30 probes as the policy says" in lines[-1]
