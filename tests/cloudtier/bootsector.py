@@ -13,6 +13,8 @@ The guest's `console log` (Nova's os-getConsoleOutput) then holds MARKER: proof 
 served was booted by qemu under libvirt, not only that a domain was defined.
 """
 
+import struct
+
 MARKER = b"bayctl-bootsector-ok"
 SIZE = 1024 * 1024
 
@@ -25,5 +27,9 @@ def image_bytes(marker=MARKER):
                   0xF4, 0xEB, 0xFD])                           # halt: hlt jmp halt
     assert len(code) == 0x17
     sector = code + marker + b"\r\n\0"
-    sector = sector.ljust(510, b"\0") + b"\x55\xaa"
+    # One partition entry (Linux, LBA 1 to the end): Glance's format inspector takes a boot
+    # sector for an MBR/GPT disk and refuses one without partitions ("GPT MBR has no partitions
+    # defined", HTTP 415 on upload).
+    partition = struct.pack("<B3BB3BII", 0x00, 0, 2, 0, 0x83, 0, 0, 0, 1, SIZE // 512 - 1)
+    sector = sector.ljust(446, b"\0") + partition.ljust(64, b"\0") + b"\x55\xaa"
     return sector.ljust(SIZE, b"\0")

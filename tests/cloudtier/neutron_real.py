@@ -23,6 +23,13 @@ from cloudtier.tier import HOST, PORTS, REGION, TierError, wait_http
 NETWORK = "rnv-net"
 PHYSNET = "rnvphys"
 OVS_BRIDGE = "br-int"  # the agent's integration bridge; a private ovsdb, so no clash by name
+# Every privsep context of neutron: as root the helper is the venv's privsep-helper (the default,
+# `sudo privsep-helper`, finds none on sudo's secure_path:
+# "sudo: privsep-helper: command not found").
+PRIVSEP_SECTIONS = ("privsep", "privsep_ovs_vsctl", "privsep_link", "privsep_namespace",
+                    "privsep_conntrack", "privsep_dhcp_release")
+# The agent's OpenFlow controller port (default 6633, machine-wide): one beside the tier's ports.
+OF_LISTEN_PORT = PORTS["keystone"] + 79
 
 
 class RealNeutron(RealServices):
@@ -157,10 +164,9 @@ class RealNeutron(RealServices):
             root_helper =
             root_helper_daemon =
             use_helper_for_ns_read = false
-            [privsep]
-            helper_command = {privsep}
-            """ + self.authtoken("neutron") + self.keystone_section("nova", "neutron")
-            + f"endpoint_type = public\n")
+            """ + "".join(f"[{sec}]\nhelper_command = {privsep}\n" for sec in PRIVSEP_SECTIONS)
+            + self.authtoken("neutron") + self.keystone_section("nova", "neutron")
+            + "endpoint_type = public\n")
         self._write("ml2_conf.ini", f"""
             [ml2]
             type_drivers = flat
@@ -175,6 +181,7 @@ class RealNeutron(RealServices):
             ovsdb_connection = unix:{self.ovsdb_sock}
             datapath_type = netdev
             integration_bridge = {OVS_BRIDGE}
+            of_listen_port = {OF_LISTEN_PORT}
             bridge_mappings = {PHYSNET}:br-{PHYSNET}
             [agent]
             tunnel_types =

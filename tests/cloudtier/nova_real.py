@@ -58,15 +58,15 @@ def ensure_venv(log=sys.stderr):
                 return venv_python()
     except OSError:
         pass
-    building = realnova_venv() + ".building"
-    shutil.rmtree(building, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", building], check=True)
-    subprocess.run([os.path.join(building, "bin", "python"), "-m", "pip", "install", "-q",
-                    "--disable-pip-version-check", *VENV_REQUIREMENTS], check=True, stdout=log, stderr=log)
-    with open(os.path.join(building, ".bayctl-stamp"), "w") as f:
-        f.write(want)
+    # Built in place, the stamp written last (a half-built venv is never taken as ready): the
+    # console scripts' shebangs name this path, and privsep-helper is run by its shebang (one
+    # built beside and renamed failed: "No such file or directory: .../bin/privsep-helper").
     shutil.rmtree(realnova_venv(), ignore_errors=True)
-    os.rename(building, realnova_venv())
+    subprocess.run([sys.executable, "-m", "venv", realnova_venv()], check=True)
+    subprocess.run([venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *VENV_REQUIREMENTS], check=True, stdout=log, stderr=log)
+    with open(stamp, "w") as f:
+        f.write(want)
     return venv_python()
 
 
@@ -110,8 +110,9 @@ class RealServices:
 
     def _run(self, what, argv, timeout=600):
         t0 = time.monotonic()
+        path = os.path.dirname(self.python) + ":" + os.environ["PATH"]
         res = subprocess.run(argv, capture_output=True, text=True, cwd=self.workdir, timeout=timeout,
-                             env={**os.environ, "PATH": os.path.dirname(self.python) + ":" + os.environ["PATH"]})
+                             env={**os.environ, "PATH": path})
         self.timings[what] = round(time.monotonic() - t0, 2)
         if res.returncode != 0:
             raise TierError(f"{what} failed (exit {res.returncode}):\n{(res.stdout + res.stderr)[-3000:]}")
@@ -190,8 +191,9 @@ class RealServices:
 
 
 class RealNova(RealServices):
-    def __init__(self, tier, workdir):
+    def __init__(self, tier, workdir, neutron=None):
         super().__init__(tier, workdir)
+        self.neutron = neutron  # a RealNeutron: os-vif plugs ports into its private ovsdb
         self.libvirt_dir = self._path("libvirt")
         self.libvirt_uri = f"qemu:///system?socket={self.libvirt_dir}/run/libvirt-sock"
         self.conf = self._path("nova", "nova.conf")
@@ -202,7 +204,7 @@ class RealNova(RealServices):
 
     def start(self):
         t0 = time.monotonic()
-        for tool in (LIBVIRTD, VIRTLOGD):
+        for tool in (LIBVIRTD, VIRTLOGD, "/usr/bin/genisoimage"):
             if not os.access(tool, os.X_OK):
                 raise TierError(f"{tool} is missing (tools/setup.d/47-realnova.sh installs libvirt)")
         self.create_databases("placement", "nova_api", "nova", "nova_cell0")
@@ -243,6 +245,9 @@ class RealNova(RealServices):
         try:
             while True:
                 self.check_alive()
+                # nova-compute can log its fatal error and linger (non-daemon threads): fail now.
+                if " CRITICAL " in self.log_tail("nova-compute", 200000):
+                    raise TierError("nova-compute failed:\n" + self.log_tail("nova-compute"))
                 services = [s for s in conn.compute.services() if s.binary == "nova-compute"]
                 if services and services[0].state == "up":
                     providers = conn.session.get(self.placement_url + "/resource_providers",
@@ -250,7 +255,8 @@ class RealNova(RealServices):
                     if providers:
                         break
                 if time.monotonic() - t0 > timeout:
-                    raise TierError(f"nova-compute not up after {timeout}s:\n" + self.log_tail("nova-compute"))
+                    raise TierError(f"nova-compute not up after {timeout}s:\n"
+                                    + self.log_tail("nova-compute"))
                 time.sleep(1)
         finally:
             conn.close()
@@ -326,6 +332,9 @@ class RealNova(RealServices):
             driver = noop
             [scheduler]
             discover_hosts_in_cells_interval = -1
+            # One host: no rescheduling, so a failed build's fault is its own error, not
+            # "Exceeded maximum number of retries".
+            max_attempts = 1
             [libvirt]
             virt_type = qemu
             cpu_mode = none
@@ -346,7 +355,8 @@ class RealNova(RealServices):
             helper_command = {privsep}
             [vif_plug_ovs_privileged]
             helper_command = {privsep}
-            [vif_plug_linux_bridge_privileged]
+            [os_vif_privileged]
             helper_command = {privsep}
             """ + self.authtoken("nova") + self.keystone_section("placement", "nova")
-            + self.keystone_section("neutron", "nova") + f"endpoint_override = {neutron_url}\n")
+            + self.keystone_section("neutron", "nova") + f"endpoint_override = {neutron_url}\n"
+            + (f"[os_vif_ovs]\novsdb_connection = unix:{self.neutron.ovsdb_sock}\n" if self.neutron else ""))
