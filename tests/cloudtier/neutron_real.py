@@ -63,8 +63,12 @@ class RealNeutron(RealServices):
             "import main", "import main_rpc as main"), *args])
         if self.l2 == "ovs-netdev":
             self._start_ovs()
+            # OVS_RUNDIR: the agent also runs plain `ovs-vsctl` (no --db) when its ovsdb_connection
+            # is a unix socket; without it: "unix:/var/run/openvswitch/db.sock: database
+            # connection failed (No such file or directory)".
             self._spawn("neutron-openvswitch-agent", [
-                self.python, "-c", _entry("neutron.cmd.agents.ovs_neutron_agent"), *args])
+                self.python, "-c", _entry("neutron.cmd.agents.ovs_neutron_agent"), *args],
+                env={"OVS_RUNDIR": self.ovs_dir})
         wait_http(PORTS["neutron"], "/", proc=api, what="neutron-server", timeout=180)
         self.timings["api_up"] = round(time.monotonic() - t0, 2)
         if self.l2 == "ovs-netdev":
@@ -114,6 +118,10 @@ class RealNeutron(RealServices):
         try:
             while True:
                 self.check_alive()
+                # The agent's main thread can die and the process linger, its last report alive.
+                if "Agent main thread died" in self.log_tail("neutron-openvswitch-agent", 500000):
+                    raise TierError("neutron-openvswitch-agent failed:\n"
+                                    + self.log_tail("neutron-openvswitch-agent"))
                 agents = [a for a in conn.network.agents() if a.binary == "neutron-openvswitch-agent"]
                 if agents and agents[0].is_alive:
                     break

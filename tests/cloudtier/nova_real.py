@@ -19,6 +19,7 @@ machine, with the errors: docs/platform-nova-neutron.md.
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -211,6 +212,7 @@ class RealNova(RealServices):
         self.register(["nova", "placement"], [("placement", "placement", self.placement_url)])
         self.timings["keystone_and_databases"] = round(time.monotonic() - t0, 2)
         self._write_configs()
+        self._let_qemu_reach(self._path("nova", "instances"))
         self._start_libvirt()
         manage = [self.python, "-c", _entry("nova.cmd.manage"), "--config-file", self.conf]
         self._run("placement_db_sync", [self.python, "-c", _entry("placement.cmd.manage"),
@@ -226,14 +228,29 @@ class RealNova(RealServices):
         wait_http(PLACEMENT_PORT, "/", proc=placement, what="placement")
         api = self._spawn("nova-api", [self.python, REAL_SERVE, "nova-api", str(PORTS["nova"]),
                                        self._path("nova")])
+        # os-vif may run `ovs-vsctl` too: OVS_RUNDIR points it at neutron's private ovsdb.
+        ovs_env = {"OVS_RUNDIR": self.neutron.ovs_dir} if self.neutron else {}
         for name in ("conductor", "scheduler", "compute"):
             self._spawn(f"nova-{name}", [self.python, "-c", _entry(f"nova.cmd.{name}"),
-                                         "--config-file", self.conf])
+                                         "--config-file", self.conf], env=ovs_env)
         wait_http(PORTS["nova"], "/", proc=api, what="nova-api", timeout=180)
         self._wait_compute_up()
         self._run("nova_discover_hosts", manage + ["cell_v2", "discover_hosts", "--verbose"])
         self.timings["total"] = round(time.monotonic() - t0, 2)
         return self
+
+    @staticmethod
+    def _let_qemu_reach(path):
+        """libvirt runs qemu as libvirt-qemu (uid 64055) and chowns the disks to it, but the
+        directories above must let it through: mkdtemp's 0700 gave "Cannot access storage file
+        '.../instances/<uuid>/disk' (as uid:64055, gid:64055): Permission denied". Adds search
+        (x, not read) for others on each ancestor that lacks it."""
+        path = os.path.abspath(path)
+        while path != "/":
+            mode = os.stat(path).st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(path, stat.S_IMODE(mode) | stat.S_IXOTH)
+            path = os.path.dirname(path)
 
     def _wait_compute_up(self, timeout=300):
         """Until nova-compute has reported its host (a compute service record) and placement has
