@@ -239,6 +239,16 @@ class RealNova(RealServices):
         self.timings["total"] = round(time.monotonic() - t0, 2)
         return self
 
+    def stop(self):
+        """Destroy the guests left running first: qemu outlives a stopped libvirtd."""
+        if self.procs.get("libvirtd") is not None and self.procs["libvirtd"].poll() is None:
+            names = subprocess.run(["virsh", "-c", self.libvirt_uri, "list", "--name"],
+                                   capture_output=True, text=True, timeout=60).stdout.split()
+            for name in names:
+                subprocess.run(["virsh", "-c", self.libvirt_uri, "destroy", name],
+                               capture_output=True, timeout=60)
+        super().stop()
+
     @staticmethod
     def _let_qemu_reach(path):
         """libvirt runs qemu as libvirt-qemu (uid 64055) and chowns the disks to it, but the
