@@ -38,7 +38,12 @@ REAL_SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_serv
 
 
 def enabled(name):
-    return os.environ.get(name, "") == "1"
+    """BAYCTL_REAL_NOVA / BAYCTL_REAL_NEUTRON: "1" on, "0" or unset off; anything else is refused
+    (a "true" silently meaning the emulator would hide that the real service never ran)."""
+    value = os.environ.get(name, "")
+    if value not in ("", "0", "1"):
+        raise TierError(f"{name}={value!r}: set it to 1 (real service) or 0 (emulator)")
+    return value == "1"
 
 
 def realnova_venv():
