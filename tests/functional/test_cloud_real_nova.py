@@ -21,7 +21,10 @@ def booter(cloud_tier):
         pytest.skip("opt-in: BAYCTL_REAL_NOVA=1 runs the real Nova instead of its emulator")
     from cloudtier.boot_real import Booter
 
-    assert cloud_tier.emulators.real_nova is not None and cloud_tier.emulators.nova is None
+    emulators = getattr(cloud_tier, "emulators", None)
+    assert emulators is not None, "BAYCTL_REAL_NOVA=1 needs the tier this session starts " \
+        "(not one reused through BAYCTL_CLOUD_TIER_REUSE)"
+    assert emulators.real_nova is not None and emulators.nova is None
     boot = Booter(cloud_tier)
     yield boot
     boot.close()
@@ -49,6 +52,8 @@ def test_real_nova_boots_a_server_on_a_real_neutron_port(booter, cloud_tier):
 
 def test_real_services_are_what_the_environment_asked_for(cloud_tier):
     """Under CI=true an enabled real service must be the one serving: never the emulator."""
-    emulators = cloud_tier.emulators
+    emulators = getattr(cloud_tier, "emulators", None)
+    if emulators is None:  # BAYCTL_CLOUD_TIER_REUSE: started elsewhere, its wiring not visible here
+        pytest.skip("a reused tier: its services were chosen where it was started")
     assert (emulators.real_nova is not None) == nova_real.enabled("BAYCTL_REAL_NOVA")
     assert (emulators.real_neutron is not None) == nova_real.enabled("BAYCTL_REAL_NEUTRON")
