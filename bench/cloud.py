@@ -50,7 +50,7 @@ WHY = {
 
 
 class CallCounter(CallRecorder):
-    """The calls of one session (tests/cloudtier/calls.py), counted per step."""
+    """The calls of one session (tests/harness/cloudtier/calls.py), counted per step."""
 
     def mark(self):
         return len(self.calls)

@@ -6,7 +6,7 @@ Prints ONE JSON document. Three requests for the default node image, side by sid
 - reuse: the same request again: the inputs digest matches, DIB does not run;
 - warm:  one element file changed (a bench element's nonce), same cache: DIB runs again with
          the debootstrap tarball, the apt cache and bayctl's wheelhouse warm.
-Mesos/Marathon/ZooKeeper are the stand-in packages of tests/fixtures_image.py (Mesos is packaged
+Mesos/Marathon/ZooKeeper are the stand-in packages of tests/harness/fixtures_image.py (Mesos is packaged
 nowhere reachable), served from 127.0.0.1 like in the tests. Needs root and the image extra.
 """
 

@@ -3,7 +3,7 @@
 
 Every node is a real `/usr/sbin/sshd` on its own loopback address with its own host key, and
 runs a real `bayctl node agent` (its own socket, bpffs pin dir and state dir) that its sshd
-hands to each session (tests/fixtures_sshd.py). Every side does the same writes and checks on
+hands to each session (tests/harness/fixtures_sshd.py). Every side does the same writes and checks on
 every node, over SSH: apply the policy unless the node holds its digest, read the digest back
 and compare.
 

@@ -2,8 +2,8 @@
 """Time from `create` to a verified bay of REAL VMs (the VM tier, issue 13), per step.
 
 Prints ONE JSON document. What runs is the VM tier of the tests: the REAL keystone, glance
-and heat (tests/cloudtier), the Nova and Neutron emulators with servers booted as qemu VMs
-(TCG) on a network namespace (tests/emulators/vms.py, fabric.py), the node image built by
+and heat (tests/harness/cloudtier), the Nova and Neutron emulators with servers booted as qemu VMs
+(TCG) on a network namespace (tests/harness/emulators/vms.py, fabric.py), the node image built by
 diskimage-builder with the tests' stand-in Mesos packages and uploaded to Glance. Then one
 bay (1 master + SLAVES slaves) through bayctl's create steps with the production templates
 and environments/openstack.yaml, `verify`, and delete. Set-up (tier, image, upload) is timed

@@ -2,7 +2,7 @@
 
 devstack's own helpers the plugin calls (is_service_enabled, trueorfalse, install_package,
 setup_develop, echo_summary, die, sudo) are stood in by functions that record their calls
-(tests/devstack_harness.py, shared with test_devstack_tier.py, which runs the REAL bayctl
+(tests/harness/devstack_harness.py, shared with test_devstack_tier.py, which runs the REAL bayctl
 against the cloud tier); here `bayctl` is stood in too, by a script that records its
 arguments and environment and then parses them with bayctl's REAL command-line parser, so a
 flag the real CLI does not have fails the phase exactly as it would on a devstack host.

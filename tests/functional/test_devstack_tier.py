@@ -1,6 +1,6 @@
 """The devstack plugin's phases with the REAL bayctl against the cloud tier (keystone, glance, heat).
 
-Only devstack's own helpers are stood in (tests/devstack_harness.py); `sudo` runs what it is
+Only devstack's own helpers are stood in (tests/harness/devstack_harness.py); `sudo` runs what it is
 given (this test is root). bayctl reaches the tier the way devstack presents a cloud: a
 clouds.yaml with a `devstack-admin` entry and OS_CLOUD. Each phase is sourced as stack.sh
 and clean.sh source it, one after the other:

@@ -43,7 +43,7 @@ def cloud_tier():
     from harness.cloudtier.tier import Tier
 
     reuse = os.environ.get("BAYCTL_CLOUD_TIER_REUSE")
-    if reuse:  # a developer's running tier (python -m cloudtier.dev): skip the start-up
+    if reuse:  # a developer's running tier (python -m harness.cloudtier.dev): skip the start-up
         yield ReusedTier(reuse)
         return
     venv.ensure_venv()

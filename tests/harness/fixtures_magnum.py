@@ -31,7 +31,7 @@ def _transport_url(tier):
 def _db_socket(tier):
     socket = getattr(tier, "db_socket", None)
     reuse = os.environ.get("BAYCTL_CLOUD_TIER_REUSE")
-    if socket is None and reuse:  # python -m cloudtier.dev writes auth.json into the tier's workdir
+    if socket is None and reuse:  # python -m harness.cloudtier.dev writes auth.json into the tier's workdir
         socket = os.path.join(os.path.dirname(reuse), "mariadb", "mysqld.sock")
     return socket
 

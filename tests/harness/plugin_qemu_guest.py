@@ -30,7 +30,7 @@ rules:
 """
 PARENT = "bplgpar0"
 NODE_ADDRESS = "192.168.77.1"
-PAGE = "bplg"  # what the servers' index.html holds (tests/fixtures_docker.py writes the same in the image)
+PAGE = "bplg"  # what the servers' index.html holds (fixtures_docker.py writes it too)
 HTTP_GET = "GET / HTTP/1.0\r\n\r\n"
 WWW = "/tmp/www"
 # ipvlan l3 gets a parent of its own (see l3_part).

@@ -1,4 +1,4 @@
-"""The session refuses to test another checkout's code (tests/tree_check.py)."""
+"""The session refuses to test another checkout's code (tests/harness/tree_check.py)."""
 
 import os
 import sys

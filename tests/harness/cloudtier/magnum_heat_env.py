@@ -66,6 +66,6 @@ def write(env_dir):
     os.makedirs(env_dir, exist_ok=True)
     path = os.path.join(env_dir, FILE_NAME)
     with open(path, "w") as f:
-        f.write("# Written by tests/cloudtier/magnum_heat_env.py; see its docstring.\n")
+        f.write("# Written by tests/harness/cloudtier/magnum_heat_env.py; see its docstring.\n")
         yaml.safe_dump(environment(), f, default_flow_style=False, sort_keys=True)
     return path

@@ -42,7 +42,7 @@ SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
 
 # Glance's per-project storage quota: small, so a test can hit it with a few-MB image.
 GLANCE_USER_QUOTA_MB = 4
-# The VM tier's project (tests/fixtures_vm.py) holds the built node image: room for it.
+# The VM tier's project (tests/harness/fixtures_vm.py) holds the built node image: room for it.
 VM_PROJECT = "vms"
 VM_PROJECT_IMAGE_MB = 4096
 
