@@ -1,0 +1,135 @@
+"""Flow events on the real kernel with a real agent: what the datapath reports matches the probes.
+
+Probes go between two namespaces of the agent lab. Denied probes are single packets (one ICMP
+echo, one UDP datagram: a TCP connect would retransmit its SYN), so each must appear exactly
+once, with its groups and reason. An allowed TCP connection appears once as a new flow; its
+replies and later packets never do. Under a flood the kernel's token bucket emits exactly
+`burst` events when no refill is configured (counted, not timed) and counts the rest as lost.
+"""
+
+import json
+import socket
+import threading
+
+import pytest
+
+from bayctl.demolab import Probe, measure
+from bayctl.node.netns import run_in_netns
+
+pytestmark = pytest.mark.root
+
+POLICY = """apiVersion: bayctl/v1
+kind: GroupPolicy
+groups:
+  web: 410
+  db: 420
+rules:
+  - from: web
+    to: db
+    ports: [tcp/5432]
+"""
+WEB, DB = 410, 420
+DENIED_PINGS = 3
+FLOOD = 300
+BURST = 7
+
+
+@pytest.fixture(scope="module")
+def lab(agent_lab):
+    agent_lab.client.apply_policy(POLICY)
+    for member in agent_lab.members:
+        agent_lab.client.remove_endpoint(member.ip)
+    web, db = agent_lab.members[0], agent_lab.members[1]
+    agent_lab.client.add_endpoint(web.ip, "web", ifname=web.ifname, netns=web.netns)
+    agent_lab.client.add_endpoint(db.ip, "db", ifname=db.ifname, netns=db.netns)
+    agent_lab.listen([Probe("tcp", 5432)])
+    yield agent_lab, web, db
+    agent_lab.client.set_flow_limit(1000, 2000)
+
+
+def _new_flows(client, before):
+    """Flows recorded since `before` (a count of the history)."""
+    return client.flows()[before:]
+
+
+def _send_udp(netns, ip, port, count):
+    def send():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(count):
+                sock.sendto(b"x", (ip, port))
+    run_in_netns(netns, send)
+
+
+def test_each_denied_probe_appears_once_with_groups_and_reason(lab):
+    agent_lab, web, db = lab
+    client = agent_lab.client
+    before = len(client.flows())
+    jobs = [(web.netns, db.ip, Probe("icmp"))] * DENIED_PINGS + [(db.netns, web.ip, Probe("udp", 53))]
+    reached = measure(jobs, timeout=1.0)
+    assert reached == [False] * (DENIED_PINGS + 1)
+    flows = _new_flows(client, before)
+    pings = [f for f in flows if f["proto"] == "icmp"]
+    assert len(pings) == DENIED_PINGS, flows
+    for flow in pings:
+        assert (flow["from"], flow["to"], flow["src_ip"], flow["dst_ip"]) == ("web", "db", web.ip, db.ip)
+        assert (flow["verdict"], flow["reason"], flow["from_tag"], flow["to_tag"]) == \
+            ("denied", "policy", WEB, DB)
+        assert flow["interface"] == f"eth0@{web.netns.rsplit('/', 1)[-1]}"
+    udp = [f for f in flows if f["proto"] == "udp"]
+    assert [(f["from"], f["to"], f["dst_port"], f["verdict"], f["reason"]) for f in udp] == \
+        [("db", "web", 53, "denied", "policy")]
+
+
+def test_allowed_new_flow_appears_once_and_replies_never(lab):
+    agent_lab, web, db = lab
+    client = agent_lab.client
+    before = len(client.flows())
+    assert measure([(web.netns, db.ip, Probe("tcp", 5432))], timeout=2.0) == [True]
+    flows = _new_flows(client, before)
+    assert [(f["from"], f["to"], f["proto"], f["dst_port"], f["verdict"]) for f in flows] == \
+        [("web", "db", "tcp", 5432, "allowed")], flows
+    assert flows[0]["rule_id"] > 0 and "reason" not in flows[0]
+
+
+def test_filters_and_follow_stream(lab):
+    agent_lab, web, db = lab
+    client = agent_lab.client
+    assert all(f["verdict"] == "denied" for f in client.flows(verdict="denied"))
+    assert all(f["from"] == "db" for f in client.flows(**{"from": "db"}))
+    stream = client.follow_flows(verdict="denied", to="db")
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(next(stream) for _ in range(2)))
+    reader.start()
+    # the follower registers when its request arrives: send until it has seen two
+    while reader.is_alive():
+        measure([(db.netns, web.ip, Probe("icmp")), (web.netns, db.ip, Probe("icmp"))], timeout=0.3)
+        reader.join(0.1)
+    stream.close()
+    assert [(f["from"], f["to"], f["verdict"]) for f in got] == [("web", "db", "denied")] * 2
+
+
+def test_flood_is_cut_to_the_bucket_and_the_rest_counted_lost(lab):
+    agent_lab, web, db = lab
+    client = agent_lab.client
+    client.set_flow_limit(0, BURST)          # no refill: the count cannot depend on timing
+    status = client.flow_status()
+    before = len(client.flows())
+    _send_udp(web.netns, db.ip, 9999, FLOOD)
+    after = client.flow_status()
+    emitted = after["kernel"]["emitted"] - status["kernel"]["emitted"]
+    limited = after["kernel"]["rate_limited"] - status["kernel"]["rate_limited"]
+    assert (emitted, limited) == (BURST, FLOOD - BURST)
+    assert after["lost"] - status["lost"] == FLOOD - BURST
+    flows = _new_flows(client, before)
+    assert [(f["proto"], f["dst_port"]) for f in flows] == [("udp", 9999)] * BURST
+    # the datapath kept enforcing: counters saw every packet
+    drops = json.dumps(client.stats()["pairs"])
+    assert '"dropped_packets"' in drops
+
+
+def test_bad_limit_is_refused_in_one_line(lab):
+    agent_lab, _, _ = lab
+    from bayctl.errors import NodeError
+
+    with pytest.raises(NodeError, match="rate must be an integer 0..1000000"):
+        agent_lab.client.set_flow_limit(-1, 5)
