@@ -112,10 +112,13 @@ def test_flood_is_cut_to_the_bucket_and_the_rest_counted_lost(lab):
     agent_lab, web, db = lab
     client = agent_lab.client
     client.set_flow_limit(0, BURST)          # no refill: the count cannot depend on timing
-    status = client.flow_status()
-    before = len(client.flows())
-    _send_udp(web.netns, db.ip, 9999, FLOOD)
-    after = client.flow_status()
+    try:
+        status = client.flow_status()
+        before = len(client.flows())
+        _send_udp(web.netns, db.ip, 9999, FLOOD)
+        after = client.flow_status()
+    finally:
+        client.set_flow_limit(1000, 2000)
     emitted = after["kernel"]["emitted"] - status["kernel"]["emitted"]
     limited = after["kernel"]["rate_limited"] - status["kernel"]["rate_limited"]
     assert (emitted, limited) == (BURST, FLOOD - BURST)
@@ -133,3 +136,45 @@ def test_bad_limit_is_refused_in_one_line(lab):
 
     with pytest.raises(NodeError, match="rate must be an integer 0..1000000"):
         agent_lab.client.set_flow_limit(-1, 5)
+
+
+def test_node_observe_cli_prints_history_and_follows_until_ctrl_c(lab):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fixtures_agent import bayctl
+
+    agent_lab, web, db = lab
+    socket_path = agent_lab.agent.socket_path
+    assert measure([(web.netns, db.ip, Probe("tcp", 5432))], timeout=2.0) == [True]
+    done = bayctl("node", "observe", "--no-follow", "-f", "json", "--verdict", "allowed", socket=socket_path)
+    assert done.returncode == 0, done.stderr
+    flows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert flows and {(f["from"], f["to"], f["verdict"]) for f in flows} == {("web", "db", "allowed")}
+
+    follow = subprocess.Popen([sys.executable, "-m", "bayctl.cli.main", "node", "observe", "--from", "db",
+                               "--socket", socket_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        line = ""
+        for _ in range(50):  # bounded: a stream that never delivers fails, it does not hang
+            if line:
+                break
+            measure([(db.netns, web.ip, Probe("udp", 7))], timeout=0.3)
+            line = follow.stdout.readline() if _readable(follow.stdout) else ""
+        assert f"db({db.ip})" in line and f"web({web.ip}):7" in line and "DENIED (policy)" in line, line
+        follow.send_signal(signal.SIGINT)
+        out, err = follow.communicate(timeout=30)
+    finally:
+        if follow.poll() is None:
+            os.kill(follow.pid, signal.SIGKILL)
+            follow.wait()
+    assert follow.returncode == 0 and "Traceback" not in err, err
+
+
+def _readable(stream, wait=0.5):
+    import select
+
+    return bool(select.select([stream], [], [], wait)[0])
