@@ -152,3 +152,14 @@ def _forget_connection(shell, name):
     conn = shell._conns.pop(name, None)
     if conn is not None:
         conn.close()
+
+
+def observed_flows(bay, since, on_note=None):
+    """Every slave's flows since `since` (epoch seconds), merged in time order: for a picture
+    of recent traffic (bayctl verify --html --flows)."""
+    flows = []
+    observer = BayObserver(bay.nodes, bay_state_dir=bay.state.directory, ssh_user=bay.ssh_user,
+                           ssh_key=bay.ssh_key, on_flow=flows.append, on_note=on_note or (lambda _: None),
+                           since=since)
+    asyncio.run(observer.history())
+    return flows

@@ -134,3 +134,37 @@ def test_follow_merges_slaves_names_a_dropout_and_ends_on_ctrl_c(bay, verified):
             follow.kill()
             follow.wait()
     assert follow.returncode == 0 and "Traceback" not in err, err
+
+
+def test_verify_html_draws_observed_flows_per_pair_denied_in_red(verified, tmp_path):
+    import html.parser
+
+    page = tmp_path / "stars.html"
+    done = _cli("verify", BAY, "--html", str(page), "--flows", "30m", "-f", "json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    flows = _history()
+    expected = {}
+    for flow in flows:
+        if flow["verdict"] in ("allowed", "denied"):
+            key = (flow["from"], flow["to"], flow["verdict"])
+            expected[key] = expected.get(key, 0) + 1
+
+    class Paths(html.parser.HTMLParser):
+        drawn = {}
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            classes = (attrs.get("class") or "").split()
+            if tag == "path" and "flow" in classes:
+                verdict = "denied" if "denied" in classes else "allowed"
+                self.drawn[(attrs["data-from"], attrs["data-to"], verdict)] = int(attrs["data-count"])
+
+    parser = Paths()
+    parser.feed(page.read_text())
+    groups = set(verified.groups)
+    # The page's counts were taken just before this history: the history can only have grown.
+    assert parser.drawn and set(parser.drawn) <= set(expected)
+    assert all(parser.drawn[key] <= expected[key] for key in parser.drawn)
+    assert {key for key in expected if key[0] in groups and key[1] in groups} == set(parser.drawn)
+    assert any(key[2] == "denied" for key in parser.drawn)
+    assert ".flow.denied { stroke: #d32f2f; }" in page.read_text()
