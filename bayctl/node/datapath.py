@@ -356,14 +356,8 @@ class Datapath:
 
     def event_stats(self):
         """EventStat name (lower case) -> events, summed over CPUs."""
-        fd = self._fd(layout.PIN_EVENT_STATS)
-        per_cpu = ctypes.c_uint64 * libbpf.possible_cpus()
-        found = {}
-        for stat in layout.EventStat:
-            values = per_cpu()
-            libbpf.map_lookup(fd, ctypes.c_uint32(stat), values)
-            found[stat.name.lower()] = sum(values)
-        return found
+        return {stat.name.lower(): count for stat, count in self._slot_sums(layout.PIN_EVENT_STATS,
+                                                                            layout.EventStat)}
 
     def events_fd(self):
         """The ring buffer's fd (owned by this Datapath: do not close it)."""
@@ -371,14 +365,16 @@ class Datapath:
 
     def drops(self):
         """DropReason name -> packets dropped for that reason, summed over CPUs."""
-        fd = self._fd(layout.PIN_DROPS)
+        return {reason.name: count for reason, count in self._slot_sums(layout.PIN_DROPS, layout.DropReason)}
+
+    def _slot_sums(self, pin, slots):
+        """(slot, count summed over CPUs) for each slot of an enum-indexed PERCPU_ARRAY of u64."""
+        fd = self._fd(pin)
         per_cpu = ctypes.c_uint64 * libbpf.possible_cpus()
-        found = {}
-        for reason in layout.DropReason:
+        for slot in slots:
             values = per_cpu()
-            libbpf.map_lookup(fd, ctypes.c_uint32(reason), values)
-            found[reason.name] = sum(values)
-        return found
+            libbpf.map_lookup(fd, ctypes.c_uint32(slot), values)
+            yield slot, sum(values)
 
 
 def _endpoint_key(ip):
