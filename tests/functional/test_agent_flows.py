@@ -136,6 +136,10 @@ def test_bad_limit_is_refused_in_one_line(lab):
 
     with pytest.raises(NodeError, match="rate must be an integer 0..1000000"):
         agent_lab.client.set_flow_limit(-1, 5)
+    with pytest.raises(NodeError, match="unknown flows parameter.s.: bogus"):
+        agent_lab.client._request("GET", "/v1/flows?bogus=1")
+    with pytest.raises(NodeError, match="verdict must be one of"):
+        agent_lab.client.flows(verdict="dropped")
 
 
 def test_node_observe_cli_prints_history_and_follows_until_ctrl_c(lab):
