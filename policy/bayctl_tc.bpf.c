@@ -11,7 +11,8 @@
  * is then checked against the CURRENT policy, so replies of allowed flows
  * pass and a policy change cuts flows it no longer allows. ICMP errors travel
  * with the flow they quote (classify.h). No policy loaded, or no allow entry:
- * drop and count.
+ * drop and count. Verdicts on new flows are reported as flow events
+ * (lib/events.h); the calls are marked "FLOW EVENT".
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -22,6 +23,7 @@
 #include "lib/counters.h"
 #include "lib/drop.h"
 #include "lib/staged.h"  /* staging: audit mode */
+#include "lib/events.h"
 
 static __always_inline int has_ports(__u8 proto)
 {
@@ -50,8 +52,12 @@ int bayctl_tc(struct __sk_buff *skb)
 		return drop_packet(BAYCTL_DROP_UNSUPPORTED);
 
 	reason = classify_ipv4(skb, &flow);
-	if (reason)
+	if (reason) {
+		/* FLOW EVENT: a packet refused before policy (e.g. an orphan fragment) */
+		flow_event(skb, &flow, group_of(endpoint_of(flow.saddr)), group_of(endpoint_of(flow.daddr)),
+			   0, BAYCTL_VERDICT_DENIED, reason);
 		return drop_packet(reason);
+	}
 
 	src = endpoint_of(flow.saddr);
 	dst = endpoint_of(flow.daddr);
@@ -72,26 +78,38 @@ int bayctl_tc(struct __sk_buff *skb)
 	/* An ICMP error about no known flow relates to nothing: it is not let in. */
 	if (flow.related && ct.direction == CT_NEW) {
 		count_pair(src_group, dst_group, skb->len, 0);
+		/* FLOW EVENT */
+		flow_event(skb, &flow, src_group, dst_group, 0, BAYCTL_VERDICT_DENIED, BAYCTL_DROP_POLICY);
 		return drop_packet(BAYCTL_DROP_POLICY);
 	}
 
 	verdict = policy_check(orig_src, orig_dst, flow.proto, orig_dport, &rule_id);
 	/* staging: a staged policy, if any, is asked the same question; it never changes the verdict */
 	audit = audit_staged(orig_src, orig_dst, flow.proto, orig_dport, verdict == POLICY_ALLOW, &ct, src, skb);
-	/* HOOK(observe): audit == AUDIT_WOULD_DROP / AUDIT_WOULD_ALLOW: emit a would-drop /
-	 * would-allow flow event here (wired to the observe emitter at merge). */
-	(void)audit;
 	if (verdict == POLICY_ALLOW) {
-		if (ct.entry)
+		if (ct.entry) {
 			ct_update(&flow, &ct);
-		else
+		} else {
 			ct_create(&flow, &ct, src_group, dst_group, rule_id);
+			/* FLOW EVENT: a new flow (a reply or a known flow has ct.entry) */
+			flow_event(skb, &flow, src_group, dst_group, rule_id, BAYCTL_VERDICT_ALLOWED, 0);
+			/* FLOW EVENT: ... that the staged policy would deny (once per flow, as allowed ones) */
+			if (audit == AUDIT_WOULD_DROP)
+				flow_event(skb, &flow, src_group, dst_group, 0, BAYCTL_VERDICT_WOULD_DROP,
+					   BAYCTL_DROP_POLICY);
+		}
 		if (hook_counts(src, skb))
 			count_pair(src_group, dst_group, skb->len, 1);
 		return BAYCTL_PASS;
 	}
 	count_pair(src_group, dst_group, skb->len, 0);
-	return drop_packet(verdict == POLICY_NONE ? BAYCTL_DROP_NO_POLICY : BAYCTL_DROP_POLICY);
+	reason = verdict == POLICY_NONE ? BAYCTL_DROP_NO_POLICY : BAYCTL_DROP_POLICY;
+	/* FLOW EVENT */
+	flow_event(skb, &flow, src_group, dst_group, 0, BAYCTL_VERDICT_DENIED, reason);
+	/* FLOW EVENT: ... that the staged policy would let through (per packet, as denied ones) */
+	if (audit == AUDIT_WOULD_ALLOW)
+		flow_event(skb, &flow, src_group, dst_group, 0, BAYCTL_VERDICT_WOULD_ALLOW, 0);
+	return drop_packet(reason);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -264,6 +264,9 @@ class Verify(OpenStackCommand, Lister):
         parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
         parser.add_argument("--grid", action="store_true",
                             help="print the compact view: one row per pair of groups, one column per service")
+        parser.add_argument("--flows", metavar="DURATION",
+                            help="with --html: also draw the flows the agents observed in the last "
+                                 "DURATION (5m, 1h): counts per group pair, denied in red")
         return parser
 
     def take_action(self, parsed_args):
@@ -273,12 +276,27 @@ class Verify(OpenStackCommand, Lister):
             check_writable(parsed_args.html)
         api.get_bay(parsed_args.name)  # an unknown bay: its error alone, no progress line first
         status = _status(self, f"Verifying bay {parsed_args.name}")
+        flows_since = None
+        if parsed_args.flows:
+            import time
+
+            from bayctl.observe.text import parse_since
+
+            if not parsed_args.html:
+                raise BayctlError("--flows draws on the HTML page: give --html FILE too")
+            flows_since = parse_since(parsed_args.flows, time.time())
         self.report = api.verify_bay(parsed_args.name, status=status)
         if parsed_args.html:
             from bayctl.verify.html import render
 
+            flows = None
+            if flows_since is not None:  # observe room: bayctl/observe/
+                from bayctl.observe.bay import observed_flows
+
+                flows = observed_flows(api.get_bay(parsed_args.name), flows_since,
+                                       on_note=lambda note: print(note, file=sys.stderr))
             with open(parsed_args.html, "w", encoding="utf-8") as handle:
-                handle.write(render(self.report))
+                handle.write(render(self.report, flows=flows, flows_window=parsed_args.flows or ""))
         columns = ("from", "to", "service", "expected", "observed", "verdict")
         return columns, list(self.report.rows())
 

@@ -25,6 +25,8 @@ COMMANDS = {
     "ssh": "bayctl.cli.bay:Ssh",
     "demo": "bayctl.cli.demo:Demo",
     "node agent": "bayctl.cli.node:Agent",
+    "node observe": "bayctl.cli.observe:NodeObserve",
+    "observe": "bayctl.cli.observe:Observe",
     "node apply": "bayctl.cli.node:Apply",
     "node show": "bayctl.cli.node:Show",
     "node clear": "bayctl.cli.node:Clear",

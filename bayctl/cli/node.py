@@ -46,7 +46,8 @@ class Agent(Command):
 
         agent.configure_logging(verbose=self.app.options.verbose_level > 1)
         return agent.run_agent(parsed_args.socket, parsed_args.pin_dir, parsed_args.state_dir,
-                               conntrack_timeouts=parsed_args.conntrack_timeouts)
+                               conntrack_timeouts=parsed_args.conntrack_timeouts,
+                               flow_options=agent._flow_options(parsed_args))
 
 
 class Apply(ShowOne):

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -39,6 +40,7 @@ DEFAULT_STATE_DIR = "/var/lib/bayctl"
 ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
 ENV_PIN_DIR = "BAYCTL_AGENT_PIN_DIR"
 ENV_STATE_DIR = "BAYCTL_AGENT_STATE_DIR"
+ENV_NODE_NAME = "BAYCTL_NODE_NAME"
 
 GROUP_EXTERNAL = 0
 GROUP_MAX = 65535
@@ -68,6 +70,8 @@ class Agent:
         self._policy_text = None
         self._endpoints = {}         # ip -> {"ip", "tag", "registered_as", "ifname", "netns"}
         self.staging = Staging(self)  # audit mode: a staged policy beside the active one
+        self.flows = None            # bayctl.node.flows.FlowLog once start_flows() ran
+        self._interfaces = {}        # (ifindex, netns cookie) -> "eth0@ns": names in flow events
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -279,6 +283,7 @@ class Agent:
             raise
         self.datapath.set_endpoint(ip, tag, ifindex=ifindex, netns_cookie=cookie)
         if ifname:
+            self._interfaces[(ifindex, cookie)] = f"{ifname}@{os.path.basename(netns)}" if netns else ifname
             self.datapath.attach(ifname, netns)
 
     def _undo_set_endpoint(self, ip, previous):
@@ -336,6 +341,28 @@ class Agent:
                 pair[field] = int(counts.get(field, 0))
             pairs.append(pair)
         return {"pairs": pairs, "drops": {str(k): int(v) for k, v in drops.items()}}
+
+    # -- flow events (bayctl/node/flows.py) ----------------------------------------------------
+
+    def start_flows(self, node, history=None, rate=None, burst=None):
+        """Apply the node's flow event limit and start reading the events."""
+        from bayctl.node import flows
+
+        with self._lock:
+            if rate is not None or burst is not None:
+                limit = self.datapath.event_limit()
+                self.datapath.set_event_limit(limit["rate"] if rate is None else rate,
+                                              limit["burst"] if burst is None else burst)
+            self.flows = flows.FlowLog(self.datapath, node, self._group_name, self.interface_name,
+                                       history=history or flows.DEFAULT_HISTORY)
+            self.flows.start()
+
+    def set_flow_limit(self, rate, burst, enabled=True):
+        with self._lock:
+            self.datapath.set_event_limit(rate, burst, enabled=enabled)
+
+    def interface_name(self, ifindex, netns_cookie):
+        return self._interfaces.get((ifindex, netns_cookie)) or self._interfaces.get((ifindex, 0))
 
     def health(self):
         policy = self._policy
@@ -460,7 +487,8 @@ def configure_logging(verbose=False):
         logger.propagate = False
 
 
-def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, conntrack_timeouts=None):
+def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, conntrack_timeouts=None,
+              flow_options=None):
     """Run the agent until SIGTERM/SIGINT. Returns the exit status."""
     socket_path = socket_path or default_socket()
     pin_dir = pin_dir or default_pin_dir()
@@ -474,6 +502,10 @@ def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, con
     try:
         agent.start()
         conntrack_gc.start(datapath, conntrack_timeouts)  # this node's lifetimes; expired entries deleted
+        flow_options = flow_options or {}
+        agent.start_flows(flow_options.get("node") or os.environ.get(ENV_NODE_NAME) or socket.gethostname(),
+                          history=flow_options.get("history"), rate=flow_options.get("rate"),
+                          burst=flow_options.get("burst"))
         stop = _install_stop_handlers(server)
         LOG.info("agent ready socket=%s pin_dir=%s state_dir=%s", socket_path, pin_dir, state_dir)
         server.serve_forever(poll_interval=0.5)
@@ -509,7 +541,19 @@ def build_parser(parser=None):
                         help=f"where the policy and endpoints are kept (env {ENV_STATE_DIR}, "
                              f"default {DEFAULT_STATE_DIR})")
     conntrack_gc.add_arguments(parser)
+    parser.add_argument("--node-name", default=None,
+                        help=f"this node's name in flow events (env {ENV_NODE_NAME}, default the hostname)")
+    parser.add_argument("--flow-rate", type=int, default=None,
+                        help="flow events per second the datapath may emit (token bucket refill)")
+    parser.add_argument("--flow-burst", type=int, default=None, help="flow event bucket size")
+    parser.add_argument("--flow-history", type=int, default=None,
+                        help="flow events kept in memory for GET /v1/flows")
     return parser
+
+
+def _flow_options(args):
+    return {"node": args.node_name, "rate": args.flow_rate, "burst": args.flow_burst,
+            "history": args.flow_history}
 
 
 def main(argv=None):
@@ -519,7 +563,7 @@ def main(argv=None):
     configure_logging(args.verbose)
     try:
         return run_agent(args.socket, args.pin_dir, args.state_dir,
-                         conntrack_timeouts=args.conntrack_timeouts)
+                         conntrack_timeouts=args.conntrack_timeouts, flow_options=_flow_options(args))
     except BayctlError as exc:
         LOG.error("%s", exc)
         return 1

@@ -18,6 +18,12 @@
                                  `If-Match: "<digest>"`: 412 unless that is what is staged; 409 if none
     GET    /v1/stats                                 -> {"pairs": [...], "drops": {...}}
     GET    /v1/health                                -> {"ok": true, "digest"}
+    GET    /v1/flows?verdict=denied&from=G&to=G&since=EPOCH&limit=N
+                                 -> {"flows": [...]} from the bounded history (bayctl/node/flows.py)
+    GET    /v1/flows?follow=1&...                    -> JSON lines, one flow each, until the client
+                                 hangs up (history=1: the matching past flows first)
+    GET    /v1/flows/status                          -> events emitted / lost, the rate limit
+    PUT    /v1/flows/limit       {"rate", "burst", "enabled"?} -> the limit now applied
 
 Errors are `{"error": "one line"}` with a 4xx/5xx status.
 """
@@ -25,8 +31,9 @@ Errors are `{"error": "one line"}` with a 4xx/5xx status.
 import json
 import urllib.parse
 
-from bayctl.errors import PolicyError
-from bayctl.node.unixhttp import ApiError
+from bayctl.errors import NodeError, PolicyError
+from bayctl.node.flows import FlowFilter
+from bayctl.node.unixhttp import ApiError, JsonLines
 
 ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns", "allow_uplink"}
 # Optional request header naming the policy's file, so errors read "web-db.yaml:12: ...".
@@ -43,6 +50,7 @@ class AgentApi:
         self.agent = agent
 
     def handle(self, method, path, body, headers):
+        path_and_query = path
         path = urllib.parse.urlsplit(path).path.rstrip("/")
         if path == "/v1/policy":
             return self._policy(method, body, headers)
@@ -63,10 +71,58 @@ class AgentApi:
         if path == "/v1/stats":
             _allow(method, "GET")
             return 200, self.agent.stats()
+        if path == "/v1/flows":
+            _allow(method, "GET")
+            return self._flows(urllib.parse.urlsplit(path_and_query).query)
+        if path == "/v1/flows/status":
+            _allow(method, "GET")
+            return 200, self._flow_log().status()
+        if path == "/v1/flows/limit":
+            _allow(method, "PUT")
+            return 200, self._flow_limit(body)
         if path == "/v1/health":
             _allow(method, "GET")
             return 200, self.agent.health()
         raise ApiError(404, f"no such resource: {path or '/'}")
+
+    def _flow_log(self):
+        flows = getattr(self.agent, "flows", None)
+        if flows is None:
+            raise ApiError(503, "flow events are not being read on this node")
+        return flows
+
+    def _flows(self, query):
+        flows = self._flow_log()
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        unknown = sorted(set(params) - FLOW_PARAMS)
+        if unknown:
+            raise ApiError(400, f"unknown flows parameter(s): {', '.join(unknown)} "
+                                f"(known: {', '.join(sorted(FLOW_PARAMS))})")
+        try:
+            since = float(params["since"]) if params.get("since") else None
+            limit = int(params["limit"]) if params.get("limit") else None
+            wanted = FlowFilter(params.get("verdict") or None, params.get("from") or None,
+                                params.get("to") or None, since)
+        except ValueError as exc:
+            raise ApiError(400, f"bad flows parameter: {exc}") from None
+        if _flag(params.get("follow")):
+            with_history = _flag(params.get("history"))
+            return 200, JsonLines(lambda gone: flows.follow(wanted, gone, with_history=with_history))
+        return 200, {"flows": flows.recent(wanted, limit)}
+
+    def _flow_limit(self, body):
+        try:
+            request = json.loads(body or b"null")
+        except ValueError as exc:
+            raise ApiError(400, f"limit request is not JSON: {exc}") from None
+        if not isinstance(request, dict) or not {"rate", "burst"} <= set(request) \
+                or set(request) - {"rate", "burst", "enabled"}:
+            raise ApiError(400, 'limit request must be {"rate": N, "burst": N, "enabled": true|false}')
+        try:
+            self.agent.set_flow_limit(request["rate"], request["burst"], request.get("enabled", True))
+        except NodeError as exc:
+            raise ApiError(400, str(exc)) from None
+        return self._flow_log().status()["limit"]
 
     def _policy(self, method, body, headers):
         _allow(method, "GET", "PUT", "DELETE")
@@ -129,6 +185,13 @@ def _policy_body(body, headers):
     # Printable and short: it ends up in error messages and the log.
     source = "".join(c for c in (_header(headers, SOURCE_HEADER) or "") if c.isprintable())[:200]
     return text, source or "<request>"
+
+
+FLOW_PARAMS = {"follow", "history", "verdict", "from", "to", "since", "limit"}
+
+
+def _flag(value):
+    return (value or "").lower() in ("1", "true", "yes")
 
 
 def _allow(method, *allowed):

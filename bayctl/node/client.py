@@ -120,6 +120,41 @@ class AgentClient:
     def health(self):
         return self._request("GET", "/v1/health")
 
+    # -- flow events (bayctl/node/flows.py) ----------------------------------------------------
+
+    def flows(self, **wanted):
+        """Past flows from the agent's history; wanted: verdict, from, to, since, limit."""
+        return self._request("GET", "/v1/flows?" + _query(wanted))["flows"]
+
+    def follow_flows(self, history=False, **wanted):
+        """Yield flows as the agent sees them (a generator: close it to hang up)."""
+        query = _query({**wanted, "follow": 1, "history": 1 if history else None})
+        connection = _UnixConnection(self.socket_path, self.timeout)
+        try:
+            connection.connect()
+            sock = connection.sock  # the response takes it over (Connection: close)
+            connection.request("GET", "/v1/flows?" + query)
+            response = connection.getresponse()
+            if response.status >= 400:
+                document = json.loads(response.read() or b"{}")
+                raise NodeError(document.get("error") or f"agent answered HTTP {response.status}")
+            sock.settimeout(None)  # a quiet node sends nothing for as long as it likes
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NodeError(f"agent not running at {self.socket_path}") from None
+        finally:
+            connection.close()
+
+    def flow_status(self):
+        return self._request("GET", "/v1/flows/status")
+
+    def set_flow_limit(self, rate, burst, enabled=True):
+        body = json.dumps({"rate": rate, "burst": burst, "enabled": enabled}).encode()
+        return self._request("PUT", "/v1/flows/limit", body=body,
+                             headers={"Content-Type": "application/json"})
+
     # -- transport -----------------------------------------------------------------------------
 
     def _request(self, method, path, body=None, headers=None):
@@ -147,3 +182,7 @@ class AgentClient:
             message = document.get("error") if isinstance(document, dict) else None
             raise NodeError(message or f"agent at {self.socket_path} answered HTTP {response.status}")
         return document
+
+
+def _query(params):
+    return urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})

@@ -41,7 +41,9 @@ TC_PRIORITY = 0xBAC
 
 MAP_PINS = (layout.PIN_ENDPOINTS, layout.PIN_POLICY, layout.PIN_POLICY_SHAPE, layout.PIN_CONNTRACK,
             layout.PIN_CT_TIMEOUTS, layout.PIN_COUNTERS, layout.PIN_DROPS,
-            layout.PIN_STAGED, layout.PIN_AUDIT)  # audit mode (lib/staged.h)
+            layout.PIN_STAGED, layout.PIN_AUDIT,  # audit mode (lib/staged.h)
+            layout.PIN_EVENTS, layout.PIN_EVENT_LIMIT, layout.PIN_EVENT_BUCKET,  # flow events
+            layout.PIN_EVENT_STATS)
 CT_TIMEOUT_FIELDS = tuple(name for name, _ in layout.ConntrackTimeouts._fields_)
 CT_DEFAULT_TIMEOUTS = {name: getattr(layout, f"CT_DEFAULT_{name.upper()}") for name in CT_TIMEOUT_FIELDS}
 INNER_POLICY_NAME = "bayctl_pol_in"
@@ -372,16 +374,48 @@ class Datapath:
                 }
         return found
 
+    # ----- flow events (lib/events.h; read by bayctl/node/flows.py) ----------------------
+
+    def set_event_limit(self, rate=layout.EVENT_DEFAULT_RATE, burst=layout.EVENT_DEFAULT_BURST, enabled=True):
+        """Rate-limit flow events on this node: `rate` per second into a bucket of `burst`."""
+        for name, value, most in (("rate", rate, layout.EVENT_MAX_RATE),
+                                  ("burst", burst, layout.EVENT_MAX_BURST)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                raise NodeError(f"flow event {name} must be an integer 0..{most}, not {value!r}")
+        if enabled and not burst:
+            raise NodeError("flow event burst 0 would emit nothing: disable events instead")
+        limit = layout.EventLimit(rate=rate, burst=burst, flags=0 if enabled else layout.EVENTS_OFF)
+        libbpf.map_update(self._fd(layout.PIN_EVENT_LIMIT), ctypes.c_uint32(0), limit, what="event limit")
+
+    def event_limit(self):
+        """{"rate", "burst", "enabled"} as the datapath applies them (0/0 = the defaults)."""
+        limit = layout.EventLimit()
+        libbpf.map_lookup(self._fd(layout.PIN_EVENT_LIMIT), ctypes.c_uint32(0), limit)
+        rate, burst = (limit.rate, limit.burst) if (limit.rate or limit.burst) else \
+            (layout.EVENT_DEFAULT_RATE, layout.EVENT_DEFAULT_BURST)
+        return {"rate": rate, "burst": burst, "enabled": not limit.flags & layout.EVENTS_OFF}
+
+    def event_stats(self):
+        """EventStat name (lower case) -> events, summed over CPUs."""
+        return {stat.name.lower(): count for stat, count in self._slot_sums(layout.PIN_EVENT_STATS,
+                                                                            layout.EventStat)}
+
+    def events_fd(self):
+        """The ring buffer's fd (owned by this Datapath: do not close it)."""
+        return self._fd(layout.PIN_EVENTS)
+
     def drops(self):
         """DropReason name -> packets dropped for that reason, summed over CPUs."""
-        fd = self._fd(layout.PIN_DROPS)
+        return {reason.name: count for reason, count in self._slot_sums(layout.PIN_DROPS, layout.DropReason)}
+
+    def _slot_sums(self, pin, slots):
+        """(slot, count summed over CPUs) for each slot of an enum-indexed PERCPU_ARRAY of u64."""
+        fd = self._fd(pin)
         per_cpu = ctypes.c_uint64 * libbpf.possible_cpus()
-        found = {}
-        for reason in layout.DropReason:
+        for slot in slots:
             values = per_cpu()
-            libbpf.map_lookup(fd, ctypes.c_uint32(reason), values)
-            found[reason.name] = sum(values)
-        return found
+            libbpf.map_lookup(fd, ctypes.c_uint32(slot), values)
+            yield slot, sum(values)
 
 
 def _endpoint_key(ip):

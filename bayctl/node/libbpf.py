@@ -97,6 +97,10 @@ class TcOpts(ctypes.Structure):
     ]
 
 
+# int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size)
+RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
 def _load_library():
     name = ctypes.util.find_library("bpf") or "libbpf.so.1"
     try:
@@ -130,6 +134,11 @@ def _load_library():
         "bpf_tc_hook_create": (i, [ctypes.POINTER(TcHook)]),
         "bpf_tc_attach": (i, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
         "bpf_tc_detach": (i, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
+        "ring_buffer__new": (p, [i, RING_SAMPLE_FN, p, p]),
+        "ring_buffer__poll": (i, [p, i]),
+        "ring_buffer__consume": (i, [p]),
+        "ring_buffer__epoll_fd": (i, [p]),
+        "ring_buffer__free": (None, [p]),
     }
     for func, (restype, argtypes) in signatures.items():
         fn = getattr(lib, func)
@@ -410,3 +419,40 @@ def tc_detach(hook, handle, priority, what):
             return False
         _fail(f"detach from {what}", ret)
     return True
+
+
+class RingBuffer:
+    """A BPF_MAP_TYPE_RINGBUF consumer (libbpf's ring_buffer): `on_record(bytes)` is called for
+    each record, from the thread that calls poll(). One consumer per ring buffer: the read
+    position lives in the map itself."""
+
+    def __init__(self, map_fd, on_record, what="ring buffer"):
+        def sample(_ctx, data, size):
+            try:
+                on_record(ctypes.string_at(data, size))
+            except Exception:  # an exception cannot cross libbpf's C frames: log, go on
+                LOG.exception("%s: record handler failed", what)
+            return 0
+
+        self._callback = RING_SAMPLE_FN(sample)  # kept alive as long as libbpf may call it
+        self.what = what
+        self._ptr = _check_ptr(lib().ring_buffer__new(map_fd, self._callback, None, None),
+                               f"cannot open {what}")
+
+    def poll(self, timeout_ms):
+        """Wait up to timeout_ms for records and hand them over; returns how many."""
+        ret = lib().ring_buffer__poll(self._ptr, timeout_ms)
+        if ret == -errno.EINTR:
+            return 0
+        return check(ret, f"poll {self.what}")
+
+    def close(self):
+        if self._ptr:
+            lib().ring_buffer__free(self._ptr)
+            self._ptr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import socketserver
 import stat
@@ -216,6 +217,26 @@ class HardenedHandler(http.server.BaseHTTPRequestHandler):
         LOG.debug("%s", format % args)
 
 
+class JsonLines:
+    """An answer streamed as JSON lines (application/x-ndjson) until the producer ends or the
+    client hangs up. `produce(client_gone)` yields documents, or None when it has nothing
+    for a while (the handler then checks the client); `client_gone()` says it went away."""
+
+    content_type = "application/x-ndjson"
+
+    def __init__(self, produce):
+        self.produce = produce
+
+
+def _peer_closed(sock):
+    """Has the client closed its side (or sent more, which a streaming answer does not expect)?"""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return True
+
+
 class JsonHandler(HardenedHandler):
     """The agent's requests: calls `self.server.app.handle(method, path, body, headers)`.
 
@@ -253,4 +274,30 @@ class JsonHandler(HardenedHandler):
         except Exception as exc:  # noqa: BLE001 - the client gets one line, the log the details
             LOG.exception("internal error on %s %s", method, self.path)
             status, document = 500, self.error_document(f"internal error: {type(exc).__name__}: {exc}")
-        self.send_document(status, document)
+        if isinstance(document, JsonLines):
+            self._stream(status, document)
+        else:
+            self.send_document(status, document)
+
+    def _stream(self, status, lines):
+        """No Content-Length: the answer ends when the connection closes."""
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", lines.content_type)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        gone = [False]
+
+        def client_gone():
+            gone[0] = gone[0] or _peer_closed(self.connection)
+            return gone[0]
+
+        try:
+            for document in lines.produce(client_gone):
+                if document is None:
+                    continue
+                self.wfile.write((json.dumps(document, sort_keys=True) + "\n").encode("utf-8"))
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: the usual end of a follow

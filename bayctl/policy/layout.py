@@ -31,6 +31,10 @@ PIN_CONNTRACK = "bayctl_conntrack"
 PIN_CT_TIMEOUTS = "bayctl_ct_timeouts"
 PIN_COUNTERS = "bayctl_counters"
 PIN_DROPS = "bayctl_drops"
+PIN_EVENTS = "bayctl_events"
+PIN_EVENT_LIMIT = "bayctl_event_limit"
+PIN_EVENT_BUCKET = "bayctl_event_bucket"
+PIN_EVENT_STATS = "bayctl_event_stats"
 PIN_PROG = "bayctl_tc"
 
 EP_LOCAL = 0x1
@@ -187,6 +191,69 @@ class AuditCounters(ctypes.Structure):
     ]
 
 
+class FlowEvent(ctypes.Structure):
+    """struct bayctl_flow_event: addresses and ports network order (raw bytes here), rest host."""
+
+    _fields_ = [
+        ("time_ns", ctypes.c_uint64),
+        ("netns_cookie", ctypes.c_uint64),
+        ("ifindex", ctypes.c_uint32),
+        ("saddr", ctypes.c_uint8 * 4),
+        ("daddr", ctypes.c_uint8 * 4),
+        ("rule_id", ctypes.c_uint32),
+        ("src_group", ctypes.c_uint16),
+        ("dst_group", ctypes.c_uint16),
+        ("sport", ctypes.c_uint8 * 2),
+        ("dport", ctypes.c_uint8 * 2),
+        ("proto", ctypes.c_uint8),
+        ("verdict", ctypes.c_uint8),
+        ("reason", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 5),
+    ]
+
+
+class VerdictKind(enum.IntEnum):
+    """enum bayctl_verdict_kind: what a flow event reports."""
+
+    ALLOWED = 0
+    DENIED = 1
+    WOULD_ALLOW = 2
+    WOULD_DROP = 3
+
+
+VERDICT_KINDS = len(VerdictKind)
+
+
+class EventLimit(ctypes.Structure):
+    """struct bayctl_event_limit (host order); all 0 = the defaults."""
+
+    _fields_ = [
+        ("rate", ctypes.c_uint32),
+        ("burst", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+EVENTS_OFF = 0x1
+EVENT_DEFAULT_RATE = 1000
+EVENT_DEFAULT_BURST = 2000
+EVENT_MAX_RATE = 1000000
+EVENT_MAX_BURST = 1000000
+EVENT_RING_BYTES = 1 << 20
+
+
+class EventStat(enum.IntEnum):
+    """enum bayctl_event_stat: where each event the classifier meant to emit went."""
+
+    EMITTED = 0
+    RATE_LIMITED = 1
+    RING_FULL = 2
+
+
+EVENT_STATS = len(EventStat)
+
+
 # C struct name -> Python mirror, for the agreement test.
 MIRRORS = {
     "bayctl_audit_counters": AuditCounters,
@@ -199,4 +266,6 @@ MIRRORS = {
     "bayctl_ct_timeouts": ConntrackTimeouts,
     "bayctl_pair_key": PairKey,
     "bayctl_pair_counters": PairCounters,
+    "bayctl_flow_event": FlowEvent,
+    "bayctl_event_limit": EventLimit,
 }

@@ -42,7 +42,8 @@ tr.mismatch td { background: #ffebee; }
 """
 
 
-def render(report: Report) -> str:
+def render(report: Report, flows=None, flows_window="") -> str:
+    """The page; with `flows` (observed flow documents) their counts per pair are drawn too."""
     groups = list(report.groups)
     positions = _layout(groups)
     by_pair, intra = defaultdict(list), defaultdict(list)
@@ -65,6 +66,12 @@ def render(report: Report) -> str:
             f'data-allowed="{_e(" ".join(allowed))}" d="{_curve(positions[source], positions[target])}">'
             f"<title>{_e(source)} → {_e(target)}: {_e(', '.join(allowed) or 'nothing gets through')}</title>"
             "</path>")
+    observed = None
+    if flows is not None:  # observed traffic (bayctl/observe/stars.py), under the groups
+        from bayctl.observe import stars
+
+        observed = stars.pair_counts(flows)
+        parts += stars.svg_layer(observed, positions, NODE_RADIUS)
     for index, group in enumerate(groups):
         x, y = positions[group]
         external = group == "external"
@@ -97,13 +104,30 @@ def render(report: Report) -> str:
     digest = (report.policy_digest or "")[:12]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>bayctl verify {_e(report.bay)}</title><style>{CSS}</style></head><body>"
+        f"<title>bayctl verify {_e(report.bay)}</title><style>{CSS}{_flow_css(observed)}</style></head><body>"
         f"<h1>Bay {_e(report.bay)}: measured connectivity</h1>"
         f'<p class="policy">policy {_e(digest)} &middot; groups: {_e(", ".join(groups))} &middot; '
         f"green arrows: traffic gets through; grey dashes: blocked; red: differs from the policy</p>"
         f"{summary}{''.join(parts)}"
         "<table><thead><tr><th>from</th><th>to</th><th>service</th><th>policy</th><th>measured</th>"
-        f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table></body></html>\n")
+        f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table>{_flow_table(observed, flows_window)}"
+        "</body></html>\n")
+
+
+def _flow_css(observed):
+    if observed is None:
+        return ""
+    from bayctl.observe import stars
+
+    return stars.CSS
+
+
+def _flow_table(observed, window):
+    if observed is None:
+        return ""
+    from bayctl.observe import stars
+
+    return stars.table(observed, window)
 
 
 def _label_size(name: str) -> float:

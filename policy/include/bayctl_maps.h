@@ -42,6 +42,11 @@
 #define BAYCTL_PIN_CT_TIMEOUTS "bayctl_ct_timeouts"
 #define BAYCTL_PIN_COUNTERS   "bayctl_counters"
 #define BAYCTL_PIN_DROPS      "bayctl_drops"
+/* Flow events (lib/events.h): the ring buffer, its rate limit and its counters. */
+#define BAYCTL_PIN_EVENTS       "bayctl_events"
+#define BAYCTL_PIN_EVENT_LIMIT  "bayctl_event_limit"
+#define BAYCTL_PIN_EVENT_BUCKET "bayctl_event_bucket"
+#define BAYCTL_PIN_EVENT_STATS  "bayctl_event_stats"
 /* The tc classifier (bayctl_tc.bpf.c), pinned so attaching needs no reload. */
 #define BAYCTL_PIN_PROG       "bayctl_tc"
 
@@ -218,6 +223,80 @@ struct bayctl_audit_counters {
 	__u64 would_allow_bytes;
 	__u64 would_drop_flows;     /* of those packets, the ones opening a flow */
 	__u64 would_allow_flows;
+};
+
+/*
+ * Flow events (lib/events.h). The classifier reports each verdict on a NEW
+ * flow (an allowed first packet, every denied packet) into bayctl_events, a
+ * RINGBUF the agent reads (bayctl/node/flows.py). Replies and later packets of
+ * a known flow are never reported. Emission is limited per node by a token
+ * bucket (bayctl_event_limit, written by the agent; bayctl_event_bucket is the
+ * kernel's own state), so a flood of denied packets costs the datapath one
+ * locked compare and the agent nothing; what is not emitted is counted in
+ * bayctl_event_stats, by cause.
+ *
+ * bayctl_flow_event: one record of the ring buffer.
+ */
+struct bayctl_flow_event {
+	__u64 time_ns;          /* host order, CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 netns_cookie;     /* host order: namespace of the interface it was seen at */
+	__u32 ifindex;          /* host order: that interface */
+	__be32 saddr;           /* network order: as on the wire (for ICMP errors: the */
+	__be32 daddr;           /*   quoted flow's tuple, i.e. the flow the error is about) */
+	__u32 rule_id;          /* host order: the allowing rule, 0 when denied */
+	__u16 src_group;        /* host order */
+	__u16 dst_group;
+	__be16 sport;           /* network order; ICMP echo: the identifier */
+	__be16 dport;           /* network order: the port the policy saw (0: no ports) */
+	__u8 proto;
+	__u8 verdict;           /* enum bayctl_verdict_kind */
+	__u8 reason;            /* enum bayctl_drop_reason when not allowed, else 0 */
+	__u8 pad[5];
+};
+
+/* What a flow event reports. The staged-policy evaluation reports what its
+ * policy WOULD do differently through the same function (lib/events.h). */
+enum bayctl_verdict_kind {
+	BAYCTL_VERDICT_ALLOWED     = 0,
+	BAYCTL_VERDICT_DENIED      = 1,
+	BAYCTL_VERDICT_WOULD_ALLOW = 2,
+	BAYCTL_VERDICT_WOULD_DROP  = 3,
+	BAYCTL_VERDICT_KINDS       = 4,
+};
+
+/*
+ * bayctl_event_limit: ARRAY with one slot (index 0), written by the agent.
+ * rate events per second refill a bucket of burst events. Nothing written
+ * (both 0) means the BAYCTL_EVENT_DEFAULT_* values; BAYCTL_EVENTS_OFF stops
+ * emission altogether (then nothing is counted as lost either).
+ */
+struct bayctl_event_limit {
+	__u32 rate;             /* host order, events per second; 0 with burst > 0: no refill */
+	__u32 burst;            /* host order, bucket size in events */
+	__u32 flags;            /* BAYCTL_EVENTS_* */
+	__u32 pad;
+};
+
+#define BAYCTL_EVENTS_OFF           0x1
+#define BAYCTL_EVENT_DEFAULT_RATE   1000
+#define BAYCTL_EVENT_DEFAULT_BURST  2000
+/* Bounds the agent enforces (and the kernel clamps to): they keep the bucket's
+ * nano-token arithmetic inside 64 bits. */
+#define BAYCTL_EVENT_MAX_RATE       1000000
+#define BAYCTL_EVENT_MAX_BURST      1000000
+/* The ring buffer's size in bytes (a power of two, a multiple of the page):
+ * ~21k events of 48 bytes (+8 bytes of record header each). */
+#define BAYCTL_EVENT_RING_BYTES     (1 << 20)
+
+/*
+ * bayctl_event_stats: PERCPU_ARRAY indexed by enum bayctl_event_stat -> count.
+ * Every event the classifier meant to emit lands in exactly one slot.
+ */
+enum bayctl_event_stat {
+	BAYCTL_EVENT_EMITTED      = 0,  /* written into the ring buffer */
+	BAYCTL_EVENT_RATE_LIMITED = 1,  /* the bucket was empty */
+	BAYCTL_EVENT_RING_FULL    = 2,  /* the agent did not keep up: no room */
+	BAYCTL_EVENT_STATS        = 3,
 };
 
 #endif /* BAYCTL_MAPS_H */

@@ -82,7 +82,9 @@ def test_constants_match_header():
                  "PROTO_ANY", "PROTO_ICMP", "PROTO_TCP", "PROTO_UDP", "POLICY_FULL_PREFIX",
                  "GROUP_EXTERNAL", "EP_LOCAL", "CT_SYN_ORIG", "CT_SYN_REPLY", "CT_SEEN_NON_SYN",
                  "CT_CLOSING_ORIG", "CT_CLOSING_REPLY", "CT_DEFAULT_TCP_SYN",
-                 "CT_DEFAULT_TCP_ESTABLISHED", "CT_DEFAULT_TCP_CLOSING", "CT_DEFAULT_OTHER"):
+                 "CT_DEFAULT_TCP_ESTABLISHED", "CT_DEFAULT_TCP_CLOSING", "CT_DEFAULT_OTHER",
+                 "EVENTS_OFF", "EVENT_DEFAULT_RATE", "EVENT_DEFAULT_BURST", "EVENT_MAX_RATE",
+                 "EVENT_MAX_BURST"):
         assert int(defines[f"BAYCTL_{name}"], 0) == getattr(layout, name), name
 
 
@@ -92,6 +94,25 @@ def test_drop_reasons_match_header():
     count = enum.pop("REASONS")
     assert enum == {reason.name: int(reason) for reason in layout.DropReason}
     assert count == layout.DROP_REASONS
+
+
+def _header_enum(name, prefix):
+    body = re.search(rf"enum {name} \{{(.*?)\}};", open(HEADER).read(), re.S).group(1)
+    return {n: int(v) for n, v in re.findall(rf"{prefix}(\w+)\s*=\s*(\d+)", body)}
+
+
+def test_flow_event_enums_match_header():
+    kinds = _header_enum("bayctl_verdict_kind", "BAYCTL_VERDICT_")
+    assert kinds.pop("KINDS") == layout.VERDICT_KINDS
+    assert kinds == {kind.name: int(kind) for kind in layout.VerdictKind}
+    stats = _header_enum("bayctl_event_stat", "BAYCTL_EVENT_")
+    assert stats.pop("STATS") == layout.EVENT_STATS
+    assert stats == {stat.name: int(stat) for stat in layout.EventStat}
+
+
+def test_event_ring_size_matches_header():
+    size = re.search(r"#define BAYCTL_EVENT_RING_BYTES\s+\(1 << (\d+)\)", open(HEADER).read()).group(1)
+    assert 1 << int(size) == layout.EVENT_RING_BYTES
 
 
 def test_policy_key_is_big_endian_in_prefix_order():

@@ -1,0 +1,1 @@
+"""`bayctl observe`: the flow events of a bay's agents, merged (bay.py), and how they read (text.py)."""
