@@ -26,33 +26,25 @@ from bayctl.errors import BayctlError, NodeError, PolicyError
 from bayctl.node import conntrack_gc, nodeguard
 from bayctl.node.api import AgentApi
 from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
+from bayctl.node.protocol import (
+    DEFAULT_PIN_DIR,
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+    ENV_PIN_DIR,
+    ENV_SOCKET,
+    ENV_STATE_DIR,
+    IFNAME_MAX_LEN,
+    default_pin_dir,
+    default_socket,
+    default_state_dir,
+)
 from bayctl.node.state import StateStore
 from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
+from bayctl.policy import layout
 
 LOG = logging.getLogger("bayctl.node.agent")
 
-DEFAULT_SOCKET = "/run/bayctl/agent.sock"
-DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
-DEFAULT_STATE_DIR = "/var/lib/bayctl"
-ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
-ENV_PIN_DIR = "BAYCTL_AGENT_PIN_DIR"
-ENV_STATE_DIR = "BAYCTL_AGENT_STATE_DIR"
-
-GROUP_EXTERNAL = 0
-GROUP_MAX = 65535
-IFNAMSIZ = 16
-
-
-def default_socket():
-    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
-
-
-def default_pin_dir():
-    return os.environ.get(ENV_PIN_DIR) or DEFAULT_PIN_DIR
-
-
-def default_state_dir():
-    return os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR
+GROUP_EXTERNAL, GROUP_MAX = layout.GROUP_EXTERNAL, layout.GROUP_MAX
 
 
 class Agent:
@@ -361,7 +353,7 @@ def _check_interface(ifname, netns):
         if netns is not None:
             raise ApiError(400, "netns given without ifname: name the interface to attach to")
         return None, None
-    valid = isinstance(ifname, str) and 0 < len(ifname) < IFNAMSIZ and "/" not in ifname
+    valid = isinstance(ifname, str) and 0 < len(ifname) <= IFNAME_MAX_LEN and "/" not in ifname
     if not valid or ifname.strip() != ifname:
         raise ApiError(400, f"bad interface name {ifname!r}")
     if netns is not None:

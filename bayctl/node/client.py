@@ -6,21 +6,14 @@ NodeError with one line: the agent's own message, or what is wrong with the sock
 
 import http.client
 import json
-import os
 import socket
 import time
 import urllib.parse
 
 from bayctl.errors import NodeError
+from bayctl.node.protocol import SOURCE_HEADER, default_socket
 
-DEFAULT_SOCKET = "/run/bayctl/agent.sock"
-ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
-SOURCE_HEADER = "X-Bayctl-Source"
 CONNECT_BUSY_WAIT = 10.0     # seconds to retry while the agent's listen backlog is full
-
-
-def default_socket():
-    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -37,6 +37,7 @@ import sys
 from bayctl.errors import BayctlError, NodeError
 from bayctl.node import links
 from bayctl.node.ipam import Ipam
+from bayctl.node.protocol import IFNAME_MAX_LEN
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runtimeConfig", "capabilities",
@@ -106,7 +107,7 @@ class Invocation:
                 raise CniError(INVALID_ENVIRONMENT, f"{var} is not set")
         if self.command != "DEL" and not self.netns:
             raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is not set")
-        if len(self.ifname) > links.IFNAMSIZ or "/" in self.ifname:
+        if len(self.ifname) > IFNAME_MAX_LEN or "/" in self.ifname:
             raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {self.ifname!r} is not a valid interface name")
         self._check_config()
 

@@ -32,7 +32,6 @@ VETH = "veth"
 IPVLAN_MODES = {"ipvlan-l2": 0, "ipvlan-l3": 1, "ipvlan-l3s": 2}
 MODES = (VETH, *IPVLAN_MODES)
 AUTO = "auto"
-IFNAMSIZ = 15
 
 
 def _netlink_call(what, fn, *args, **kwargs):
@@ -91,7 +90,8 @@ def is_ipvlan(mode):
 
 @dataclass(frozen=True)
 class LinkNames:
-    """Interface names derived from one id; all within IFNAMSIZ and carrying the prefix."""
+    """Interface names derived from one id; all within protocol.IFNAME_MAX_LEN (a prefix
+    of at most 5, 8 of the key, one letter) and carrying the prefix."""
 
     prefix: str
     key: str
