@@ -23,7 +23,6 @@ endpoint, registration and link this process made.
 """
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import select
@@ -37,7 +36,7 @@ import threading
 import time
 
 from bayctl.errors import NodeError
-from bayctl.node import links
+from bayctl.node import attach, links
 from bayctl.node.client import AgentClient
 from bayctl.node.netns import run_in_netns
 
@@ -69,8 +68,7 @@ class ProbeNode:
     def setup(self, request):
         prefix = request["netns_prefix"]
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
-        network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
-        self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
+        self.network_link = attach.network_link_name(LINK_PREFIX, CNI_NETWORK)  # as bayctl-cni names it
         made = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
