@@ -3,12 +3,10 @@ is its own error type (callers decide by type, never by words), each timeout say
 fired, and nodes without a public address ride on the bastion's one master connection."""
 
 import asyncio
-import socket
 
 import asyncssh
 import pytest
 
-from bayctl.providers.base import SLAVE, Node
 from bayctl.remote import (
     BayShell,
     CommandTimeout,
@@ -64,10 +62,8 @@ def test_each_failure_to_reach_a_node_has_its_own_type(sshd_bay_factory, tmp_pat
 def test_each_timeout_says_which_one_fired(sshd_bay_factory):
     bay = sshd_bay_factory(1)
     silent_ip = "127.77.249.251"
-    with socket.socket() as silent:  # accepts TCP, never speaks SSH
-        silent.bind((silent_ip, bay.port))
-        silent.listen()
-        nodes = bay.nodes() + [Node("bseed-silent", SLAVE, silent_ip, None)]
+    with bay.silent_node(silent_ip) as silent:
+        nodes = bay.nodes() + [silent]
         slow = asyncio.run(outcome(shell_of(bay, nodes, connect_timeout=2), "bseed-silent"))
     assert isinstance(slow, ConnectTimeout)
     assert slow.reason == (f"ssh connection to {silent_ip}:{bay.port} timed out after 2s "
