@@ -44,7 +44,6 @@ from bayctl.policy import layout
 
 LOG = logging.getLogger("bayctl.node.agent")
 
-GROUP_EXTERNAL, GROUP_MAX = layout.GROUP_EXTERNAL, layout.GROUP_MAX
 
 
 class Agent:
@@ -235,21 +234,21 @@ class Agent:
 
     def _resolve_group(self, group):
         if isinstance(group, bool):
-            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{layout.GROUP_MAX}")
         if isinstance(group, str) and group.strip().isdigit():
             group = int(group.strip())
         if isinstance(group, int):
-            if group == GROUP_EXTERNAL:
+            if group == layout.GROUP_EXTERNAL:
                 raise ApiError(400, "group tag 0 is reserved for 'external' (peers in no group)")
-            if not 1 <= group <= GROUP_MAX:
-                raise ApiError(400, f"bad group tag {group}: expected 1-{GROUP_MAX}")
+            if not 1 <= group <= layout.GROUP_MAX:
+                raise ApiError(400, f"bad group tag {group}: expected 1-{layout.GROUP_MAX}")
             return group
         if not isinstance(group, str) or not group:
-            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{layout.GROUP_MAX}")
         if self._policy is None:
             raise ApiError(400, f"unknown group '{group}': no policy applied (use a numeric tag)")
         tag = self._policy.groups.get(group)
-        if tag is None or tag == GROUP_EXTERNAL:
+        if tag is None or tag == layout.GROUP_EXTERNAL:
             known = ", ".join(sorted(name for name, t in self._policy.groups.items() if t))
             raise ApiError(400, f"unknown group '{group}' (the policy has: {known})")
         return tag
@@ -304,7 +303,7 @@ class Agent:
             for name, number in policy.groups.items():
                 if number == tag:
                     return name
-        return "external" if tag == GROUP_EXTERNAL else None
+        return "external" if tag == layout.GROUP_EXTERNAL else None
 
     # -- observation ---------------------------------------------------------------------------
 
