@@ -162,6 +162,11 @@ class BayShell:
             return Unreachable(f"connection refused ({endpoint}): is sshd running on the node?")
         return Unreachable(f"cannot reach {endpoint}: {exc.strerror or exc}")
 
+    @property
+    def connected(self):
+        """host:port of every open connection (the bastion's once, however many ride on it)."""
+        return sorted(str(endpoint) for endpoint in self._conns)
+
     async def disconnect(self, name: str) -> None:
         """Close node `name`'s connection (a fan-out over many nodes holds few at a time)."""
         with contextlib.suppress(SshError):
