@@ -167,7 +167,7 @@ def ssh_argv(name: str, node: Optional[str] = None, command: Sequence[str] = ())
     the bay's key and known_hosts only (no ssh-agent, no ~/.ssh/config, a changed host key
     refused), slaves through the master as seeding reaches them. `command` runs there instead
     of a shell, its words kept as given."""
-    from bayctl.seed.hostkeys import KNOWN_HOSTS_NAME
+    from bayctl.remote.hostkeys import KNOWN_HOSTS_NAME
 
     bay = get_bay(name)
     nodes = {n.name: n for n in bay.nodes}

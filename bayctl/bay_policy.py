@@ -175,9 +175,9 @@ def _curl(agent, requests):
     words = []
     for index, (method, extra) in enumerate(requests):
         words.append(("curl --fail-early" if index == 0 else "--next") +
-                     f" -sS --max-time 20 --unix-socket {agent._socket_word()} -X {method} {extra}"
+                     f" -sS --max-time 20 --unix-socket {agent.socket_word()} -X {method} {extra}"
                      f" -w 'bayctl-http-status:%{{http_code}}\\n' http://agent{_STAGED_PATH}")
-    return agent._as_root(" ".join(words).replace("  ", " "))
+    return agent.as_root(" ".join(words).replace("  ", " "))
 
 
 def _answers(agent, done):
@@ -185,11 +185,13 @@ def _answers(agent, done):
     import json
     import re
 
-    agent._curl_failure(done.exit_status, done.stderr or "")
+    from bayctl.seed.remote import check_status
+
+    agent.check_curl_exit(done.exit_status, done.stderr or "")
     parts = re.split(r"\n?bayctl-http-status:(\d{3})\n?", done.stdout or "")
     bodies = []
     for body, code in zip(parts[0::2], parts[1::2]):
-        agent._check_status(int(code), body)
+        check_status(int(code), body)
         bodies.append(json.loads(body))
     return bodies
 
@@ -209,10 +211,10 @@ def _gather(bay, command_for, stdin):
 
     from bayctl.errors import NodeError
     from bayctl.providers.base import SLAVE
-    from bayctl.seed.remote import RemoteAgent
-    from bayctl.verify.shell import BayShell
+    from bayctl.remote import BayShell
+    from bayctl.seed.remote import CurlAgent
 
-    agent = RemoteAgent("curl", sudo=bay.ssh_user != "root")
+    agent = CurlAgent(sudo=bay.ssh_user != "root")
     slaves = [node for node in bay.nodes if node.role == SLAVE]
 
     async def run_all():

@@ -40,7 +40,7 @@ from harness.fixtures_sshd import SshdBay  # noqa: E402  (tests/ holds the real-
 
 from bayctl.policy import parse_policy  # noqa: E402
 from bayctl.seed import SEEDED, UNCHANGED, seed_policy  # noqa: E402
-from bayctl.seed.remote import RemoteAgent  # noqa: E402
+from bayctl.seed.remote import CurlAgent, remote_agent  # noqa: E402
 
 EXAMPLES = os.path.join(HERE, "..", "bayctl", "share", "policies")
 # Per mode: the policy bayctl seeds, then the one each loop seeds (each differs from what the
@@ -155,7 +155,7 @@ LOOP_KEX = "curve25519-sha256"
 def ssh_loop(bay, policy_text, mode, same_command=False):
     """Node after node, the same writes and checks as bayctl: one `ssh` per step (show, apply
     if the digest differs, show), or with same_command one `ssh` running bayctl's command."""
-    agent = RemoteAgent(mode)
+    agent = remote_agent(mode)
     wanted = parse_policy(policy_text).digest
     base = ["ssh", "-F", "/dev/null", "-q", "-i", bay.key, "-p", str(bay.port),
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
@@ -259,7 +259,7 @@ def bench_size(size, modes, concurrency, node_mb):
                 "speedup_vs_loop": round(loop["seconds"] / seed["seconds"], 2),
             }
             seeded = [counts, loop_counts]
-            if RemoteAgent(mode).one_command:
+            if isinstance(remote_agent(mode), CurlAgent):
                 log(f"N={size} mode={mode}: sequential ssh loop, bayctl's one command per node")
                 (same_counts, same_failures), same = timed(bay, ssh_loop, bay, policies[2], mode, True)
                 result["ssh_loop_same_command"] = dict(same, results=same_counts, failures=same_failures)

@@ -10,6 +10,7 @@ from cliff.lister import Lister
 from cliff.show import ShowOne
 
 from bayctl.errors import NodeError
+from bayctl.node.protocol import DEFAULT_SOCKET, ENV_SOCKET
 from bayctl.share import POLICY_HELP
 
 
@@ -17,7 +18,7 @@ def _add_socket(parser):
     parser.add_argument(
         "--socket",
         default=None,
-        help="the agent's unix socket (default: $BAYCTL_AGENT_SOCKET or /run/bayctl/agent.sock)",
+        help=f"the agent's unix socket (default: ${ENV_SOCKET} or {DEFAULT_SOCKET})",
     )
     return parser
 

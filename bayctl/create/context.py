@@ -106,16 +106,14 @@ def bay_key_path(bay_dir: str) -> str:
 
 def public_key_of(private_key_path: str) -> str:
     """The OpenSSH public line of a private key file (the private half is never printed)."""
-    import asyncssh
-
     from bayctl.errors import SpecError
+    from bayctl.remote.errors import KeyUnreadable
+    from bayctl.remote.keys import public_key_line
 
     try:
-        key = asyncssh.read_private_key(private_key_path)
-    except (OSError, asyncssh.KeyImportError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise SpecError(f"cannot read private key {private_key_path}: {reason}", field="ssh_key") from None
-    return key.export_public_key("openssh").decode().strip()
+        return public_key_line(private_key_path)
+    except KeyUnreadable as exc:  # said as a spec field: the key was given in the bay's spec
+        raise SpecError(f"cannot read private key {exc.path}: {exc.why}", field="ssh_key") from None
 
 
 def request_from_spec(spec: BaySpec) -> BayRequest:

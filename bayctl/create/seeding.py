@@ -38,11 +38,11 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None, text=
         if status is not None:
             status.update(str(result), len(done), len(slaves))
 
-    # The agent's API through curl, one command per node (bench/seed.py: the nodes' CPU is the
-    # floor, and `bayctl node` three times per node costs ~30x more of it); bayctl's node image
-    # has curl (its wait conditions need it too), as has this machine for the local bay.
+    # seed_policy's default way: the agent's API through curl, one command per node
+    # (bench/seed.py: the nodes' CPU is the floor, and `bayctl node` three times per node costs
+    # ~30x more of it); bayctl's node image has curl, as has this machine for the local bay.
     results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key,
-                          bastion=master, progress=progress, raise_on_failure=False, remote="curl")
+                          bastion=master, progress=progress, raise_on_failure=False)
     state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
     failed = [r for r in results if not r.ok]
     if not failed:

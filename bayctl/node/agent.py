@@ -27,36 +27,26 @@ from bayctl.errors import BayctlError, NodeError, PolicyError
 from bayctl.node import conntrack_gc, nodeguard
 from bayctl.node.api import AgentApi
 from bayctl.node.netns import NetnsGone, interface_names, is_network_namespace
+from bayctl.node.protocol import (
+    DEFAULT_PIN_DIR,
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+    ENV_NODE_NAME,
+    ENV_PIN_DIR,
+    ENV_SOCKET,
+    ENV_STATE_DIR,
+    IFNAME_MAX_LEN,
+    default_pin_dir,
+    default_socket,
+    default_state_dir,
+)
 from bayctl.node.staging import Staging
 from bayctl.node.state import StateStore
 from bayctl.node.unixhttp import ApiError, JsonHandler, UnixHTTPServer
-from bayctl.policy import parse_and_pack
+from bayctl.policy import layout, parse_and_pack
 
 LOG = logging.getLogger("bayctl.node.agent")
 
-DEFAULT_SOCKET = "/run/bayctl/agent.sock"
-DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
-DEFAULT_STATE_DIR = "/var/lib/bayctl"
-ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
-ENV_PIN_DIR = "BAYCTL_AGENT_PIN_DIR"
-ENV_STATE_DIR = "BAYCTL_AGENT_STATE_DIR"
-ENV_NODE_NAME = "BAYCTL_NODE_NAME"
-
-GROUP_EXTERNAL = 0
-GROUP_MAX = 65535
-IFNAMSIZ = 16
-
-
-def default_socket():
-    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
-
-
-def default_pin_dir():
-    return os.environ.get(ENV_PIN_DIR) or DEFAULT_PIN_DIR
-
-
-def default_state_dir():
-    return os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR
 
 
 class Agent:
@@ -252,21 +242,21 @@ class Agent:
 
     def _resolve_group(self, group):
         if isinstance(group, bool):
-            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{layout.GROUP_MAX}")
         if isinstance(group, str) and group.strip().isdigit():
             group = int(group.strip())
         if isinstance(group, int):
-            if group == GROUP_EXTERNAL:
+            if group == layout.GROUP_EXTERNAL:
                 raise ApiError(400, "group tag 0 is reserved for 'external' (peers in no group)")
-            if not 1 <= group <= GROUP_MAX:
-                raise ApiError(400, f"bad group tag {group}: expected 1-{GROUP_MAX}")
+            if not 1 <= group <= layout.GROUP_MAX:
+                raise ApiError(400, f"bad group tag {group}: expected 1-{layout.GROUP_MAX}")
             return group
         if not isinstance(group, str) or not group:
-            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{GROUP_MAX}")
+            raise ApiError(400, f"bad group {group!r}: expected a group name or a tag 1-{layout.GROUP_MAX}")
         if self._policy is None:
             raise ApiError(400, f"unknown group '{group}': no policy applied (use a numeric tag)")
         tag = self._policy.groups.get(group)
-        if tag is None or tag == GROUP_EXTERNAL:
+        if tag is None or tag == layout.GROUP_EXTERNAL:
             known = ", ".join(sorted(name for name, t in self._policy.groups.items() if t))
             raise ApiError(400, f"unknown group '{group}' (the policy has: {known})")
         return tag
@@ -322,7 +312,7 @@ class Agent:
             for name, number in policy.groups.items():
                 if number == tag:
                     return name
-        return "external" if tag == GROUP_EXTERNAL else None
+        return "external" if tag == layout.GROUP_EXTERNAL else None
 
     # -- observation ---------------------------------------------------------------------------
 
@@ -387,7 +377,7 @@ def _check_interface(ifname, netns):
         if netns is not None:
             raise ApiError(400, "netns given without ifname: name the interface to attach to")
         return None, None
-    valid = isinstance(ifname, str) and 0 < len(ifname) < IFNAMSIZ and "/" not in ifname
+    valid = isinstance(ifname, str) and 0 < len(ifname) <= IFNAME_MAX_LEN and "/" not in ifname
     if not valid or ifname.strip() != ifname:
         raise ApiError(400, f"bad interface name {ifname!r}")
     if netns is not None:

@@ -33,16 +33,10 @@ import urllib.parse
 
 from bayctl.errors import NodeError, PolicyError
 from bayctl.node.flows import FlowFilter
+from bayctl.node.protocol import IF_MATCH, IF_NONE_MATCH, SOURCE_HEADER
 from bayctl.node.unixhttp import ApiError, JsonLines
 
 ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns", "allow_uplink"}
-# Optional request header naming the policy's file, so errors read "web-db.yaml:12: ...".
-SOURCE_HEADER = "X-Bayctl-Source"
-# A policy's entity tag is its digest: `If-None-Match: "<digest>"` makes a PUT conditional
-# (RFC 9110 13.1.2), so a seeder can apply-unless-current in one request instead of two.
-IF_NONE_MATCH = "If-None-Match"
-# Promote only what the caller audited: `If-Match: "<digest>"` of the staged policy.
-IF_MATCH = "If-Match"
 
 
 class AgentApi:

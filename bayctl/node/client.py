@@ -6,21 +6,19 @@ NodeError with one line: the agent's own message, or what is wrong with the sock
 
 import http.client
 import json
-import os
 import socket
 import time
 import urllib.parse
 
 from bayctl.errors import NodeError
+from bayctl.node.protocol import SOURCE_HEADER, default_socket
 
-DEFAULT_SOCKET = "/run/bayctl/agent.sock"
-ENV_SOCKET = "BAYCTL_AGENT_SOCKET"
-SOURCE_HEADER = "X-Bayctl-Source"
+
+class AgentError(NodeError):
+    """The agent could not be asked, or refused: its reason, or what is wrong with its socket."""
+
+
 CONNECT_BUSY_WAIT = 10.0     # seconds to retry while the agent's listen backlog is full
-
-
-def default_socket():
-    return os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -164,23 +162,24 @@ class AgentClient:
             response = connection.getresponse()
             payload = response.read()
         except (FileNotFoundError, ConnectionRefusedError):
-            raise NodeError(f"agent not running at {self.socket_path}") from None
+            raise AgentError(f"agent not running at {self.socket_path}") from None
         except PermissionError:
-            raise NodeError(f"permission denied on {self.socket_path} (the agent's socket is root-only)") \
+            raise AgentError(f"permission denied on {self.socket_path} (the agent's socket is root-only)") \
                 from None
         except (socket.timeout, BlockingIOError):
-            raise NodeError(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") from None
+            raise AgentError(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") \
+                from None
         except (OSError, http.client.HTTPException) as exc:
-            raise NodeError(f"agent at {self.socket_path}: {exc or type(exc).__name__}") from None
+            raise AgentError(f"agent at {self.socket_path}: {exc or type(exc).__name__}") from None
         finally:
             connection.close()
         try:
             document = json.loads(payload or b"{}")
         except ValueError:
-            raise NodeError(f"agent at {self.socket_path} sent HTTP {response.status}, not JSON") from None
+            raise AgentError(f"agent at {self.socket_path} sent HTTP {response.status}, not JSON") from None
         if response.status >= 400:
             message = document.get("error") if isinstance(document, dict) else None
-            raise NodeError(message or f"agent at {self.socket_path} answered HTTP {response.status}")
+            raise AgentError(message or f"agent at {self.socket_path} answered HTTP {response.status}")
         return document
 
 

@@ -24,10 +24,11 @@ DEL frees the address and the links even when the agent is down (the agent drops
 whose interface is gone when it is back); GC releases what attachments not in
 `cni.dev/valid-attachments` still hold.
 
-Errors go to stdout as CNI error JSON (`{"cniVersion", "code", "msg", "details"}`), exit 1.
+The environment, version negotiation and error JSON are cni_skel.py's (as the reference
+plugins' pkg/skel); attaching the container is attach.py's, shared with the Docker driver;
+this file is the config, the addresses and the verbs.
 """
 
-import hashlib
 import ipaddress
 import json
 import os
@@ -35,116 +36,79 @@ import subprocess
 import sys
 
 from bayctl.errors import BayctlError, NodeError
-from bayctl.node import links
+from bayctl.node import attach, links
+from bayctl.node.client import AgentError
+from bayctl.node.cni_skel import (
+    INTERNAL_ERROR,
+    INVALID_CONFIG,
+    IO_FAILURE,
+    PLUGIN_NOT_AVAILABLE,
+    UNKNOWN_CONTAINER,
+    CniError,
+    Verbs,
+    bad_config,
+    plugin_main,
+)
+from bayctl.node.cni_skel import Invocation as SkelInvocation
+from bayctl.node.cni_skel import run as skel_run
 from bayctl.node.ipam import Ipam
 
-SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runtimeConfig", "capabilities",
                "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix"}
 GROUP_LABELS = ("bayctl.group", "group")
 DEFAULT_STATE_DIR = "/var/lib/bayctl/cni"
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"  # GC's list of {containerID, ifname} to keep
 
-# Well-known error codes of the CNI spec; 100+ are this plugin's own.
-INCOMPATIBLE_VERSION = 1
-UNSUPPORTED_FIELD = 2
-UNKNOWN_CONTAINER = 3
-INVALID_ENVIRONMENT = 4
-IO_FAILURE = 5
-DECODE_FAILURE = 6
-INVALID_CONFIG = 7
-TRY_AGAIN_LATER = 11
-PLUGIN_NOT_AVAILABLE = 50
+# This plugin's own error codes (100+).
 LINK_FAILURE = 100
 AGENT_FAILURE = 101
 CHECK_FAILED = 102
-INTERNAL_ERROR = 199
+ERROR_CODES = {
+    attach.GroupRejected: INVALID_CONFIG,
+    AgentError: AGENT_FAILURE,
+    NodeError: LINK_FAILURE,  # links, namespaces, addresses
+    BayctlError: INTERNAL_ERROR,
+}
 
 
-class CniError(Exception):
-    def __init__(self, code, msg, details=""):
-        self.code, self.msg, self.details = code, msg, details
-        super().__init__(msg)
+class Invocation(SkelInvocation):
+    """One call of bayctl-cni: the skeleton's environment and config, plus this plugin's keys."""
 
-
-class Invocation:
-    """One call of the plugin: environment + config, validated before anything is touched."""
-
-    def __init__(self, environ, stdin_text):
-        self.command = environ.get("CNI_COMMAND", "")
-        if self.command not in ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"):
-            raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND {self.command!r} is not ADD, DEL, CHECK, "
-                                                "VERSION, STATUS or GC")
-        self.container_id = environ.get("CNI_CONTAINERID", "")
-        self.netns = environ.get("CNI_NETNS", "")
-        self.ifname = environ.get("CNI_IFNAME", "")
-        self.cni_path = [p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p]
-        self.environ = environ
-        self.raw_config = stdin_text
-        self.config = {}
-        if self.command == "VERSION":
-            return
-        try:
-            self.config = json.loads(stdin_text or "")
-        except ValueError as e:
-            raise CniError(DECODE_FAILURE, f"network config on stdin is not JSON: {e}") from None
-        if not isinstance(self.config, dict):
-            raise CniError(DECODE_FAILURE, "network config on stdin is not a JSON object")
-        self.version = str(self.config.get("cniVersion", ""))
-        if not self.version:
-            raise _bad("'cniVersion' is required")
-        if self.version not in SUPPORTED_VERSIONS:
-            raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
-                           f"supported: {', '.join(SUPPORTED_VERSIONS)}")
-        if self.command == "STATUS":
-            return
-        if self.command == "GC":
-            self._check_config()
-            return
-        for var, value in (("CNI_CONTAINERID", self.container_id), ("CNI_IFNAME", self.ifname)):
-            if not value:
-                raise CniError(INVALID_ENVIRONMENT, f"{var} is not set")
-        if self.command != "DEL" and not self.netns:
-            raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is not set")
-        if len(self.ifname) > links.IFNAMSIZ or "/" in self.ifname:
-            raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {self.ifname!r} is not a valid interface name")
-        self._check_config()
-
-    def _check_config(self):
+    def check_config(self):
         config = self.config
         unknown = sorted(set(config) - PLUGIN_KEYS)
         if self.command == "GC":
             unknown = [key for key in unknown if key != VALID_ATTACHMENTS]
         if unknown:
-            raise _bad(f"unknown key {unknown[0]!r}",
+            raise bad_config(f"unknown key {unknown[0]!r}",
                            f"known keys: {', '.join(sorted(PLUGIN_KEYS))}")
         if not isinstance(config.get("name"), str) or not config["name"]:
-            raise _bad("'name' (the network's name) is required")
+            raise bad_config("'name' (the network's name) is required")
         mode = config.get("linkMode", links.AUTO)
         if mode not in (links.AUTO, *links.MODES):
-            raise _bad(f"linkMode {mode!r} is not one of "
+            raise bad_config(f"linkMode {mode!r} is not one of "
                                            f"{', '.join((links.AUTO, *links.MODES))}")
         ipam = config.get("ipam")
         if not isinstance(ipam, dict) or not ipam.get("type"):
-            raise _bad("'ipam' with a 'type' is required "
+            raise bad_config("'ipam' with a 'type' is required "
                                            '(e.g. {"type": "bayctl", "subnet": "10.20.0.0/16"})')
         if ipam["type"] == "bayctl":
             try:
                 network = ipaddress.ip_network(ipam.get("subnet", ""), strict=True)
             except ValueError as e:
-                raise _bad(f"ipam.subnet: {e}") from None
+                raise bad_config(f"ipam.subnet: {e}") from None
             if network.version != 4 or network.num_addresses < 4:
-                raise _bad(f"ipam.subnet {network} must be IPv4, /30 or larger")
+                raise bad_config(f"ipam.subnet {network} must be IPv4, /30 or larger")
             if ipam.get("gateway"):
                 try:
                     gateway = ipaddress.ip_address(ipam["gateway"])
                 except ValueError as e:
-                    raise _bad(f"ipam.gateway: {e}") from None
+                    raise bad_config(f"ipam.gateway: {e}") from None
                 if gateway not in network:
-                    raise _bad(f"ipam.gateway {gateway} is outside {network}")
+                    raise bad_config(f"ipam.gateway {gateway} is outside {network}")
         prefix = config.get("linkPrefix", "bay")
         if not isinstance(prefix, str) or not prefix.isalnum() or not 0 < len(prefix) <= 5:
-            raise _bad(f"linkPrefix {prefix!r} must be 1-5 letters or digits")
+            raise bad_config(f"linkPrefix {prefix!r} must be 1-5 letters or digits")
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -155,9 +119,9 @@ class Invocation:
         for wanted in GROUP_LABELS:
             for label in labels:
                 if isinstance(label, dict) and label.get("key") == wanted and label.get("value"):
-                    return _group_value(label["value"])
+                    return attach.group_value(label["value"])
         if self.config.get("group") not in (None, ""):
-            return _group_value(self.config["group"])
+            return attach.group_value(self.config["group"])
         return self.config["name"]
 
     @property
@@ -185,25 +149,19 @@ class Invocation:
         return f"{self.container_id}/{self.ifname}"
 
     @property
+    def link_prefix(self):
+        return self.config.get("linkPrefix", "bay")
+
+    @property
     def names(self):
-        network_key = hashlib.sha256(self.config["name"].encode()).hexdigest()
-        endpoint_key = hashlib.sha256(self.owner.encode()).hexdigest()
-        prefix = self.config.get("linkPrefix", "bay")
-        return links.LinkNames(prefix, network_key).network, links.LinkNames(prefix, endpoint_key)
+        """(the network's node-side link, this attachment's link names)."""
+        return (attach.network_link_name(self.link_prefix, self.config["name"]),
+                attach.endpoint_names(self.link_prefix, self.owner))
 
     def agent(self):
         from bayctl.node.client import AgentClient
 
         return AgentClient(self.config.get("agentSocket"))
-
-
-def _bad(message, details=""):
-    return CniError(INVALID_CONFIG, f"network config: {message}", details)
-
-
-def _group_value(value):
-    text = str(value).strip()
-    return int(text) if text.isdigit() else text
 
 
 # -- addresses: bayctl's IPAM or a delegated plugin --------------------------------------------------
@@ -323,37 +281,33 @@ def _addresses(inv):
 def cmd_add(inv):
     if not os.path.exists(inv.netns):
         raise CniError(UNKNOWN_CONTAINER, f"network namespace {inv.netns} does not exist")
-    mode = links.choose_mode(inv.config.get("linkMode", links.AUTO), inv.config.get("parent"))
-    parent = inv.config.get("parent") or (links.default_parent() if links.is_ipvlan(mode) else None)
+    mode, parent = attach.link_mode(inv.config.get("linkMode", links.AUTO), inv.config.get("parent"))
     network_link, names = inv.names
     group = inv.group
     agent = inv.agent()
-    _check_group(agent, group)
+    attach.check_group(agent, group)
     addresses = _addresses(inv)
     # (a delegated IPAM plugin reads the same runtimeConfig / CNI_ARGS; its answer is checked below)
     address, gateway = addresses.add()
-    if inv.requested_ips and address.split("/")[0] != inv.requested_ips[0]:
-        _undo(inv, names, address.split("/")[0], agent, addresses)
+    ip = address.split("/")[0]
+    if inv.requested_ips and ip != inv.requested_ips[0]:
+        addresses.delete()
         raise CniError(INVALID_CONFIG, f"requested address {inv.requested_ips[0]} was not given "
                                        f"(IPAM {inv.config['ipam']['type']} answered {address})")
-    ip = address.split("/")[0]
     subnet = ipaddress.ip_interface(address).network
     try:
         if gateway:
             links.create_network_link(mode, network_link, f"{gateway}/{subnet.prefixlen}", parent)
-        host_end = links.create_endpoint_link(mode, names, network_link, parent)
-        configured = links.move_and_configure(names.container, inv.netns, inv.ifname, address, gateway)
-        if host_end:
-            agent.add_endpoint(ip, group, ifname=host_end)
-        else:
-            agent.add_endpoint(ip, group, ifname=inv.ifname, netns=inv.netns)
+        attached = attach.attach(agent, mode=mode, names=names, network_link=network_link, parent=parent,
+                                 ip=ip, group=group,
+                                 placement=attach.Placement(inv.netns, inv.ifname, address, gateway))
     except BaseException:
-        _undo(inv, names, ip, agent, addresses)
+        addresses.delete()  # attach undid its own part
         raise
     interfaces = []
-    if host_end:
-        interfaces.append({"name": host_end, "mac": _host_mac(host_end)})
-    interfaces.append({"name": inv.ifname, "mac": configured["mac"], "sandbox": inv.netns})
+    if attached.host_end:
+        interfaces.append({"name": attached.host_end, "mac": _host_mac(attached.host_end)})
+    interfaces.append({"name": inv.ifname, "mac": attached.container["mac"], "sandbox": inv.netns})
     ip_entry = {"address": address, "interface": len(interfaces) - 1}
     if gateway:
         ip_entry["gateway"] = gateway
@@ -365,35 +319,12 @@ def cmd_add(inv):
     return result
 
 
-def _check_group(agent, group):
-    if isinstance(group, int):
-        return
-    try:
-        groups = agent.show_policy().get("groups") or {}
-    except NodeError as e:
-        raise CniError(AGENT_FAILURE, f"node agent: {e}") from None
-    if group not in groups:
-        raise CniError(INVALID_CONFIG, f"group {group!r} is not in the node's policy",
-                       f"groups: {', '.join(sorted(groups)) or 'none (no policy applied)'}")
-
-
 def _host_mac(ifname):
     from pyroute2 import IPRoute
 
     with IPRoute() as ip:
         found = ip.link_lookup(ifname=ifname)
         return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else ""
-
-
-def _undo(inv, names, ip, agent, addresses):
-    for step in (lambda: agent.remove_endpoint(ip),
-                 lambda: links.delete_in_netns(inv.netns, inv.ifname),
-                 lambda: links.delete_endpoint_link(names),
-                 addresses.delete):
-        try:
-            step()
-        except Exception:  # undo is best effort: the original error is the one to report
-            pass
 
 
 def cmd_del(inv):
@@ -434,17 +365,16 @@ def cmd_gc(inv):
     """Spec 1.1 GC: release what attachments not in cni.dev/valid-attachments still hold."""
     valid = inv.config.get(VALID_ATTACHMENTS)
     if valid is None:  # fail closed: without the list every attachment would look stale
-        raise _bad(f"GC needs {VALID_ATTACHMENTS}")
+        raise bad_config(f"GC needs {VALID_ATTACHMENTS}")
     if not isinstance(valid, list) or not all(isinstance(a, dict) for a in valid):
-        raise _bad(f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
+        raise bad_config(f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
     keep = {f"{a.get('containerID', '')}/{a.get('ifname', '')}" for a in valid}
     addresses = _addresses(inv)
     released = addresses.collect(keep)
-    prefix = inv.config.get("linkPrefix", "bay")
     for owner, ips in sorted(released.items()):
         _forget_endpoints(inv, ips, f"GC of {owner}")
         # The node end of a veth pair (or a leftover slave) of the stale attachment, if any.
-        links.delete_endpoint_link(links.LinkNames(prefix, hashlib.sha256(owner.encode()).hexdigest()))
+        links.delete_endpoint_link(attach.endpoint_names(inv.link_prefix, owner))
         _log(f"GC: released {', '.join(ips)} of {owner} (not a valid attachment)")
     return None
 
@@ -495,39 +425,16 @@ def cmd_status(inv):
     return None
 
 
+VERBS = Verbs(add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status, gc=cmd_gc)
+
+
 def run(environ, stdin_text):
     """(stdout document or None, exit status). Never raises."""
-    version = "1.0.0"
-    try:
-        inv = Invocation(environ, stdin_text)
-        version = getattr(inv, "version", version) or version
-        if inv.command == "VERSION":
-            return {"cniVersion": "1.1.0", "supportedVersions": SUPPORTED_VERSIONS}, 0
-        verb = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status,
-                "GC": cmd_gc}[inv.command]
-        return verb(inv), 0
-    except CniError as e:
-        return _error(version, e.code, e.msg, e.details), 1
-    except NodeError as e:
-        code = AGENT_FAILURE if "agent" in str(e) else LINK_FAILURE
-        return _error(version, code, str(e)), 1
-    except BayctlError as e:
-        return _error(version, INTERNAL_ERROR, str(e)), 1
-    except OSError as e:
-        return _error(version, IO_FAILURE, f"{e.strerror or e}", str(getattr(e, "filename", "") or "")), 1
-    except Exception as e:  # the runtime must get CNI error JSON, never a traceback
-        return _error(version, INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}"), 1
-
-
-def _error(version, code, msg, details=""):
-    return {"cniVersion": version, "code": code, "msg": " ".join(str(msg).split()), "details": details}
+    return skel_run(environ, stdin_text, VERBS, invocation=Invocation, error_codes=ERROR_CODES)
 
 
 def main():
-    document, status = run(dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "")
-    if document is not None:
-        sys.stdout.write(json.dumps(document) + "\n")
-    return status
+    return plugin_main(VERBS, invocation=Invocation, error_codes=ERROR_CODES)
 
 
 if __name__ == "__main__":

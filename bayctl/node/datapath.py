@@ -27,10 +27,10 @@ from bayctl.errors import NodeError
 from bayctl.gcpause import gc_paused
 from bayctl.node import libbpf
 from bayctl.node.netns import NetnsGone, run_in_netns
+from bayctl.node.protocol import DEFAULT_PIN_DIR
 from bayctl.policy import layout
 from bayctl.policy.compiler import PackedPolicy
 
-DEFAULT_PIN_DIR = "/sys/fs/bpf/bayctl"
 DEFAULT_OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "bayctl_tc.bpf.o")
 BPFFS_ROOT = "/sys/fs/bpf"
 BPF_FS_MAGIC = 0xCAFE4A11

@@ -28,7 +28,7 @@ import threading
 import time
 
 from bayctl.errors import BayctlError, NodeError
-from bayctl.node import links
+from bayctl.node import attach, links
 from bayctl.node.docker_protocol import PluginServer
 from bayctl.node.ipam import Ipam
 from bayctl.node.statefile import StateFile
@@ -141,17 +141,14 @@ class DockerPlugin:
             raise NodeError("a bayctl network needs exactly one IPv4 subnet with a gateway")
         if request.get("IPv6Data"):
             raise NodeError("bayctl networks are IPv4 only (drop --ipv6)")
-        requested_mode = options.get("bayctl.mode", self.link_mode)
-        parent = options.get("bayctl.parent") or self.parent
-        if requested_mode != links.VETH:
-            parent = parent or links.default_parent()
-        mode = links.choose_mode(requested_mode, parent)
+        mode, parent = attach.link_mode(options.get("bayctl.mode", self.link_mode),
+                                        options.get("bayctl.parent") or self.parent)
         names = links.LinkNames(self.link_prefix, network_id)
         network = {
-            "group": _group_value(options.get("bayctl.group")),
+            "group": attach.group_value(options.get("bayctl.group")),
             "group_from": group_from,
             "mode": mode,
-            "parent": parent if links.is_ipvlan(mode) else None,
+            "parent": parent,
             "subnet": ipv4[0]["Pool"],
             "gateway": ipv4[0]["Gateway"],
             "link": names.network,
@@ -189,7 +186,7 @@ class DockerPlugin:
             raise NodeError("bayctl needs docker to assign the address "
                             "(use --ipam-driver bayctl or another IPAM)")
         group = self._endpoint_group(network, options)
-        self._check_group(group)
+        attach.check_group(self.agent, group)  # fails `docker run` with the group's name
         endpoint = {"network": network_id, "address": interface["Address"],
                     "ip": interface["Address"].split("/")[0], "group": group, "sandbox": None}
         with self.state.update() as state:
@@ -203,7 +200,7 @@ class DockerPlugin:
             known = ", ".join(sorted(ENDPOINT_OPTIONS))
             raise NodeError(f"unknown endpoint option {unknown[0]} (known: {known})")
         if options.get("bayctl.group"):
-            return _group_value(options["bayctl.group"])
+            return attach.group_value(options["bayctl.group"])
         if network["group_from"] == "expose":
             ports = options.get(EXPOSED_PORTS) or []
             numbers = sorted({int(p.get("Port", 0)) for p in ports})
@@ -217,17 +214,6 @@ class DockerPlugin:
                             "or connect with --driver-opt bayctl.group=NAME")
         return network["group"]
 
-    def _check_group(self, group):
-        """Fail at `docker run` time, with the group's name, if the policy does not know it."""
-        groups = self.agent.show_policy().get("groups") or {}
-        if isinstance(group, int):
-            if not 0 < group <= 65535:
-                raise NodeError(f"group tag {group} is out of range 1-65535")
-            return
-        if group not in groups:
-            known = ", ".join(sorted(groups)) or "none: no policy applied"
-            raise NodeError(f"group {group!r} is not in the node's policy (groups: {known})")
-
     def join(self, request):
         network_id, endpoint_id = request["NetworkID"], request["EndpointID"]
         sandbox = request.get("SandboxKey")
@@ -237,22 +223,12 @@ class DockerPlugin:
         if endpoint is None:
             raise NodeError(f"endpoint {endpoint_id[:12]} is unknown to bayctl")
         names = links.LinkNames(self.link_prefix, endpoint_id)
-        mode = network["mode"]
-        policy_ifname = links.create_endpoint_link(mode, names, network["link"], network["parent"])
-        try:
-            if policy_ifname:
-                # veth: the node end never moves, so the policy is on before the container runs.
-                self.agent.add_endpoint(endpoint["ip"], endpoint["group"], ifname=policy_ifname)
-            else:
-                # ipvlan: register IP -> group now (peers' hooks classify it at once); the slave's
-                # own hook can only go on once docker has moved it into the container.
-                self.agent.add_endpoint(endpoint["ip"], endpoint["group"])
-                if sandbox:
-                    threading.Thread(target=self._attach_when_moved, daemon=True,
-                                     args=(endpoint["ip"], endpoint["group"], sandbox)).start()
-        except BaseException:
-            links.delete_endpoint_link(names)
-            raise
+        attached = attach.attach(self.agent, mode=network["mode"], names=names, network_link=network["link"],
+                                 parent=network["parent"], ip=endpoint["ip"], group=endpoint["group"])
+        if not attached.host_end and sandbox:
+            # ipvlan: the slave's own hook can only go on once docker has moved it into the container.
+            threading.Thread(target=self._attach_when_moved, daemon=True,
+                             args=(endpoint["ip"], endpoint["group"], sandbox)).start()
         with self.state.update() as state:
             if endpoint_id in state["endpoints"]:
                 state["endpoints"][endpoint_id]["sandbox"] = sandbox
@@ -301,14 +277,6 @@ class DockerPlugin:
         if endpoint is None:
             return {"Value": {}}
         return {"Value": {"bayctl.group": str(endpoint["group"]), "bayctl.ip": endpoint["ip"]}}
-
-
-def _group_value(value):
-    """A group is a policy name or a numeric tag (the gist's form: `100`)."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    return int(text) if text.isdigit() else text
 
 
 # -- running it -------------------------------------------------------------------------------

@@ -27,12 +27,12 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from bayctl.errors import NodeError
+from bayctl.node.netns import run_in_netns
 
 VETH = "veth"
 IPVLAN_MODES = {"ipvlan-l2": 0, "ipvlan-l3": 1, "ipvlan-l3s": 2}
 MODES = (VETH, *IPVLAN_MODES)
 AUTO = "auto"
-IFNAMSIZ = 15
 
 
 def _netlink_call(what, fn, *args, **kwargs):
@@ -91,7 +91,8 @@ def is_ipvlan(mode):
 
 @dataclass(frozen=True)
 class LinkNames:
-    """Interface names derived from one id; all within IFNAMSIZ and carrying the prefix."""
+    """Interface names derived from one id; all within protocol.IFNAME_MAX_LEN (a prefix
+    of at most 5, 8 of the key, one letter) and carrying the prefix."""
 
     prefix: str
     key: str
@@ -218,19 +219,16 @@ def delete_endpoint_link(names):
     return gone
 
 
-@contextlib.contextmanager
-def netns_route(netns):
-    """An IPRoute bound to the namespace at path `netns` (never creates one)."""
-    if not os.path.exists(netns):
-        raise NodeError(f"network namespace {netns} does not exist")
-    try:
-        ip = IPRoute(netns=netns, flags=0)
-    except OSError as e:
-        raise NodeError(f"entering network namespace {netns}: {e.strerror or e}") from None
-    try:
-        yield ip
-    finally:
-        ip.close()
+def in_netns(netns, func, *args):
+    """func(ip, *args) with an IPRoute of the namespace at path `netns` (never creates one).
+
+    Entered the one way bayctl enters namespaces (netns.run_in_netns: a thread that setns(2)s
+    and ends), not pyroute2's IPRoute(netns=...), which forks a helper process per socket."""
+    def here():
+        with IPRoute() as ip:  # opened on the thread inside `netns`: its socket belongs there
+            return func(ip, *args)
+
+    return run_in_netns(netns, here)
 
 
 def move_and_configure(ifname, netns, new_name, address_cidr, gateway=None):
@@ -250,39 +248,44 @@ def move_and_configure(ifname, netns, new_name, address_cidr, gateway=None):
             _netlink_call(f"moving {ifname} into {netns}", ip.link, "set", index=index, net_ns_fd=fd)
         finally:
             os.close(fd)
-    with netns_route(netns) as ns:
-        index = _lookup(ns, ifname)
-        if _lookup(ns, new_name) is not None:
-            raise NodeError(f"{netns} already has an interface {new_name}")
-        _netlink_call(f"renaming {ifname} to {new_name}", ns.link, "set", index=index, ifname=new_name)
-        _netlink_call(f"addressing {new_name}", ns.addr, "add", index=index, address=str(iface.ip),
-                      prefixlen=iface.network.prefixlen)
-        _netlink_call(f"bringing {new_name} up", ns.link, "set", index=index, state="up")
-        lo = _lookup(ns, "lo")
-        if lo is not None:
-            ns.link("set", index=lo, state="up")
-        if gateway and not ns.get_default_routes(family=2):
-            _netlink_call(f"default route via {gateway}", ns.route, "add", dst="0.0.0.0/0",
-                          gateway=str(gateway), oif=index)
-        return {"name": new_name, "mac": ns.get_links(index)[0].get_attr("IFLA_ADDRESS")}
+    return in_netns(netns, _configure, ifname, netns, new_name, iface, gateway)
+
+
+def _configure(ns, ifname, netns, new_name, iface, gateway):
+    index = _lookup(ns, ifname)
+    if _lookup(ns, new_name) is not None:
+        raise NodeError(f"{netns} already has an interface {new_name}")
+    _netlink_call(f"renaming {ifname} to {new_name}", ns.link, "set", index=index, ifname=new_name)
+    _netlink_call(f"addressing {new_name}", ns.addr, "add", index=index, address=str(iface.ip),
+                  prefixlen=iface.network.prefixlen)
+    _netlink_call(f"bringing {new_name} up", ns.link, "set", index=index, state="up")
+    lo = _lookup(ns, "lo")
+    if lo is not None:
+        ns.link("set", index=lo, state="up")
+    if gateway and not ns.get_default_routes(family=2):
+        _netlink_call(f"default route via {gateway}", ns.route, "add", dst="0.0.0.0/0",
+                      gateway=str(gateway), oif=index)
+    return {"name": new_name, "mac": ns.get_links(index)[0].get_attr("IFLA_ADDRESS")}
 
 
 def describe_in_netns(netns, ifname):
     """What a container interface looks like now: {"mac", "addresses": [cidr], "up"}, or None."""
-    with netns_route(netns) as ns:
-        index = _lookup(ns, ifname)
-        if index is None:
-            return None
-        link = ns.get_links(index)[0]
-        info = link.get_attr("IFLA_LINKINFO")
-        addresses = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-                     for a in ns.get_addr(index=index, family=2)]
-        return {
-            "mac": link.get_attr("IFLA_ADDRESS"),
-            "addresses": addresses,
-            "up": bool(link["flags"] & 1),
-            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-        }
+    return in_netns(netns, _describe, ifname)
+
+
+def _describe(ns, ifname):
+    index = _lookup(ns, ifname)
+    if index is None:
+        return None
+    link = ns.get_links(index)[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    addresses = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=index, family=2)]
+    return {
+        "mac": link.get_attr("IFLA_ADDRESS"),
+        "addresses": addresses,
+        "up": bool(link["flags"] & 1),
+        "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+    }
 
 
 def delete_in_netns(netns, ifname):
@@ -293,21 +296,26 @@ def delete_in_netns(netns, ifname):
     if not netns or not os.path.exists(netns):
         return False
     try:
-        with netns_route(netns) as ns:
-            index = _lookup(ns, ifname)
-            if index is None:
-                return False
-            with contextlib.suppress(NetlinkError):
-                ns.link("del", index=index)
-            return True
+        return in_netns(netns, _delete, ifname)
     except NodeError:
         return False
+
+
+def _delete(ns, ifname):
+    index = _lookup(ns, ifname)
+    if index is None:
+        return False
+    with contextlib.suppress(NetlinkError):
+        ns.link("del", index=index)
+    return True
 
 
 
 def find_by_address(netns, ip):
     """The name of the interface holding `ip` inside `netns`, or None (not there yet)."""
-    with netns_route(netns) as ns:
+    def holder(ns):
         for addr in ns.get_addr(family=2, address=str(ip)):
             return ns.get_links(addr["index"])[0].get_attr("IFLA_IFNAME")
-    return None
+        return None
+
+    return in_netns(netns, holder)

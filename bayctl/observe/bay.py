@@ -1,6 +1,6 @@
 """Merge the flow streams of every slave of a bay, over the bay's SSH connections.
 
-One long-lived SSH connection per slave (bayctl.verify.shell.BayShell: the bay's key and
+One long-lived SSH connection per slave (bayctl.remote.BayShell: the bay's key and
 known_hosts, slaves through the master) runs bayctl/observe/node.py, which follows that
 slave's agent and prints JSON lines. Flows are handed on as they arrive, each named by its
 slave. A slave whose stream ends (agent restarted, SSH dropped) is named and re-joined; on
@@ -17,7 +17,7 @@ import asyncssh
 
 from bayctl.errors import BayctlError, NodeError
 from bayctl.providers.base import SLAVE
-from bayctl.verify.shell import BayShell
+from bayctl.remote import BayShell
 
 # Like bayctl.verify.run's helper: the Python that has bayctl on the node (the `bayctl`
 # script's shebang on a node image, else python3).
@@ -122,7 +122,7 @@ class BayObserver:
                 return
             delay = REJOIN_DELAYS[min(attempt, len(REJOIN_DELAYS) - 1)]
             self.on_note(f"{node.name}: dropped out ({reason}); re-joining in {delay:g}s")
-            _forget_connection(shell, node.name)
+            await shell.disconnect(node.name)  # the next start() reconnects
             attempt += 1
             try:
                 await asyncio.wait_for(stop.wait(), delay)
@@ -144,14 +144,6 @@ def _named(flow, node_name):
     """The bay's name for the node (an agent knows only its hostname)."""
     flow["node"] = node_name
     return flow
-
-
-def _forget_connection(shell, name):
-    """Make the next start() reconnect: a dropped connection stays cached in BayShell.
-    (BayShell has no public way yet; the remote helper's bayctl/remote/ may add one.)"""
-    conn = shell._conns.pop(name, None)
-    if conn is not None:
-        conn.close()
 
 
 def observed_flows(bay, since, on_note=None):

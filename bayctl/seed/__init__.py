@@ -4,7 +4,8 @@
     results = seed_policy(nodes, policy_text, bay_state_dir=..., ssh_user="root",
                           ssh_key="~/.bayctl/demo/id_ed25519", bastion=master)
 
-See runner.py for what is done per node, hostkeys.py for how nodes are trusted.
+See runner.py for what is done per node, remote.py for the node-side commands, and
+bayctl.remote for how nodes are reached and trusted.
 """
 
 from bayctl.seed.runner import (

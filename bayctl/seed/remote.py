@@ -2,12 +2,12 @@
 
 Two ways to reach the node's agent, both through the same SSH connection:
 
-- ``cli`` (the default): the node's own ``bayctl node show -f json`` and
+- ``cli``: the node's own ``bayctl node show -f json`` and
   ``bayctl node apply -`` (the node agent's published CLI). Each is a Python start on the
   node (~0.3 s of CPU).
-- ``curl``: the agent's HTTP API on its unix socket through ``curl --unix-socket``
-  (GET/PUT /v1/policy, the same API the CLI calls). Same effect, ~100x cheaper on the node;
-  for slaves that are small or many.
+- ``curl`` (the default, what every bay uses): the agent's HTTP API on its unix socket
+  through ``curl --unix-socket`` (GET/PUT /v1/policy, the same API the CLI calls). Same
+  effect, ~100x cheaper on the node.
 
 Either way the node is asked the same things: to apply the policy (text on stdin, never on a
 command line) unless it already holds the policy's digest, and then its digest (the read-back).
@@ -26,9 +26,7 @@ import shlex
 from typing import Optional
 
 from bayctl.errors import NodeError
-
-DEFAULT_SOCKET = "/run/bayctl/agent.sock"
-MODES = ("cli", "curl")
+from bayctl.node.protocol import DEFAULT_SOCKET, ENV_SOCKET
 
 # curl's status line is appended after the body so one call gives both.
 _CURL_STATUS_MARK = "\nbayctl-http-status:"
@@ -39,38 +37,51 @@ HTTP_PRECONDITION_FAILED = 412
 
 
 class RemoteAgent:
-    """Builds the node-side commands for one mode and reads their results."""
+    """What both ways share: the socket, sudo, and reading one answer's digest."""
 
-    def __init__(self, mode: str = "cli", agent_socket: Optional[str] = None, bayctl: str = "bayctl",
-                 sudo: bool = False):
-        if mode not in MODES:
-            raise ValueError(f"unknown remote mode {mode!r} (one of {', '.join(MODES)})")
-        self.mode = mode
+    mode = ""
+
+    def __init__(self, agent_socket: Optional[str] = None, sudo: bool = False):
         self.agent_socket = agent_socket
-        self.bayctl = bayctl
         # The agent's socket is root's only (0600): a login that is not root (a cloud image's
         # `debian`) asks through sudo, never interactively (-n: no password prompt to hang on).
         self.sudo = sudo
 
-    # -- commands -------------------------------------------------------------------------
+    def as_root(self, command: str) -> str:
+        return f"sudo -n {command}" if self.sudo else command
+
+    def parse_digest(self, exit_status: Optional[int], stdout: str, stderr: str) -> Optional[str]:
+        """The digest a show command reports (None: the node has no policy). NodeError if it failed."""
+        return _digest_of(self._body(exit_status, stdout, stderr))
+
+    def check_applied(self, exit_status: Optional[int], stdout: str, stderr: str) -> None:
+        """Raise NodeError with the agent's reason unless the apply command succeeded."""
+        self._body(exit_status, stdout, stderr)
+
+    def _body(self, exit_status, stdout, stderr) -> str:
+        raise NotImplementedError
+
+    async def seed(self, run, policy_text: str, wanted: str, stage: list):
+        """Apply `policy_text` unless the agent holds `wanted`, then read back: (applied, digest).
+
+        run(command, stdin) -> (exit status, stdout, stderr) on the node; stage[0] is kept at
+        what is being done, for the reason when a time limit strikes."""
+        raise NotImplementedError
+
+
+class CurlAgent(RemoteAgent):
+    """The agent's HTTP API through curl: ONE command per seeded node (the default)."""
+
+    mode = "curl"
 
     def show_command(self) -> str:
-        if self.mode == "cli":
-            return self._as_root(f"{shlex.quote(self.bayctl)} node show -f json{self._socket_flag()}")
-        return self._as_root(self._curl("GET"))
+        return self.as_root(self._curl("GET"))
 
     def apply_command(self) -> str:
-        if self.mode == "cli":
-            return self._as_root(f"{shlex.quote(self.bayctl)} node apply -{self._socket_flag()}")
-        return self._as_root(self._curl("PUT", "--data-binary @- -H 'Content-Type: application/yaml'"))
-
-    @property
-    def one_command(self) -> bool:
-        """True when apply-unless-current and the read-back are one remote command."""
-        return self.mode == "curl"
+        return self.as_root(self._curl("PUT", "--data-binary @- -H 'Content-Type: application/yaml'"))
 
     def seed_command(self, digest: str) -> str:
-        """curl only: PUT unless the agent holds `digest` (policy on stdin), then GET, in one curl."""
+        """PUT unless the agent holds `digest` (policy on stdin), then GET, in one curl."""
         if not _SHA256_HEX.match(digest or ""):
             raise ValueError(f"not a policy digest: {digest!r}")
         condition = f"-H 'If-None-Match: \"{digest}\"' "
@@ -78,71 +89,41 @@ class RemoteAgent:
                          status_newline=True)
         get = self._curl("GET").split(" ", 1)[1]  # --next: the same options again, without "curl"
         # --fail-early: a request that gets no answer ends curl with its own exit status.
-        return self._as_root(f"{put.replace('curl ', 'curl --fail-early ', 1)} --next {get}")
+        return self.as_root(f"{put.replace('curl ', 'curl --fail-early ', 1)} --next {get}")
 
-    def _as_root(self, command: str) -> str:
-        return f"sudo -n {command}" if self.sudo else command
+    async def seed(self, run, policy_text: str, wanted: str, stage: list):
+        stage[0] = "applying the policy unless the node holds it, and reading it back"
+        return self.parse_seed(*await run(self.seed_command(wanted), policy_text))
 
-    def _socket_flag(self) -> str:
-        return f" --socket {shlex.quote(self.agent_socket)}" if self.agent_socket else ""
-
-    def _socket_word(self) -> str:
+    def socket_word(self) -> str:
         # Without an explicit socket the node's own BAYCTL_AGENT_SOCKET (or the default)
         # decides, as it does for `bayctl node ...` there.
         if self.agent_socket:
             return shlex.quote(self.agent_socket)
-        return f'"${{BAYCTL_AGENT_SOCKET:-{DEFAULT_SOCKET}}}"'
+        return f'"${{{ENV_SOCKET}:-{DEFAULT_SOCKET}}}"'
 
     def _curl(self, method: str, extra: str = "", status_newline: bool = False) -> str:
         end = "\\n" if status_newline else ""  # curl's -w expands \n: the next answer starts a line
-        return (f"curl -sS --max-time 20 --unix-socket {self._socket_word()} -X {method} {extra} "
+        return (f"curl -sS --max-time 20 --unix-socket {self.socket_word()} -X {method} {extra} "
                 f"-w '{_CURL_STATUS_MARK.strip()}%{{http_code}}{end}' http://agent/v1/policy"
                 ).replace("  ", " ")
-
-    # -- results --------------------------------------------------------------------------
-
-    def parse_digest(self, exit_status: Optional[int], stdout: str, stderr: str) -> Optional[str]:
-        """The digest a show command reports (None: the node has no policy). NodeError if it failed."""
-        return self._digest_of(self._body(exit_status, stdout, stderr))
-
-    @staticmethod
-    def _digest_of(body: str) -> Optional[str]:
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise NodeError(f"unreadable answer from the node's agent: {_first_line(body)!r}") from None
-        if not isinstance(doc, dict) or "digest" not in doc:
-            raise NodeError("the node's agent answered without a digest")
-        digest = doc["digest"]
-        return digest if digest and digest != "None" else None
 
     def parse_seed(self, exit_status: Optional[int], stdout: str, stderr: str):
         """What a seed command did: (applied, digest read back). NodeError if either request failed.
 
         applied is False when the agent refused the conditional PUT because it already held the
         digest (412: nothing rewritten); the read-back digest is what the agent holds after."""
-        self._curl_failure(exit_status, stderr)
+        self.check_curl_exit(exit_status, stderr)
         answers = _CURL_ANSWERS.split(stdout)  # [body, status, body, status, ""]
         if len(answers) != 5 or answers[4].strip():
             raise NodeError(f"unreadable answer from the node's agent: {_first_line(stdout)!r}")
         put_body, put_status, get_body, get_status = answers[0], int(answers[1]), answers[2], answers[3]
         if put_status != HTTP_PRECONDITION_FAILED:
-            self._check_status(put_status, put_body)
-        self._check_status(int(get_status), get_body)
-        return put_status != HTTP_PRECONDITION_FAILED, self._digest_of(get_body)
+            check_status(put_status, put_body)
+        check_status(int(get_status), get_body)
+        return put_status != HTTP_PRECONDITION_FAILED, _digest_of(get_body)
 
-    def check_applied(self, exit_status: Optional[int], stdout: str, stderr: str) -> None:
-        """Raise NodeError with the agent's reason unless the apply command succeeded."""
-        self._body(exit_status, stdout, stderr)
-
-    def _body(self, exit_status, stdout, stderr) -> str:
-        if self.mode == "cli":
-            if exit_status != 0:
-                raise NodeError(_command_failure(exit_status, stderr or stdout))
-            return stdout
-        return self._curl_body(exit_status, stdout, stderr)
-
-    def _curl_failure(self, exit_status, stderr) -> None:
+    def check_curl_exit(self, exit_status, stderr) -> None:
         if exit_status == 127:
             raise NodeError("curl not found on the node (exit 127)")
         if exit_status == 7:  # curl: could not connect
@@ -150,25 +131,85 @@ class RemoteAgent:
         if exit_status != 0:
             raise NodeError(_command_failure(exit_status, stderr))
 
-    def _curl_body(self, exit_status, stdout, stderr) -> str:
-        self._curl_failure(exit_status, stderr)
+    def _body(self, exit_status, stdout, stderr) -> str:
+        self.check_curl_exit(exit_status, stderr)
         body, _, status = stdout.rpartition(_CURL_STATUS_MARK.strip())
         body = body.rstrip("\n")
         if not status.strip().isdigit():
             raise NodeError("unreadable answer from the node's agent")
-        self._check_status(int(status), body)
+        check_status(int(status), body)
         return body
 
-    @staticmethod
-    def _check_status(status: int, body: str) -> None:
-        if status < 200:  # 000: curl wrote no status (no answer)
-            raise NodeError("no answer from the node's agent")
-        if status >= 400:
-            try:
-                reason = json.loads(body)["error"]
-            except (ValueError, KeyError, TypeError):
-                reason = _first_line(body) or f"HTTP {status}"
-            raise NodeError(f"agent: {reason}")
+
+class CliAgent(RemoteAgent):
+    """The node's own `bayctl node show/apply`: three commands, three Python starts per node.
+
+    Kept for nodes without curl and as bench/seed.py's yardstick for the curl way."""
+
+    mode = "cli"
+
+    def __init__(self, agent_socket: Optional[str] = None, sudo: bool = False, bayctl: str = "bayctl"):
+        super().__init__(agent_socket, sudo)
+        self.bayctl = bayctl
+
+    def show_command(self) -> str:
+        return self.as_root(f"{shlex.quote(self.bayctl)} node show -f json{self._socket_flag()}")
+
+    def apply_command(self) -> str:
+        return self.as_root(f"{shlex.quote(self.bayctl)} node apply -{self._socket_flag()}")
+
+    async def seed(self, run, policy_text: str, wanted: str, stage: list):
+        stage[0] = "reading the node's policy"
+        current = self.parse_digest(*await run(self.show_command(), None))
+        if current == wanted:
+            return False, current
+        stage[0] = "applying the policy"
+        self.check_applied(*await run(self.apply_command(), policy_text))
+        stage[0] = "reading the policy back"
+        return True, self.parse_digest(*await run(self.show_command(), None))
+
+    def _socket_flag(self) -> str:
+        return f" --socket {shlex.quote(self.agent_socket)}" if self.agent_socket else ""
+
+    def _body(self, exit_status, stdout, stderr) -> str:
+        if exit_status != 0:
+            raise NodeError(_command_failure(exit_status, stderr or stdout))
+        return stdout
+
+
+MODES = {"curl": CurlAgent, "cli": CliAgent}
+
+
+def remote_agent(mode: str = "curl", *, agent_socket: Optional[str] = None, sudo: bool = False,
+                 bayctl: str = "bayctl") -> RemoteAgent:
+    """The agent's way for `mode` ("curl", the default, or "cli")."""
+    if mode not in MODES:
+        raise ValueError(f"unknown remote mode {mode!r} (one of {', '.join(MODES)})")
+    if mode == "cli":
+        return CliAgent(agent_socket, sudo, bayctl=bayctl)
+    return CurlAgent(agent_socket, sudo)
+
+
+def _digest_of(body: str) -> Optional[str]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise NodeError(f"unreadable answer from the node's agent: {_first_line(body)!r}") from None
+    if not isinstance(doc, dict) or "digest" not in doc:
+        raise NodeError("the node's agent answered without a digest")
+    digest = doc["digest"]
+    return digest if digest and digest != "None" else None
+
+
+def check_status(status: int, body: str) -> None:
+    if status < 200:  # 000: curl wrote no status (no answer)
+        raise NodeError("no answer from the node's agent")
+    if status >= 400:
+        try:
+            reason = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            reason = _first_line(body) or f"HTTP {status}"
+        raise NodeError(f"agent: {reason}")
 
 
 def _command_failure(exit_status, text) -> str:

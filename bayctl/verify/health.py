@@ -1,7 +1,7 @@
 """Per-node health of a bay, as `bayctl show` and `bayctl list` print it: is each slave's
 agent up, and does it enforce the policy the bay was seeded with?
 
-One round over the bay's SSH path (bayctl.verify.shell: the bay's key and known_hosts,
+One round over the bay's SSH path (bayctl.remote: the bay's key and known_hosts,
 slaves through the master): one `curl GET /v1/policy` per slave, all slaves at once (the
 same command seeding uses for its read-back, bayctl.seed.remote). No probe, no Python on
 the nodes. bench/local_bay_size.py on a 2-core machine: 0.2-0.3 s for 2 slaves, 0.3 s for 8,
@@ -15,8 +15,8 @@ from typing import Dict, List, Optional
 
 from bayctl.errors import NodeError
 from bayctl.providers.base import SLAVE
-from bayctl.seed.remote import RemoteAgent
-from bayctl.verify.shell import BayShell
+from bayctl.remote import BayShell
+from bayctl.seed.remote import CurlAgent
 
 UP, DOWN, UNREACHABLE = "up", "down", "unreachable"
 
@@ -48,7 +48,7 @@ def bay_health(nodes, recorded_digest: Optional[str], *, bay_state_dir: str, ssh
 
 
 async def _health(nodes, recorded, bay_state_dir, ssh_user, ssh_key, connect_timeout) -> List[NodeHealth]:
-    agent = RemoteAgent("curl", sudo=ssh_user != "root")
+    agent = CurlAgent(sudo=ssh_user != "root")
     slaves = [node for node in nodes if node.role == SLAVE]
 
     async def one(shell, node) -> NodeHealth:

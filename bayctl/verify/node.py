@@ -23,7 +23,6 @@ endpoint, registration and link this process made.
 """
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ import sys
 import tempfile
 
 from bayctl.errors import NodeError
-from bayctl.node import links
+from bayctl.node import attach, links
 from bayctl.node.client import AgentClient
 from bayctl.verify import probes
 
@@ -65,8 +64,7 @@ class ProbeNode:
     def setup(self, request):
         prefix = request["netns_prefix"]
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
-        network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
-        self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
+        self.network_link = attach.network_link_name(LINK_PREFIX, CNI_NETWORK)  # as bayctl-cni names it
         self.attach_workers = request.get("workers") or ATTACH_WORKERS
         records = []
         for endpoint in request["endpoints"]:
@@ -76,7 +74,7 @@ class ProbeNode:
             self.endpoints.append(record)  # before it exists: teardown undoes a half-made one too
             records.append(record)
 
-        def attach(record):
+        def place(record):
             _run(["ip", "netns", "add", os.path.basename(record["netns"])])
             result = self._cni("ADD", record)
             record["ip"] = result["ips"][0]["address"].split("/")[0]
@@ -86,8 +84,8 @@ class ProbeNode:
         # plugin's IPAM is a locked read-modify-write), so a node's share of many groups costs
         # about one plugin run, not one each.
         for record in records[:1]:
-            attach(record)
-        _each(attach, records[1:], workers=self.attach_workers)
+            place(record)
+        _each(place, records[1:], workers=self.attach_workers)
         made = [{"name": r["name"], "group": r["group"], "ip": r["ip"]} for r in records]
         return {"endpoints": made}
 

@@ -1,6 +1,6 @@
 """Measure a bay's connectivity matrix and compare it with its policy.
 
-Over SSH (bayctl.verify.shell: the bay's key and known_hosts, slaves through the master) a
+Over SSH (bayctl.remote: the bay's key and known_hosts, slaves through the master) a
 probe helper (bayctl.verify.node) runs on every slave and on the master:
 
 1. each slave reports the policy its agent enforces; all must agree (that policy is the
@@ -24,9 +24,9 @@ from bayctl.errors import BayctlError, NodeError
 from bayctl.policy import parse_policy
 from bayctl.policy.model import EXTERNAL
 from bayctl.providers.base import MASTER, SLAVE
+from bayctl.remote import BayShell
 from bayctl.verify.matrix import expected_matrix, listening_ports
 from bayctl.verify.report import Report
-from bayctl.verify.shell import BayShell
 
 # The helper runs under the Python that has bayctl: on a node image that is a virtualenv
 # (bayctl/share/elements/bayctl-node), named by the shebang of the `bayctl` script on PATH; else python3.
@@ -167,9 +167,9 @@ async def _check_digests(shell: BayShell, slaves, ssh_user: str, state) -> str:
     """The digest every slave's agent enforces, once each answered and all agree with the bay's
     record: a slave that drifted (a policy applied behind bayctl's back) is a failure before
     any probe, since the matrix would otherwise be checked against the wrong policy."""
-    from bayctl.seed.remote import RemoteAgent
+    from bayctl.seed.remote import CurlAgent
 
-    agent = RemoteAgent("curl", sudo=ssh_user != "root")
+    agent = CurlAgent(sudo=ssh_user != "root")
 
     async def one(node):
         try:

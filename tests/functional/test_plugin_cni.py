@@ -237,6 +237,9 @@ def test_concurrent_adds_in_separate_processes_never_share_an_address(cni, bplg_
     ("bad command", {"CNI_COMMAND": "FROB"}, None, 4, "CNI_COMMAND"),
     ("bad subnet", {}, "subnet", 7, "ipam.subnet"),
     ("unknown group", {}, "group", 7, "group 'nosuch' is not in the node's policy"),
+    # A tag is checked against the datapath's range as the Docker driver checks it (attach.py),
+    # before any address or link: it was let through and failed at the agent as a link failure.
+    ("tag out of range", {}, "tag", 7, "group tag 70000 is out of range 1-65535"),
 ])
 def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case, env, raw, code, words):
     bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
@@ -248,6 +251,9 @@ def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case,
         raw = None
     if raw == "group":
         config["group"] = "nosuch"
+        raw = None
+    if raw == "tag":
+        config["group"] = 70000
         raw = None
     netns = "" if "CNI_NETNS" in env else cni.make_netns(f"bad{abs(hash(case)) % 1000}")
     status, out = cni.call("ADD", config, netns=env.get("CNI_NETNS", netns), container=f"{cni.tag}-bad",

@@ -11,7 +11,6 @@ import http.server
 import json
 import logging
 import os
-import socket
 import socketserver
 import threading
 
@@ -20,7 +19,6 @@ from harness.prereq import require_tools
 
 from bayctl.errors import PolicyError, SeedError
 from bayctl.policy import parse_policy
-from bayctl.providers.base import SLAVE, Node
 from bayctl.seed import FAILED, SEEDED, UNCHANGED, seed_policy
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root]
@@ -114,10 +112,8 @@ def test_a_node_that_is_down_is_named_and_the_others_are_seeded(sshd_bay_factory
 def test_a_node_that_never_answers_times_out_and_the_others_are_seeded(sshd_bay_factory):
     bay = sshd_bay_factory(2)
     silent_ip = "127.77.249.250"
-    with socket.socket() as silent:  # accepts TCP, never speaks SSH
-        silent.bind((silent_ip, bay.port))
-        silent.listen()
-        nodes = bay.nodes() + [Node("bseed-silent", SLAVE, silent_ip, None)]
+    with bay.silent_node(silent_ip) as silent:
+        nodes = bay.nodes() + [silent]
         results = by_name(seed_policy(nodes, WEB_DB, raise_on_failure=False, connect_timeout=3,
                                       **bay.seed_options()))
     assert results["bseed-silent"].status == FAILED

@@ -12,6 +12,7 @@ Used by tests/functional/test_seed_*.py (fixture `sshd_bay_factory`) and bench/s
 Names carry the room prefix "bseed"; every process, pin dir and file is removed on teardown.
 """
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -281,6 +282,16 @@ class SshdBay:
 
     def nodes(self, public=True):
         return [slave.node(public=public) for slave in self.slaves]
+
+    @contextlib.contextmanager
+    def silent_node(self, ip):
+        """A node at `ip` on the bay's port that accepts TCP and never speaks SSH (a hung sshd)."""
+        from bayctl.providers.base import SLAVE, Node
+
+        with socket.socket() as silent:
+            silent.bind((ip, self.port))
+            silent.listen()
+            yield Node(f"{PREFIX}-silent", SLAVE, ip, None)
 
     def seed_options(self, **extra):
         options = dict(bay_state_dir=self.state_dir, ssh_user="root", ssh_key=self.key, ssh_port=self.port)

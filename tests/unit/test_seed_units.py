@@ -7,9 +7,10 @@ import pytest
 
 from bayctl.errors import NodeError, PolicyError, SeedError
 from bayctl.providers.base import SLAVE, Node
+from bayctl.remote import HostKeyChanged
+from bayctl.remote.hostkeys import TofuKnownHosts, host_pattern
 from bayctl.seed import seed_policy
-from bayctl.seed.hostkeys import HostKeyChanged, TofuKnownHosts, host_pattern
-from bayctl.seed.remote import RemoteAgent
+from bayctl.seed.remote import CliAgent, CurlAgent, remote_agent
 
 POLICY = """apiVersion: bayctl/v1
 kind: GroupPolicy
@@ -55,7 +56,7 @@ def test_seeding_refuses_to_run_on_a_damaged_known_hosts(tmp_path):
 
 
 def test_cli_answers():
-    agent = RemoteAgent("cli", agent_socket="/run/x y.sock")
+    agent = CliAgent(agent_socket="/run/x y.sock")
     assert agent.show_command() == "bayctl node show -f json --socket '/run/x y.sock'"
     assert agent.apply_command() == "bayctl node apply - --socket '/run/x y.sock'"
     assert agent.parse_digest(0, '{"digest": "abc", "groups": {}}', "") == "abc"
@@ -67,7 +68,7 @@ def test_cli_answers():
 
 
 def test_curl_answers():
-    agent = RemoteAgent("curl")
+    agent = CurlAgent()
     assert '"${BAYCTL_AGENT_SOCKET:-/run/bayctl/agent.sock}"' in agent.show_command()
     assert agent.parse_digest(0, '{"digest": "abc"}\nbayctl-http-status:200', "") == "abc"
     with pytest.raises(NodeError, match="agent: line 3: bad port"):
@@ -78,11 +79,11 @@ def test_curl_answers():
 
 def test_sudo_wraps_every_node_command_whole():
     for mode in ("cli", "curl"):
-        agent = RemoteAgent(mode, sudo=True)
-        assert agent.show_command() == "sudo -n " + RemoteAgent(mode).show_command()
-        assert agent.apply_command() == "sudo -n " + RemoteAgent(mode).apply_command()
-    seed = RemoteAgent("curl", sudo=True).seed_command("ab" * 32)
-    assert seed == "sudo -n " + RemoteAgent("curl").seed_command("ab" * 32)
+        agent = remote_agent(mode, sudo=True)
+        assert agent.show_command() == "sudo -n " + remote_agent(mode).show_command()
+        assert agent.apply_command() == "sudo -n " + remote_agent(mode).apply_command()
+    seed = CurlAgent(sudo=True).seed_command("ab" * 32)
+    assert seed == "sudo -n " + CurlAgent().seed_command("ab" * 32)
     assert seed.count("sudo") == 1 and " --next -sS " in seed  # the second request is curl's, not sudo's
 
 
@@ -112,8 +113,8 @@ DIGEST = "ab" * 32
 
 
 def test_curl_seed_is_one_command_with_a_conditional_put_then_a_get():
-    agent = RemoteAgent("curl", agent_socket="/run/a b.sock")
-    assert agent.one_command and not RemoteAgent("cli").one_command
+    agent = CurlAgent(agent_socket="/run/a b.sock")
+    assert remote_agent().mode == "curl"  # the library's default way, as every bay seeds
     command = agent.seed_command(DIGEST)
     put, get = command.split(" --next ")
     assert put.startswith("curl --fail-early ") and "-X PUT" in put and "--data-binary @-" in put
@@ -124,7 +125,7 @@ def test_curl_seed_is_one_command_with_a_conditional_put_then_a_get():
 
 
 def test_curl_seed_answers():
-    agent = RemoteAgent("curl")
+    agent = CurlAgent()
     held = f'{{"digest": "{DIGEST}", "groups": {{}}}}\nbayctl-http-status:200'
     applied = f'{{"digest": "{DIGEST}", "entries": 3}}\nbayctl-http-status:200\n' + held
     assert agent.parse_seed(0, applied, "") == (True, DIGEST)

@@ -76,7 +76,7 @@ def allow_container_range(ctx, slaves) -> None:
 
 def record_host_keys(bay_dir, keys):
     """Add `address -> public key` lines to the bay's known_hosts (the file bayctl.seed reads)."""
-    from bayctl.seed.hostkeys import KNOWN_HOSTS_NAME
+    from bayctl.remote.hostkeys import KNOWN_HOSTS_NAME
 
     path = os.path.join(bay_dir, KNOWN_HOSTS_NAME)
     present = set()

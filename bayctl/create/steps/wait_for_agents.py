@@ -23,11 +23,11 @@ class WaitForAgents(Step):
         asyncio.run(self._wait_all(ctx, timeout))
 
     async def _wait_all(self, ctx, timeout):
-        from bayctl.seed.remote import RemoteAgent
-        from bayctl.verify.shell import BayShell
+        from bayctl.remote import BayShell, KeyRefused
+        from bayctl.seed.remote import CurlAgent
 
         # Asked exactly as seeding will ask (its API through curl, sudo unless root).
-        agent = RemoteAgent("curl", sudo=ctx.ssh_user != "root")
+        agent = CurlAgent(sudo=ctx.ssh_user != "root")
         slaves = ctx.slaves
         ready = []
         async with BayShell(ctx.nodes, bay_state_dir=ctx.state.directory, ssh_user=ctx.ssh_user,
@@ -43,10 +43,12 @@ class WaitForAgents(Step):
                         ready.append(node.name)
                         ctx.status.update(f"{node.name} agent answers", len(ready), len(slaves))
                         return
+                    except KeyRefused as err:
+                        last = str(err)
+                        if ctx.is_local:
+                            break  # the local provider installed the key before sshd started: final
                     except NodeError as err:
                         last = str(err)
-                        if ctx.is_local and "refused the bay's key" in last:
-                            break  # the local provider installed the key before sshd started: final
                     await asyncio.sleep(POLL_SECONDS)
                 raise NodeError(f"{node.name}: agent not answering: {last}")
 

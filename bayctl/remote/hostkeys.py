@@ -13,6 +13,8 @@ from typing import Dict, List, Optional
 
 import asyncssh
 
+from bayctl.remote.errors import HostKeyChanged
+
 KNOWN_HOSTS_NAME = "known_hosts"
 
 
@@ -24,10 +26,6 @@ FIRST_CONTACT_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp38
 def host_pattern(host: str, port: int) -> str:
     """The name OpenSSH gives host:port in known_hosts ("[h]:p" unless p is 22)."""
     return host if port == 22 else f"[{host}]:{port}"
-
-
-class HostKeyChanged(Exception):
-    """A node presented a key other than the one recorded for it."""
 
 
 class TofuKnownHosts:
