@@ -16,7 +16,10 @@ stdin and answers one JSON line on stdout:
 A probe endpoint is a network namespace attached to this node exactly as a Mesos container
 is: the node's CNI plugin (`bayctl-cni`) is invoked as the Mesos CNI isolator invokes it
 (CNI_* environment, network config on stdin, the group in the NetworkInfo labels), so it
-gets its veth, its address and its registration with the node's agent from the same code. Each endpoint
+gets its link, its address and its registration with the node's agent from the same code.
+The link is of the mode the node's own Mesos network is configured with (its CNI config in
+the image's config dir, /etc/bayctl/node.env: ipvlan on a cloud node whose kernel has it),
+veth where the node has no such config (a local bay's namespaces); setup answers it. Each endpoint
 listens on every probed TCP and UDP port; probes connect (TCP), ask for an echo (UDP) or
 ping (ICMP) and report whether an answer came. End of input, or teardown, removes every
 endpoint, registration and link this process made.
@@ -37,13 +40,38 @@ import threading
 import time
 
 from bayctl.errors import NodeError
-from bayctl.node import links
+from bayctl.node import hostgw, links
 from bayctl.node.client import AgentClient
 from bayctl.node.netns import run_in_netns
 
 LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
 CNI_NETWORK = "bb-verify"
 NETNS_DIR = "/run/netns"
+NODE_ENV = "/etc/bayctl/node.env"  # the image's statement of the node (mesos element)
+
+
+def configured_link(node_env=NODE_ENV):
+    """(link mode, ipvlan parent or None) of this node's own Mesos network (bayctl-hostgw's CNI
+    config in the dir node.env names), resolved as bayctl-cni resolves it; veth where the
+    node has none."""
+    cni_dir = hostgw.DEFAULT_CNI_DIR
+    try:
+        with open(node_env) as handle:
+            for line in handle:
+                key, _, value = line.strip().partition("=")
+                if key == "BAYCTL_CNI_CONFIG_DIR" and value:
+                    cni_dir = value.strip('"')
+    except FileNotFoundError:
+        return links.VETH, None
+    try:
+        with open(os.path.join(cni_dir, hostgw.CNI_CONFIG_NAME)) as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        return links.VETH, None
+    except ValueError as err:
+        raise NodeError(f"{os.path.join(cni_dir, hostgw.CNI_CONFIG_NAME)}: not JSON ({err})") from None
+    parent = config.get("parent")
+    return links.choose_mode(config.get("linkMode", links.AUTO), parent), parent
 
 
 class ProbeNode:
@@ -53,6 +81,7 @@ class ProbeNode:
         self.registered = []  # ips registered with the agent (local and remote)
         self.network_link = None
         self.cni_state = None
+        self.link_mode = self.link_parent = None
         self.sockets = []  # listening sockets (TCP) and UDP sockets served by one thread
         self.stop = threading.Event()
         self.server = None
@@ -71,6 +100,7 @@ class ProbeNode:
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
         network_key = hashlib.sha256(CNI_NETWORK.encode()).hexdigest()  # as bayctl-cni names it
         self.network_link = links.LinkNames(LINK_PREFIX, network_key).network
+        self.link_mode, self.link_parent = configured_link()
         made = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
@@ -82,16 +112,18 @@ class ProbeNode:
             result = self._cni("ADD", record)
             record["ip"] = result["ips"][0]["address"].split("/")[0]
             self._listen(netns, request["ports"])
-            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"]})
+            made.append({"name": endpoint["name"], "group": endpoint["group"], "ip": record["ip"],
+                         "link": self.link_mode})
         self._serve()
         return {"endpoints": made}
 
     def _cni(self, command, record):
         """Invoke the node's CNI plugin as the Mesos CNI isolator does."""
         config = {
-            "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "bayctl-cni", "linkMode": links.VETH,
+            "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "bayctl-cni", "linkMode": self.link_mode,
             "linkPrefix": LINK_PREFIX, "stateDir": self.cni_state,
             "ipam": {"type": "bayctl", "subnet": record["subnet"]},
+            **({"parent": self.link_parent} if self.link_parent else {}),
             "args": {"org.apache.mesos": {"network_info": {"name": CNI_NETWORK, "labels": {"labels": [
                 {"key": "bayctl.group", "value": str(record["group"])}]}}}},
         }
