@@ -50,6 +50,29 @@ NETNS_DIR = "/run/netns"
 NODE_ENV = "/etc/bayctl/node.env"  # the image's statement of the node (mesos element)
 
 
+def _node_env(node_env=NODE_ENV):
+    """The image's statement of the node (KEY=value lines); {} where there is none."""
+    values = {}
+    try:
+        with open(node_env) as handle:
+            for line in handle:
+                key, _, value = line.strip().partition("=")
+                if key and not key.startswith("#"):
+                    values[key] = value.strip('"')
+    except FileNotFoundError:
+        pass
+    return values
+
+
+def cni_plugin(node_env=NODE_ENV):
+    """bayctl-cni where the node's Mesos agent finds it (node.env's plugins dir, as the CNI
+    isolator looks it up), else on PATH (a local bay); None if neither has it."""
+    plugins_dir = _node_env(node_env).get("BAYCTL_CNI_PLUGINS_DIR")
+    if plugins_dir and os.access(os.path.join(plugins_dir, "bayctl-cni"), os.X_OK):
+        return os.path.join(plugins_dir, "bayctl-cni")
+    return shutil.which("bayctl-cni")
+
+
 def configured_link(node_env=NODE_ENV):
     """(link mode, ipvlan parent or None) of this node's own Mesos network (bayctl-hostgw's CNI
     config in the dir node.env names), resolved as bayctl-cni resolves it; veth where the
@@ -127,7 +150,7 @@ class ProbeNode:
             "args": {"org.apache.mesos": {"network_info": {"name": CNI_NETWORK, "labels": {"labels": [
                 {"key": "bayctl.group", "value": str(record["group"])}]}}}},
         }
-        plugin = shutil.which("bayctl-cni")
+        plugin = cni_plugin()
         if plugin is None:
             raise NodeError("bayctl-cni is not installed on this node")
         env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=os.path.basename(record["netns"]),

@@ -48,3 +48,15 @@ def test_auto_resolves_as_the_plugin_resolves_it(tmp_path, monkeypatch):
 def test_a_broken_config_names_its_file(tmp_path):
     with pytest.raises(NodeError, match=r"10-bayctl\.conf: not JSON"):
         node.configured_link(_node(tmp_path, raw="{"))
+
+
+def test_the_plugin_is_the_one_the_mesos_agent_finds(tmp_path):
+    """On a cloud node bayctl-cni lives in node.env's plugins dir, not on an SSH session's PATH."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    plugin = plugins / "bayctl-cni"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    env = tmp_path / "node.env"
+    env.write_text(f"BAYCTL_CNI_PLUGINS_DIR={plugins}\n")
+    assert node.cni_plugin(str(env)) == str(plugin)
