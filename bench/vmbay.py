@@ -12,6 +12,7 @@ puts each step beside the whole create.
 
     python3 bench/vmbay.py                 # as root; 10-25 min on a 2-core machine
     python3 bench/vmbay.py --slaves 1
+    python3 bench/vmbay.py --image /path/node.qcow2   # an image built already (not timed)
 """
 
 import argparse
@@ -26,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
-WEB_DB = os.path.join(HERE, "..", "policy", "examples", "web-db.yaml")
+WEB_DB = os.path.join(HERE, "..", "bayctl", "share", "policies", "web-db.yaml")
 
 
 class TimedStatus:
@@ -83,9 +84,24 @@ def build_image(work, timings):
         server.close()
 
 
+def given_image(path):
+    """The ImageBuild of an image built already, from the record `build` keeps beside it."""
+    from bayctl.image import ImageBuild, record
+
+    rec = record.read_record(path)
+    if not rec or "inputs_digest" not in rec:
+        raise SystemExit(f"{path}: no build record beside it (is it an image `bayctl image build` made?)")
+    return ImageBuild(path=path, image_format=rec.get("format", "qcow2"), distro=rec.get("distro", "debian"),
+                      release=rec.get("release", ""), inputs_digest=rec["inputs_digest"], reused=True,
+                      seconds=0.0, log_path=rec.get("log"), sha256=rec.get("sha256", ""),
+                      size=rec.get("size", 0))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slaves", type=int, default=2)
+    parser.add_argument("--image", help="a node image (qcow2) built already, e.g. by the tests' session "
+                        "(its build is then not timed); default: build one")
     args = parser.parse_args()
 
     import yaml
@@ -110,7 +126,11 @@ def main():
         tier = Tier(os.path.join(work, "tier")).start()
         emulators = start_emulators(tier)
         setup["tier"] = round(time.monotonic() - t0, 1)
-        image = build_image(os.path.join(work, "image"), setup)
+        if args.image:
+            image = given_image(args.image)
+            setup["image_build"] = "given (--image)"
+        else:
+            image = build_image(os.path.join(work, "image"), setup)
         admin = connect(**tier.auth)
         vms = connect(**tier.user_auth(VM_PROJECT, tier.demo_password, VM_PROJECT))
         t0 = time.monotonic()

@@ -16,7 +16,10 @@ stdin and answers one JSON line on stdout:
 A probe endpoint is a network namespace attached to this node exactly as a Mesos container
 is: the node's CNI plugin (`bayctl-cni`) is invoked as the Mesos CNI isolator invokes it
 (CNI_* environment, network config on stdin, the group in the NetworkInfo labels), so it
-gets its veth, its address and its registration with the node's agent from the same code. Each endpoint
+gets its link, its address and its registration with the node's agent from the same code.
+The link is of the mode the node's own Mesos network is configured with (its CNI config in
+the image's config dir, /etc/bayctl/node.env: ipvlan on a cloud node whose kernel has it),
+veth where the node has no such config (a local bay's namespaces); setup answers it. Each endpoint
 listens on every probed TCP and UDP port; the probes and what "reached" means are
 bayctl.verify.probes, the one probe engine. End of input, or teardown, removes every
 endpoint, registration and link this process made.
@@ -32,7 +35,7 @@ import sys
 import tempfile
 
 from bayctl.errors import NodeError
-from bayctl.node import attach, links
+from bayctl.node import attach, hostgw, links
 from bayctl.node.client import AgentClient
 from bayctl.verify import probes
 
@@ -40,6 +43,49 @@ LINK_PREFIX = "bbv"  # links.LinkNames: 1-5 alphanumerics; bb(ay) v(erify)
 CNI_NETWORK = "bb-verify"
 NETNS_DIR = "/run/netns"
 ATTACH_WORKERS = 8  # a node's probe endpoints attached (CNI ADD) and detached side by side
+NODE_ENV = "/etc/bayctl/node.env"  # the image's statement of the node (mesos element)
+
+
+def _node_env(node_env=NODE_ENV):
+    """The image's statement of the node (KEY=value lines); None where there is none."""
+    values = {}
+    try:
+        with open(node_env) as handle:
+            for line in handle:
+                key, _, value = line.strip().partition("=")
+                if key and not key.startswith("#"):
+                    values[key] = value.strip('"')
+    except FileNotFoundError:
+        return None
+    return values
+
+
+def cni_plugin(node_env=NODE_ENV):
+    """bayctl-cni where the node's Mesos agent finds it (node.env's plugins dir, as the CNI
+    isolator looks it up), else on PATH (a local bay); None if neither has it."""
+    plugins_dir = (_node_env(node_env) or {}).get("BAYCTL_CNI_PLUGINS_DIR")
+    if plugins_dir and os.access(os.path.join(plugins_dir, "bayctl-cni"), os.X_OK):
+        return os.path.join(plugins_dir, "bayctl-cni")
+    return shutil.which("bayctl-cni")
+
+
+def configured_link(node_env=NODE_ENV):
+    """(link mode, ipvlan parent or None) of this node's own Mesos network (bayctl-hostgw's CNI
+    config in the dir node.env names), resolved as bayctl-cni resolves it; veth where the
+    node has none."""
+    values = _node_env(node_env)
+    if values is None:
+        return links.VETH, None
+    path = os.path.join(values.get("BAYCTL_CNI_CONFIG_DIR") or hostgw.DEFAULT_CNI_DIR, hostgw.CNI_CONFIG_NAME)
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        return links.VETH, None
+    except ValueError as err:
+        raise NodeError(f"{path}: not JSON ({err})") from None
+    parent = config.get("parent")
+    return links.choose_mode(config.get("linkMode", links.AUTO), parent), parent
 
 
 class ProbeNode:
@@ -51,6 +97,7 @@ class ProbeNode:
         self.cni_state = None
         self.responder = probes.Responder()  # every endpoint answers on every probed port
         self.attach_workers = ATTACH_WORKERS
+        self.link_mode = self.link_parent = None
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -66,6 +113,7 @@ class ProbeNode:
         self.cni_state = tempfile.mkdtemp(prefix=f"{prefix}cni-")
         self.network_link = attach.network_link_name(LINK_PREFIX, CNI_NETWORK)  # as bayctl-cni names it
         self.attach_workers = request.get("workers") or ATTACH_WORKERS
+        self.link_mode, self.link_parent = configured_link()
         records = []
         for endpoint in request["endpoints"]:
             name = f"{prefix}{endpoint['name']}"
@@ -86,19 +134,21 @@ class ProbeNode:
         for record in records[:1]:
             place(record)
         _each(place, records[1:], workers=self.attach_workers)
-        made = [{"name": r["name"], "group": r["group"], "ip": r["ip"]} for r in records]
+        made = [{"name": r["name"], "group": r["group"], "ip": r["ip"], "link": self.link_mode}
+                for r in records]
         return {"endpoints": made}
 
     def _cni(self, command, record):
         """Invoke the node's CNI plugin as the Mesos CNI isolator does."""
         config = {
-            "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "bayctl-cni", "linkMode": links.VETH,
+            "cniVersion": "1.0.0", "name": CNI_NETWORK, "type": "bayctl-cni", "linkMode": self.link_mode,
+            **({"parent": self.link_parent} if self.link_parent else {}),
             "linkPrefix": LINK_PREFIX, "stateDir": self.cni_state,
             "ipam": {"type": "bayctl", "subnet": record["subnet"]},
             "args": {"org.apache.mesos": {"network_info": {"name": CNI_NETWORK, "labels": {"labels": [
                 {"key": "bayctl.group", "value": str(record["group"])}]}}}},
         }
-        plugin = shutil.which("bayctl-cni")
+        plugin = cni_plugin()
         if plugin is None:
             raise NodeError("bayctl-cni is not installed on this node")
         env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=os.path.basename(record["netns"]),

@@ -159,7 +159,8 @@ async def _verify(state, nodes, ssh_user, ssh_key, status, legacy_plan=False) ->
             phase("teardown", mark)
 
     return Report(bay=state.name, policy_digest=policy.digest, groups=[*groups, EXTERNAL],
-                  placement={name: {"node": ep["node"], "ip": ep["ip"]} for name, ep in endpoints.items()},
+                  placement={name: {key: ep[key] for key in ("node", "ip", "link") if key in ep}
+                             for name, ep in endpoints.items()},
                   pairs=probes, seconds=round(time.monotonic() - started, 2), phases=phases)
 
 

@@ -54,10 +54,12 @@ def vm_flavor(cloud_conn):
     cloud_conn.compute.delete_flavor(flavor, ignore_missing=True)
 
 
-@pytest.fixture
-def vm_keypair(vm_conn, tmp_path):
-    """(name, private key path, public key line) of a fresh key, registered in Nova."""
+@pytest.fixture(scope="module")
+def vm_keypair(vm_conn, tmp_path_factory):
+    """(name, private key path, public key line) of a fresh key, registered in Nova; one per
+    module, as a module's VMs are shared by its tests."""
     require_tools("ssh-keygen")
+    tmp_path = tmp_path_factory.mktemp("vm_key")
     key = tmp_path / "vm_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bayctl-vm-tier", "-f", str(key)],
                    check=True)
@@ -74,12 +76,12 @@ def vm_servers(cloud_tier, tmp_path):
     yield from _vm_servers(cloud_tier, tmp_path, fabric=None)
 
 
-@pytest.fixture
-def vm_network(cloud_tier, cloud_conn, tmp_path):
+@pytest.fixture(scope="module")
+def vm_network(cloud_tier, cloud_conn, tmp_path_factory):
     """Servers are VMs AND Neutron's networks exist (emulators/fabric.py: one namespace with
     a bridge per network, taps for ports, floating IPs NATed, a veth from the host to the
     floating range); the external network EXTERNAL_NETWORK is there for the bay's router.
-    Yields the launcher (its .fabric is the fabric)."""
+    Yields the launcher (its .fabric is the fabric). One per module: its bay is shared."""
     from harness.emulators.fabric import EXTERNAL_CIDR, Fabric
 
     require_root()
@@ -92,7 +94,7 @@ def vm_network(cloud_tier, cloud_conn, tmp_path):
         network = cloud_conn.network.create_network(name=EXTERNAL_NETWORK, is_router_external=True)
         subnet = cloud_conn.network.create_subnet(network_id=network.id, cidr=EXTERNAL_CIDR, ip_version=4,
                                                   name=f"{EXTERNAL_NETWORK}-subnet")
-        yield from _vm_servers(cloud_tier, tmp_path, fabric=fabric)
+        yield from _vm_servers(cloud_tier, tmp_path_factory.mktemp("vm_network"), fabric=fabric)
     finally:
         neutron.fabric = None
         if subnet is not None:

@@ -1,0 +1,200 @@
+"""The VM tier (issue 13 items 2, 4): a Heat bay of REAL VMs, created through bayctl's own
+create pipeline, seeded, verified on ipvlan, and deleted.
+
+bayctl's production templates (bayctl/share/heat_templates) with environments/openstack.yaml
+-- real OS::Nova::Server and OS::Neutron::* resources, no Bay::* stand-ins -- go to the REAL
+Heat; the Nova emulator boots each server as a qemu VM (TCG) from the session's image in the
+REAL Glance with the user data Heat rendered on a config drive, on the Neutron emulator's
+fabric (a bridge per network, floating IPs NATed to the host). The nodes run their fragments
+and signal their wait conditions; bayctl collects them, waits for the agents, seeds web-db
+over SSH into the VMs, and `bayctl verify` places probe containers inside the VMs with the
+link mode each node's own Mesos network uses (ipvlan: the guest kernel has it).
+
+One bay for the whole module: a TCG boot takes minutes, so every assertion shares it.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.cloud, pytest.mark.vm]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WEB_DB = os.path.join(REPO, "bayctl", "share", "policies", "web-db.yaml")
+BAY = "vmbay"
+SLAVES = 2
+
+
+@pytest.fixture(scope="module")
+def vm_bay(cloud_tier, vm_conn, vm_image, vm_flavor, vm_keypair, vm_network, tmp_path_factory):
+    """(bay, verify report, the create's progress lines, provider options) of one bay of VMs;
+    deleted at the end of the module (test_delete_* deletes it first and checks what is left)."""
+    import yaml
+    from harness.cloudtier.tier import VM_PROJECT
+    from harness.fixtures_vm import EXTERNAL_NETWORK
+
+    from bayctl import api
+    from bayctl.create.context import Status
+    from bayctl.providers.heat import templates_dir
+
+    key_name, key_path, _public = vm_keypair
+    work = tmp_path_factory.mktemp("vmbay")
+    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
+    region = auth.pop("region_name")
+    auth.pop("identity_api_version")
+    clouds = work / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"bayctl-vm": {"auth": auth, "region_name": region,
+                                                               "identity_api_version": 3}}}))
+    saved = {k: os.environ.get(k) for k in ("OS_CLIENT_CONFIG_FILE", "BAYCTL_STATE_DIR")}
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+    os.environ["BAYCTL_STATE_DIR"] = str(work / "bays")
+    options = {"environments": [os.path.join(templates_dir(), "environments", "openstack.yaml")],
+               "poll_interval": 5}
+    lines = []
+
+    def progress(line):
+        lines.append(line)
+        print(line, flush=True)
+
+    try:
+        bay = api.create_bay(BAY, provider="heat", slaves=SLAVES, image=vm_image, flavor=vm_flavor,
+                             keypair=key_name, external_network=EXTERNAL_NETWORK, cloud="bayctl-vm",
+                             ssh_user="debian", ssh_key=key_path, policy=WEB_DB, timeout="3000",
+                             status=Status(progress), provider_options=options)
+        assert (bay.status, bay.provider) == ("READY", "heat"), lines
+        report = api.verify_bay(BAY, status=Status(progress))
+        yield {"bay": bay, "report": report, "lines": lines, "options": options}
+    finally:
+        if api.find_bay(BAY) is not None:
+            api.delete_bay(BAY, provider_options=options)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _ssh(bay_name, node, command):
+    from bayctl import api
+
+    done = subprocess.run(api.ssh_argv(bay_name, node, command), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{node}: {' '.join(command)}: {done.stderr.strip()}"
+    return done.stdout
+
+
+@pytest.mark.timeout(5400)  # the session's image build may fall to this test, then three TCG boots
+def test_every_node_is_a_vm_on_the_port_the_templates_asked_for(vm_bay, cloud_tier, vm_conn, vm_network):
+    bay = vm_bay["bay"]
+    neutron = cloud_tier.emulators.neutron
+    servers = {s.name: s for s in vm_conn.compute.servers()}
+    assert sorted(node.name for node in bay.nodes) == sorted(servers), "a node that is no server, or back"
+    assert bay.master is not None and len(bay.slaves) == SLAVES
+    for node in bay.nodes:
+        server = servers[node.name]
+        vm = vm_network.vms[server.id]
+        assert vm.proc.poll() is None, f"{node.name}'s VM stopped"
+        [port] = [p for p in neutron.ports.values() if p["device_id"] == server.id]
+        assert port["fixed_ips"][0]["ip_address"] == node.private_ip
+        assert port["status"] == "ACTIVE" and port["security_groups"]
+        assert node.public_ip, f"{node.name} has no floating IP"
+    container_cidr = bay.spec.container_cidr
+    for slave in bay.slaves:
+        [port] = [p for p in neutron.ports.values() if p["device_id"] == servers[slave.name].id]
+        # host-gw: the slave's containers send from the container range through this port
+        assert port["allowed_address_pairs"] == [{"ip_address": container_cidr}]
+
+
+def test_the_slaves_boot_together_with_the_master(vm_bay, vm_conn):
+    """The master's port is the bay's (its address known before any server boots): every
+    slave's server is created before the master has signalled, not after it (Heat's events)."""
+    from bayctl.cloud.heat_client import heat
+
+    hc = heat(vm_conn)
+    ref = vm_bay["bay"].state.ref
+    top = {r.resource_name: r.physical_resource_id for r in hc.resources.list(ref)}
+
+    def event_time(stack_id, resource, status):
+        times = [e.event_time for e in hc.events.list(stack_id, resource_name=resource)
+                 if e.resource_status == status]
+        assert times, f"no {status} event of {resource} in {stack_id}"
+        return min(times)
+
+    master_signalled = event_time(top["master"], "wait_condition", "CREATE_COMPLETE")
+    members = [r.physical_resource_id for r in hc.resources.list(top["slaves"])]
+    assert len(members) == SLAVES
+    for member in members:
+        started = event_time(member, "server", "CREATE_IN_PROGRESS")
+        assert started < master_signalled, (started, master_signalled)
+
+
+def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch(vm_bay):
+    report = vm_bay["report"]
+    bay = vm_bay["bay"]
+    assert report.pairs, "verify measured nothing"
+    assert report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
+    slaves = {node.name for node in bay.slaves}
+    placed = {name: ep for name, ep in report.placement.items() if ep["node"] in slaves}
+    assert {ep["node"] for ep in placed.values()} == slaves, report.placement
+    # the mode each node's own Mesos network (bayctl-hostgw's CNI config) is configured with
+    assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
+    assert report.policy_digest == bay.state.policy_digest
+
+
+def _recorded(node_name, daemon):
+    raw = _ssh(BAY, node_name, ["sudo", "-n", "cat", f"/var/lib/mesos-standin/{daemon}.json"])
+    return json.loads(raw)
+
+
+def test_the_mesos_daemons_were_started_as_a_real_mesos_needs_to_use_bayctls_plugin(vm_bay):
+    """What the stand-in Mesos packages recorded inside each VM (issue 13 item 4)."""
+    bay = vm_bay["bay"]
+    master = bay.master
+    node_env = dict(line.split("=", 1) for line in _ssh(BAY, master.name, ["cat", "/etc/bayctl/node.env"])
+                    .splitlines() if "=" in line and not line.startswith("#"))
+    cni_dir = node_env["BAYCTL_CNI_CONFIG_DIR"]
+    assert cni_dir == "/etc/bayctl/cni"  # where bayctl-hostgw writes each node's own subnet
+
+    recorded = _recorded(master.name, "mesos-master")["flags"]
+    assert recorded["zk"] == f"zk://{master.private_ip}:2181/mesos"
+    assert recorded["ip"] == master.private_ip
+    assert recorded["cluster"] == BAY
+    marathon = _recorded(master.name, "marathon")["flags"]
+    assert marathon["master"] == f"zk://{master.private_ip}:2181/mesos"
+
+    from bayctl.node import hostgw
+
+    for slave in bay.slaves:
+        record = _recorded(slave.name, "mesos-slave")
+        flags = record["flags"]
+        assert flags["master"] == f"zk://{master.private_ip}:2181/mesos"
+        assert flags["ip"] == slave.private_ip
+        assert flags["network_cni_config_dir"] == cni_dir
+        assert flags["network_cni_plugins_dir"] == node_env["BAYCTL_CNI_PLUGINS_DIR"]
+        isolators = flags["isolation"].split(",")
+        assert {"filesystem/linux", "network/cni"} <= set(isolators), isolators
+        assert "mesos" in flags["containerizers"].split(","), flags["containerizers"]
+        # the network the agent found in that dir: this slave's own subnet, bayctl's plugin
+        config = json.loads(record["cni_configs"][hostgw.CNI_CONFIG_NAME])
+        assert config["type"] == "bayctl-cni" and config["name"] == hostgw.CNI_NETWORK
+        own = hostgw.container_subnet(slave.private_ip, hostgw.DEFAULT_PRIVATE_CIDR, bay.spec.container_cidr)
+        assert config["ipam"] == hostgw.cni_config(own)["ipam"], (slave.name, config)
+        plugin = _ssh(BAY, slave.name, ["ls", os.path.join(flags["network_cni_plugins_dir"], "bayctl-cni")])
+        assert plugin.strip().endswith("bayctl-cni")
+
+
+def test_delete_leaves_no_vm_port_or_disk(vm_bay, cloud_tier, vm_conn, vm_network):
+    from bayctl import api
+
+    servers = [vm_network.vms[s.id] for s in vm_conn.compute.servers()]
+    assert len(servers) == 1 + SLAVES
+    assert api.delete_bay(BAY, provider_options=vm_bay["options"])
+    assert vm_network.vms == {}, "Heat deleted the stack but a VM is left"
+    assert list(vm_conn.compute.servers()) == []
+    for vm in servers:
+        assert vm.proc.poll() is not None, "a qemu process outlived its server"
+        assert not os.path.exists(vm.directory), f"{vm.directory}: its disk is left"
+    left = [p for p in cloud_tier.emulators.neutron.ports.values() if p["name"].startswith(BAY)]
+    assert left == [], left
+    assert api.find_bay(BAY) is None
