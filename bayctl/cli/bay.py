@@ -188,13 +188,18 @@ class PolicyApply(OpenStackCommand, Lister):
         parser = super().get_parser(prog_name)
         parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
+        parser.add_argument("--distribution", choices=("ssh", "zookeeper"), default=None,
+                            help="how the policy reaches the slaves this time: written once to the bay's "
+                                 "ZooKeeper and watched by every agent, or pushed to each over SSH "
+                                 "(default: the bay's, zookeeper where it has one)")
         return parser
 
     def take_action(self, parsed_args):
         columns = ("node", "status", "digest", "reason")
         try:
             results = api.apply_policy(parsed_args.bay, parsed_args.file,
-                                       status=_status(self, f"Seeding {parsed_args.file}"))
+                                       status=_status(self, f"Seeding {parsed_args.file}"),
+                                       distribution=parsed_args.distribution)
         except SeedError as err:
             for result in err.results:  # name every node, then the one-line error and exit 1
                 print(f"{result.node}: {result.status} {result.reason}", file=sys.stderr)

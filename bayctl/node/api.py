@@ -12,6 +12,9 @@
     GET    /v1/endpoints                             -> {"endpoints": [...]}
     GET    /v1/stats                                 -> {"pairs": [...], "drops": {...}}
     GET    /v1/health                                -> {"ok": true, "digest"}
+    PUT    /v1/distribution      {"hosts", "root", "node", "auth"} -> watch the bay's ZooKeeper
+    GET    /v1/distribution                          -> {"hosts", "root", "node", "connected", ...}
+                                 (the secret is never shown)
 
 Errors are `{"error": "one line"}` with a 4xx/5xx status.
 """
@@ -50,6 +53,8 @@ class AgentApi:
         if path == "/v1/health":
             _allow(method, "GET")
             return 200, self.agent.health()
+        if path == "/v1/distribution":
+            return self._distribution(method, body)
         raise ApiError(404, f"no such resource: {path or '/'}")
 
     def _policy(self, method, body, headers):
@@ -73,6 +78,18 @@ class AgentApi:
         if result.get("unchanged"):
             raise ApiError(412, f"precondition failed: the agent already holds policy {result['digest']}")
         return 200, result
+
+    def _distribution(self, method, body):
+        _allow(method, "GET", "PUT")
+        distribution = getattr(self.agent, "distribution", None)
+        if distribution is None:
+            raise ApiError(404, "this agent does not watch ZooKeeper (started without one)")
+        if method == "GET":
+            return 200, distribution.show()
+        try:
+            return 200, distribution.put(json.loads(body or b"null"))
+        except ValueError as exc:  # never echoes the body: it holds the secret
+            raise ApiError(400, f"bad distribution config: {str(exc).splitlines()[0][:200]}") from None
 
     def _endpoints(self, method, body):
         _allow(method, "GET", "POST")

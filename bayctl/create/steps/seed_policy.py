@@ -16,7 +16,8 @@ class SeedPolicy(Step):
         return None
 
     def run(self, ctx):
-        from bayctl.create.seeding import seed_bay
+        from bayctl.distribution import put_policy
 
-        seed_bay(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
-                 status=ctx.status)
+        # The bay's way (setup-distribution chose it): its ZooKeeper, or SSH.
+        put_policy(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+                   status=ctx.status)
