@@ -168,6 +168,8 @@ class PolicyWatcher:
     def _on_state(self, state):
         from kazoo.client import KazooState
 
+        if self._stopped.is_set():
+            return  # our own stop closes the session: nothing to say
         if state == KazooState.CONNECTED:
             self._events.put(("connect", None))
         elif state == KazooState.LOST:
