@@ -119,7 +119,7 @@ def run_worker(config_file):
         store_dir = os.path.join(spec["state_dir"], node)
         agent = Agent(NullDatapath(), StateStore(store_dir))
         agent.start()
-        watcher = PolicyWatcher(agent, dict(spec["config"], node=node))
+        watcher = PolicyWatcher(agent, dict(spec["config"], node=node), state_dir=store_dir)
         watcher.start()
         watchers.append(watcher)
     print("ready", flush=True)

@@ -31,6 +31,7 @@ from bayctl.errors import NodeError, PolicyError
 LOG = logging.getLogger("bayctl.node.zkwatch")
 
 CONFIG_FILE = "zookeeper.json"
+SEEN_FILE = "zookeeper-seen.json"   # the last version this node dealt with (taken or refused)
 CONFIG_FIELDS = ("hosts", "root", "node", "auth", "owner")
 POLICY_ZNODE = "policy"
 HISTORY_ZNODE = "history"
@@ -108,8 +109,9 @@ class PolicyWatcher:
     API, and nothing here ever clears the agent's policy.
     """
 
-    def __init__(self, agent, config, *, client_factory=None):
+    def __init__(self, agent, config, *, state_dir=None, client_factory=None):
         self.agent = agent
+        self.state_dir = state_dir
         self.config = check_config(config)
         self.root, self.node = self.config["root"], self.config["node"]
         self._events = queue.Queue()
@@ -118,6 +120,7 @@ class PolicyWatcher:
         self._thread = None
         self._stopped = threading.Event()
         self._last = {"version": None, "wanted": None, "error": None}
+        self._seen = self._load_seen()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -195,10 +198,13 @@ class PolicyWatcher:
                     if not watching:
                         from kazoo.recipe.watchers import DataWatch
 
-                        # DataWatch re-reads after every reconnection and new session itself.
+                        # DataWatch re-reads after every reconnection and new session itself;
+                        # its first reading is queued, and reported once it is dealt with (a
+                        # report before it would show a state the node is about to leave).
                         DataWatch(self._client, policy_path(self.root), self._on_policy)
                         watching = True
-                    self._report()
+                    else:
+                        self._report()
                 elif kind == "policy":
                     self._take(data)
                     self._report()
@@ -217,17 +223,48 @@ class PolicyWatcher:
             self._last = {"version": None, "wanted": None, "error": f"unreadable policy record: {exc}"}
             LOG.error("policy record at %s unreadable: %s", policy_path(self.root), exc)
             return
+        if version == self._seen:
+            # Dealt with before this start (or session): the node may hold a newer policy since
+            # (SSH seeding, the fallback, while ZooKeeper was down); a version it has seen must
+            # not take it back. Only a new version changes the node.
+            self._last = {"version": version, "wanted": wanted, "error": None}
+            return
         try:
             result = self.agent.apply_policy(text, source=source, unless=frozenset({wanted}))
         except (PolicyError, NodeError) as exc:
             # Refused: the node keeps enforcing what it had, and says why in its report.
             self._last = {"version": version, "wanted": wanted, "error": str(exc)}
             LOG.error("policy version %d refused, keeping the current one: %s", version, exc)
+            self._save_seen(version)
             return
+        self._save_seen(version)
         error = None
         if result["digest"] != wanted:
             error = f"the policy's digest is {result['digest']}, its record says {wanted}"
         self._last = {"version": version, "wanted": wanted, "error": error}
+
+    def _load_seen(self):
+        if self.state_dir is None:
+            return None
+        try:
+            with open(os.path.join(self.state_dir, SEEN_FILE), encoding="utf-8") as handle:
+                seen = json.load(handle)
+            return int(seen["version"]) if seen.get("root") == self.root else None
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning("%s unreadable (%s): the current version will be applied", SEEN_FILE, exc)
+            return None
+
+    def _save_seen(self, version):
+        self._seen = version
+        if self.state_dir is None:
+            return
+        try:
+            write_atomically(os.path.join(self.state_dir, SEEN_FILE),
+                             json.dumps({"root": self.root, "version": version}) + "\n")
+        except OSError as exc:  # at worst a restart re-applies this version: logged, not fatal
+            LOG.warning("cannot save %s: %s", SEEN_FILE, exc)
 
     def _report(self):
         """Create or update this node's ephemeral report (one per live session)."""
@@ -299,5 +336,5 @@ class Distribution:
 
     def _replace(self, config):
         self.stop()
-        self.watcher = PolicyWatcher(self.agent, config)
+        self.watcher = PolicyWatcher(self.agent, config, state_dir=self.state_dir)
         self.watcher.start()

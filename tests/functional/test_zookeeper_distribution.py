@@ -118,6 +118,18 @@ def test_zookeeper_down_agents_keep_their_policy_ssh_falls_back_and_zookeeper_ba
         assert set(digests(bay).values()) == {load_policy(WEB_DB).digest}
     finally:
         server.start()
+    # ZooKeeper still holds the older version; an agent restarted now must not go back to it:
+    # only a version it has not seen yet changes a node.
+    files = LocalProvider().node_files(BAY, "slave0")
+    local_nodes.stop_all([local_nodes.find_process(files, "bayctl.node.agent", files.agent_socket)])
+    local_nodes.ensure_agent(files)
+    creds, client = bayctl_client()
+    try:
+        outcome = zookeeper.wait_for_reports(client, creds, ["slave0"], load_policy(WEB_DB).digest,
+                                             timeout=30)
+    finally:
+        client.stop()
+    assert outcome["slave0"]["ok"], outcome
     results = apply(bay, STARS)  # the agents reconnected by themselves
     assert {r.status for r in results} == {"seeded"}
     assert set(digests(bay).values()) == {load_policy(STARS).digest}
