@@ -108,12 +108,19 @@ class Bay:
             "slaves": [f"{n.name} {n.private_ip}" for n in self.slaves],
             "policy": state.policy_path,
             "policy_digest": state.policy_digest,
+            "distribution": _distribution(state),  # how `policy apply` reaches the slaves
             "failed_step": state.failed_step,
             "reason": state.reason,
             "steps": state.steps,
             "state_dir": state.directory,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.updated_at)),
         }
+
+
+def _distribution(state) -> str:
+    from bayctl.distribution import bay_mode
+
+    return bay_mode(state)
 
 
 def create_bay(name: str, *, spec_file: Optional[str] = None, retain: bool = False, verify: bool = False,

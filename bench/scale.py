@@ -225,6 +225,10 @@ def distribution(sizes, real, workdir):
                     "agent_rss_mb_each": round(statistics.mean(map(rss_kb, agents)) / 1024, 1),
                 },
             }
+            # Every node's apply runs on this machine's few cores here (on a cluster each on its own):
+            # the CPU all of them and ZooKeeper spent, spread over the cores, is this machine's floor.
+            row["zookeeper"]["machine_cpu_floor_seconds"] = round(
+                (zk_cpu + agents_cpu + workers_cpu) / os.cpu_count(), 2)
             if extra:
                 row["zookeeper"]["watcher_only_cpu_ms_per_node"] = round(1000 * workers_cpu / len(extra), 2)
                 row["zookeeper"]["watcher_only_rss_kb_per_node"] = round(
