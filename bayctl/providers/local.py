@@ -116,7 +116,7 @@ class LocalProvider(Provider):
             local_nodes.ensure_sshd(files)
             if role == SLAVE:
                 local_nodes.ensure_agent(files)
-            else:
+            elif self.has_zookeeper():
                 self.zookeeper(bay).start()  # the bay's ZooKeeper, on its master as on a cloud
         return bay
 
@@ -130,7 +130,7 @@ class LocalProvider(Provider):
             checks.append((f"{node} sshd", lambda a=address: _port_open(a, 22)))
             if role == SLAVE:
                 checks.append((f"{node} agent", lambda f=files: _agent_ready(f)))
-            else:
+            elif self.has_zookeeper():
                 checks.append((f"{node} zookeeper", self.zookeeper(ref).healthy))
         deadline = time.monotonic() + (timeout or READY_TIMEOUT)
         done = set()
@@ -230,9 +230,17 @@ class LocalProvider(Provider):
         return ZooKeeperServer(os.path.join(files.dir, "zookeeper"), address=self.addressing(bay).master,
                                netns=files.netns)
 
-    def zookeeper_hosts(self, ref: str) -> str:
-        """host:port of the bay's ZooKeeper, for bayctl (this machine reaches the bridge) and agents."""
-        return self.zookeeper(ref).hosts
+    @staticmethod
+    def has_zookeeper() -> bool:
+        """Debian's zookeeper package is here: without it a local bay seeds over SSH only."""
+        from bayctl.distribution.zkserver import ZOOKEEPER_JAR
+
+        return os.path.exists(ZOOKEEPER_JAR)
+
+    def zookeeper_hosts(self, ref: str) -> Optional[str]:
+        """host:port of the bay's ZooKeeper, for bayctl (this machine reaches the bridge) and
+        agents; None where this machine has no ZooKeeper to run."""
+        return self.zookeeper(ref).hosts if self.has_zookeeper() else None
 
     def node_files(self, bay: str, node: str) -> local_nodes.NodeFiles:
         return local_nodes.NodeFiles(bay, node, self._dir(bay))

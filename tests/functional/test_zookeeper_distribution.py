@@ -192,3 +192,23 @@ def test_delete_stops_the_bays_zookeeper_and_leaves_nothing(bay, state_root):
     api.delete_bay(BAY)
     assert server.pid() is None
     assert leftovers(BAY, state_root) == []
+
+
+def test_a_machine_without_zookeeper_gets_a_local_bay_seeded_over_ssh(state_root, monkeypatch):
+    """`bayctl create mesosbay demo` on a laptop without Debian's zookeeper still works: the
+    bay stays on SSH seeding, as `show` says."""
+    from bayctl.distribution import zkserver
+
+    require_root()
+    monkeypatch.setattr(zkserver, "ZOOKEEPER_JAR", os.path.join(state_root, "no-such-zookeeper.jar"))
+    name = "bbt-zknone"
+    try:
+        lines = []
+        created = api.create_bay(name, provider="local", slaves=1, policy=WEB_DB, status=Status(lines.append))
+        assert created.state.steps["setup-distribution"] == "skipped"
+        assert created.to_dict()["distribution"] == "ssh"
+        assert [r.address.startswith("zookeeper") for r in created.apply_policy(STARS)] == [False]
+        assert LocalProvider().zookeeper(name).pid() is None
+    finally:
+        api.delete_bay(name)
+    assert leftovers(name, state_root) == []

@@ -19,10 +19,13 @@ class SetupDistribution(Step):
         if ctx.spec.distribution == SSH:
             ctx.state.extra[STATE_KEY] = SSH
             return "distribution ssh: policy is pushed to each slave over SSH"
-        if not hasattr(ctx.provider, "zookeeper_hosts"):
+        if _hosts(ctx) is None:
             if ctx.spec.distribution == "zookeeper":
                 return None   # run() says why it cannot
             ctx.state.extra[STATE_KEY] = SSH
+            if hasattr(ctx.provider, "zookeeper_hosts"):
+                return ("no ZooKeeper on this machine (Debian's zookeeper package): policy is pushed "
+                        "to each slave over SSH")
             return (f"the {ctx.provider.name} provider's ZooKeeper is not reachable from bayctl yet: "
                     "policy is pushed to each slave over SSH")
         return None
@@ -31,9 +34,17 @@ class SetupDistribution(Step):
         from bayctl.distribution.bootstrap import setup_zookeeper
         from bayctl.errors import SpecError
 
-        if not hasattr(ctx.provider, "zookeeper_hosts"):
-            raise SpecError(f"distribution zookeeper: the {ctx.provider.name} provider has no ZooKeeper "
-                            "bayctl can reach yet (use distribution ssh)", field="distribution")
-        setup_zookeeper(ctx.state, ctx.nodes, ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name),
+        hosts = _hosts(ctx)
+        if hosts is None:
+            raise SpecError(f"distribution zookeeper: the {ctx.provider.name} bay has no ZooKeeper bayctl "
+                            "can reach (use distribution ssh)", field="distribution")
+        setup_zookeeper(ctx.state, ctx.nodes, hosts,
                         ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key, owns_root=ctx.is_local,
                         status=ctx.status)
+
+
+def _hosts(ctx):
+    """host:port of the bay's ZooKeeper as bayctl reaches it, or None."""
+    if not hasattr(ctx.provider, "zookeeper_hosts"):
+        return None
+    return ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name)
