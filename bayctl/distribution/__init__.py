@@ -51,12 +51,18 @@ def put_policy(state, nodes, policy_path, *, ssh_user, ssh_key, status=None,
     if mode == SSH:
         from bayctl.create.seeding import seed_bay
 
-        _record_in_zookeeper(state, policy_path)
+        _record_in_zookeeper(state, policy_path, _via(state, nodes, ssh_user, ssh_key))
         return seed_bay(state, nodes, policy_path, ssh_user=ssh_user, ssh_key=ssh_key, status=status)
-    return _through_zookeeper(state, nodes, policy_path, status=status, timeout=timeout)
+    return _through_zookeeper(state, nodes, policy_path, status=status, timeout=timeout,
+                              via=_via(state, nodes, ssh_user, ssh_key))
 
 
-def _record_in_zookeeper(state, policy_path):
+def _via(state, nodes, ssh_user, ssh_key):
+    """How bayctl reaches a ZooKeeper behind the master (zookeeper.connect's `via`)."""
+    return dict(nodes=nodes, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key)
+
+
+def _record_in_zookeeper(state, policy_path, via):
     """A bay with a ZooKeeper seeded over SSH (the fallback): the new version is written there
     too, so an agent that reconnects later does not go back to an older one. A ZooKeeper that
     does not answer is why SSH was chosen: that is a warning, never the end of the apply."""
@@ -70,18 +76,17 @@ def _record_in_zookeeper(state, policy_path):
     with open(policy_path, encoding="utf-8") as handle:
         text = handle.read()
     try:
-        client = zookeeper.connect(creds, timeout=5.0)
+        client = zookeeper.connect(creds, timeout=5.0, via=via)
     except SeedError as exc:
         LOG.warning("%s: the new version is not recorded there (agents keep it from SSH)", exc)
         return
     try:
         zookeeper.publish(client, creds, text, policy.digest, os.path.abspath(policy_path))
     finally:
-        client.stop()
-        client.close()
+        zookeeper.disconnect(client)
 
 
-def _through_zookeeper(state, nodes, policy_path, *, status, timeout):
+def _through_zookeeper(state, nodes, policy_path, *, status, timeout, via):
     from bayctl.distribution import zookeeper
     from bayctl.policy import load_policy
     from bayctl.seed.runner import FAILED, SEEDED, UNCHANGED, NodeResult
@@ -94,7 +99,7 @@ def _through_zookeeper(state, nodes, policy_path, *, status, timeout):
         raise SeedError(f"bay {state.name} has no ZooKeeper set up: use --distribution ssh")
     slaves = [node.name for node in nodes if node.role == SLAVE]
     started = time.monotonic()
-    client = zookeeper.connect(creds)
+    client = zookeeper.connect(creds, via=via)
     try:
         record = zookeeper.publish(client, creds, text, policy.digest, os.path.abspath(policy_path))
         done = []
@@ -106,8 +111,7 @@ def _through_zookeeper(state, nodes, policy_path, *, status, timeout):
 
         outcomes = zookeeper.wait_for_reports(client, creds, slaves, policy.digest, timeout, progress)
     finally:
-        client.stop()
-        client.close()
+        zookeeper.disconnect(client)
     seconds = round(time.monotonic() - started, 3)
     ok_status = UNCHANGED if record.get("unchanged") else SEEDED
     results = [NodeResult(node, ok_status if outcomes[node]["ok"] else FAILED, outcomes[node]["reason"],

@@ -8,7 +8,6 @@ never on a command line or in a log.
 
 import asyncio
 import json
-from typing import Optional
 
 from bayctl.errors import NodeError, SeedError
 from bayctl.providers.base import SLAVE
@@ -17,23 +16,24 @@ AGENT_PATH = "/v1/distribution"
 
 
 def setup_zookeeper(state, nodes, hosts: str, *, ssh_user: str, ssh_key: str, owns_root: bool,
-                    agent_hosts: Optional[str] = None, status=None):
+                    tunnel: bool = False, status=None):
     """Make (or reuse) the bay's credentials, prepare its znodes, give every slave's agent its
-    configuration. `agent_hosts`: the address the slaves reach ZooKeeper at, if not `hosts`."""
+    configuration. `tunnel`: bayctl reaches `hosts` through the master's SSH (the slaves
+    directly, on the bay's network)."""
     from bayctl.distribution import STATE_KEY, ZOOKEEPER, zookeeper
 
     creds = zookeeper.Credentials.load(state.directory)
     if creds is None:
-        creds = zookeeper.Credentials.new(hosts, state.name, owns_root)
+        creds = zookeeper.Credentials.new(hosts, state.name, owns_root, tunnel)
         creds.save(state.directory)
-    client = zookeeper.connect(creds)
+    client = zookeeper.connect(creds, via=dict(nodes=nodes, bay_state_dir=state.directory, ssh_user=ssh_user,
+                                               ssh_key=ssh_key))
     try:
         zookeeper.prepare(client, creds)
     finally:
-        client.stop()
-        client.close()
+        zookeeper.disconnect(client)
     slaves = [node for node in nodes if node.role == SLAVE]
-    configs = {node.name: creds.agent_config(node.name, agent_hosts) for node in slaves}
+    configs = {node.name: creds.agent_config(node.name) for node in slaves}
     asyncio.run(_seed_configs(state, nodes, configs, ssh_user=ssh_user, ssh_key=ssh_key, status=status))
     state.extra[STATE_KEY] = ZOOKEEPER
     state.save()

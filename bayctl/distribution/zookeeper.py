@@ -30,14 +30,17 @@ CONNECT_TIMEOUT = 15.0
 class Credentials:
     """Where the bay's ZooKeeper is and the two digest secrets (state dir, 0600)."""
 
-    def __init__(self, hosts: str, root: str, bayctl_secret: str, agent_secret: str, owns_root: bool):
+    def __init__(self, hosts: str, root: str, bayctl_secret: str, agent_secret: str, owns_root: bool,
+                 tunnel: bool = False):
         self.hosts, self.root = hosts, root
         self.bayctl_secret, self.agent_secret = bayctl_secret, agent_secret
         self.owns_root = owns_root   # the server is bayctl's alone (local bay): lock "/" too
+        self.tunnel = tunnel         # `hosts` is reached through the master's SSH (tunnel.py)
 
     @classmethod
-    def new(cls, hosts: str, bay: str, owns_root: bool) -> "Credentials":
-        return cls(hosts, f"/bayctl/{bay}", secrets.token_urlsafe(24), secrets.token_urlsafe(24), owns_root)
+    def new(cls, hosts: str, bay: str, owns_root: bool, tunnel: bool = False) -> "Credentials":
+        return cls(hosts, f"/bayctl/{bay}", secrets.token_urlsafe(24), secrets.token_urlsafe(24), owns_root,
+                   tunnel)
 
     @classmethod
     def load(cls, bay_state_dir: str) -> Optional["Credentials"]:
@@ -46,7 +49,7 @@ class Credentials:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
             return cls(data["hosts"], data["root"], data["bayctl_secret"], data["agent_secret"],
-                       bool(data.get("owns_root")))
+                       bool(data.get("owns_root")), bool(data.get("tunnel")))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as exc:
@@ -57,7 +60,8 @@ class Credentials:
 
         write_atomically(os.path.join(bay_state_dir, STATE_FILE), json.dumps({
             "hosts": self.hosts, "root": self.root, "bayctl_secret": self.bayctl_secret,
-            "agent_secret": self.agent_secret, "owns_root": self.owns_root}) + "\n", mode=0o600)
+            "agent_secret": self.agent_secret, "owns_root": self.owns_root, "tunnel": self.tunnel}) + "\n",
+            mode=0o600)
 
     def agent_config(self, node: str, hosts: Optional[str] = None) -> dict:
         """What one slave's agent is given (bayctl.node.zkwatch.check_config)."""
@@ -68,19 +72,42 @@ class Credentials:
                 "owner": make_digest_acl_credential(BAYCTL_USER, self.bayctl_secret)}
 
 
-def connect(creds: Credentials, timeout: float = CONNECT_TIMEOUT):
-    """A started kazoo client authenticated as bayctl; SeedError naming the hosts if none answers."""
+def connect(creds: Credentials, timeout: float = CONNECT_TIMEOUT, via: Optional[dict] = None):
+    """A started kazoo client authenticated as bayctl; SeedError naming the hosts if none answers.
+    `via` (nodes, bay_state_dir, ssh_user, ssh_key): how to reach a tunnelled ZooKeeper.
+    Give it back with disconnect()."""
     from kazoo.client import KazooClient
     from kazoo.handlers.threading import KazooTimeoutError
 
+    hosts, tunnel = creds.hosts, None
+    if creds.tunnel:
+        from bayctl.distribution.tunnel import Tunnel
+
+        if via is None:
+            raise SeedError(f"the bay's ZooKeeper ({creds.hosts}) is reached through its master: "
+                            "the bay's nodes and SSH key are needed")
+        options = dict(via)
+        tunnel = Tunnel(options.pop("nodes"), creds.hosts, **options)
+        hosts = tunnel.open()
     auth = [(DIGEST_SCHEME, f"{BAYCTL_USER}:{creds.bayctl_secret}")]
-    client = KazooClient(hosts=creds.hosts, auth_data=auth, timeout=10.0)
+    client = KazooClient(hosts=hosts, auth_data=auth, timeout=10.0)
+    client.bayctl_tunnel = tunnel
     try:
         client.start(timeout=timeout)
     except KazooTimeoutError:
-        client.close()
-        raise SeedError(f"the bay's ZooKeeper ({creds.hosts}) did not answer within {timeout:g}s") from None
+        disconnect(client)
+        way = " through the master's SSH" if tunnel else ""
+        raise SeedError(f"the bay's ZooKeeper ({creds.hosts}{way}) did not answer within "
+                        f"{timeout:g}s") from None
     return client
+
+
+def disconnect(client) -> None:
+    client.stop()
+    client.close()
+    tunnel = getattr(client, "bayctl_tunnel", None)
+    if tunnel is not None:
+        tunnel.close()
 
 
 def acls(creds: Credentials):

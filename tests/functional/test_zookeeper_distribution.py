@@ -186,6 +186,30 @@ def test_acl_refuses_writes_without_bayctls_secret(bay):
     assert os.stat(os.path.join(api.get_bay(BAY).state.directory, zookeeper.STATE_FILE)).st_mode & 0o077 == 0
 
 
+def test_bayctl_reaches_a_zookeeper_behind_the_master_through_its_ssh(bay):
+    """A cloud bay's ZooKeeper is open to the bay's network only: bayctl goes through the
+    master's sshd (here the local master's real one) with the bay's key and known_hosts."""
+    from bayctl.distribution import _via
+
+    fresh = api.get_bay(BAY)
+    creds = zookeeper.Credentials.load(fresh.state.directory)
+    creds.tunnel = True
+    creds.save(fresh.state.directory)
+    try:
+        client = zookeeper.connect(creds, via=_via(fresh.state, fresh.nodes, fresh.ssh_user, fresh.ssh_key))
+        try:
+            assert client.hosts[0][0] == "127.0.0.1"   # the local end of the tunnel
+            assert zookeeper.current(client, creds)["digest"]
+        finally:
+            zookeeper.disconnect(client)
+        results = apply(bay, GIST)
+        assert {r.status for r in results} == {"seeded"}
+        assert set(digests(bay).values()) == {load_policy(GIST).digest}
+    finally:
+        creds.tunnel = False
+        creds.save(fresh.state.directory)
+
+
 def test_delete_stops_the_bays_zookeeper_and_leaves_nothing(bay, state_root):
     server = LocalProvider().zookeeper(BAY)
     assert server.pid() is not None

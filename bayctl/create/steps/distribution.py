@@ -1,12 +1,17 @@
 """Set up the bay's ZooKeeper as the way policy reaches the slaves (bayctl.distribution).
 
-Where the provider runs a ZooKeeper bayctl can reach (the local bay's master), the bay's
-znodes and secrets are made and every slave's agent is given its read secret over SSH, once;
-later `policy apply` writes the policy there. Elsewhere, or with `--distribution ssh`, the
-bay stays on SSH seeding.
+The bay's znodes and secrets are made and every slave's agent is given its read secret over
+SSH, once; later `policy apply` writes the policy there. The local bay: its master's
+ZooKeeper, reached directly (the default where Debian's zookeeper is installed). A cloud bay:
+the ZooKeeper its master runs for Mesos, reached through the master's SSH (port 2181 is open
+to the bay's network only) -- with `--distribution zookeeper` only, until the VM tier has
+shown it on real cloud images; `auto` keeps cloud bays on SSH seeding.
 """
 
 from bayctl.create.steps import Step
+from bayctl.providers.base import MASTER
+
+ZOOKEEPER_PORT = 2181
 
 
 class SetupDistribution(Step):
@@ -38,13 +43,15 @@ class SetupDistribution(Step):
         if hosts is None:
             raise SpecError(f"distribution zookeeper: the {ctx.provider.name} bay has no ZooKeeper bayctl "
                             "can reach (use distribution ssh)", field="distribution")
-        setup_zookeeper(ctx.state, ctx.nodes, hosts,
-                        ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key, owns_root=ctx.is_local,
-                        status=ctx.status)
+        setup_zookeeper(ctx.state, ctx.nodes, hosts, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+                        owns_root=ctx.is_local, tunnel=not ctx.is_local, status=ctx.status)
 
 
 def _hosts(ctx):
-    """host:port of the bay's ZooKeeper as bayctl reaches it, or None."""
-    if not hasattr(ctx.provider, "zookeeper_hosts"):
-        return None
-    return ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name)
+    """host:port of the bay's ZooKeeper (as its slaves reach it), or None."""
+    if hasattr(ctx.provider, "zookeeper_hosts"):
+        return ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name)
+    master = next((node for node in ctx.nodes if node.role == MASTER), None)
+    if ctx.spec.distribution == "zookeeper" and master is not None and master.private_ip:
+        return f"{master.private_ip}:{ZOOKEEPER_PORT}"
+    return None
