@@ -25,6 +25,7 @@ BAYCTL_USER = "bayctl"
 AGENT_USER = "agent"
 HISTORY_KEPT = 100          # versions kept under <root>/history (older ones are pruned)
 CONNECT_TIMEOUT = 15.0
+OWN_SERVER_ZNODES = ("/", "/zookeeper", "/zookeeper/quota")   # world:anyone ALL out of the box
 
 
 class Credentials:
@@ -121,11 +122,12 @@ def acls(creds: Credentials):
 
 
 def prepare(client, creds: Credentials) -> None:
-    """The bay's znodes with their ACLs (idempotent). On a server bayctl owns, "/" as well:
-    its default ACL is world:anyone ALL."""
+    """The bay's znodes with their ACLs (idempotent). On a server bayctl owns, "/" and
+    ZooKeeper's own /zookeeper and /zookeeper/quota as well: their default ACL is world:anyone ALL."""
     read_only, reports = acls(creds)
     if creds.owns_root:
-        client.set_acls("/", read_only)
+        for path in OWN_SERVER_ZNODES:
+            client.set_acls(path, read_only)
     path = ""
     for part in creds.root.strip("/").split("/"):
         path += "/" + part

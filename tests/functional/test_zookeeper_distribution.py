@@ -167,8 +167,9 @@ def test_acl_refuses_writes_without_bayctls_secret(bay):
         for client in (anonymous, agent):
             with pytest.raises(NoAuthError):
                 client.set(policy_path(creds.root), b'{"version": 99, "digest": "x", "text": ""}')
-            with pytest.raises(NoAuthError):
-                client.create("/intruder", b"")
+            for parent in ("", "/zookeeper", "/zookeeper/quota"):  # ZooKeeper's own: world ALL by default
+                with pytest.raises(NoAuthError):
+                    client.create(parent + "/intruder", b"")
         with pytest.raises(NoAuthError):
             anonymous.get(policy_path(creds.root))          # not even readable without a secret
         with pytest.raises(NoAuthError):
