@@ -282,7 +282,11 @@ def start_agent(workdir, name, endpoints=0):
             json.dump({"endpoints": saved}, handle)
     pin_dir = f"/sys/fs/bpf/bscale-{secrets.token_hex(3)}"
     agent = AgentProcess(os.path.join(workdir, name, "agent.sock"), pin_dir, state)
-    agent.start(timeout=300)
+    try:
+        agent.start(timeout=300)
+    except BaseException:
+        stop_agent(agent)   # its pins, even when it never answered
+        raise
     return agent
 
 
