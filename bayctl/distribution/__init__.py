@@ -42,19 +42,37 @@ def bay_mode(state) -> str:
 
 
 def put_policy(state, nodes, policy_path, *, ssh_user, ssh_key, status=None,
-               distribution: Optional[str] = None, timeout: float = REPORT_TIMEOUT):
-    """Put the policy at `policy_path` on every slave of the bay; per-slave NodeResults.
-    Raises PolicyError before anything is sent, SeedError naming each slave that failed."""
+               distribution: Optional[str] = None, timeout: float = REPORT_TIMEOUT,
+               text: Optional[str] = None, **seed_options):
+    """Put the policy at `policy_path` (or `text`, named `policy_path`: a rollback's or a
+    promotion's) on every slave of the bay; per-slave NodeResults. `seed_options` go to SSH
+    seeding as they are. Raises PolicyError before anything is sent, SeedError naming each
+    slave that failed."""
     mode = distribution or bay_mode(state)
     if mode not in MODES:
         raise SeedError(f"unknown distribution {mode!r} (one of {', '.join(MODES)})")
+    policy, policy_text = _read(policy_path, text)   # PolicyError: nothing sent anywhere
+    via = _via(state, nodes, ssh_user, ssh_key)
     if mode == SSH:
         from bayctl.create.seeding import seed_bay
 
-        _record_in_zookeeper(state, policy_path, _via(state, nodes, ssh_user, ssh_key))
-        return seed_bay(state, nodes, policy_path, ssh_user=ssh_user, ssh_key=ssh_key, status=status)
-    return _through_zookeeper(state, nodes, policy_path, status=status, timeout=timeout,
-                              via=_via(state, nodes, ssh_user, ssh_key))
+        _record_in_zookeeper(state, policy_path, policy, policy_text, via)
+        if text is not None:
+            seed_options["text"] = text   # a text, not the file: SSH seeding sends it as it is
+        return seed_bay(state, nodes, policy_path, ssh_user=ssh_user, ssh_key=ssh_key, status=status,
+                        **seed_options)
+    return _through_zookeeper(state, nodes, policy_path, policy, policy_text, status=status,
+                              timeout=timeout, via=via)
+
+
+def _read(policy_path, text):
+    from bayctl.policy import load_policy, parse_policy
+
+    if text is not None:
+        return parse_policy(text, source=policy_path), text
+    policy = load_policy(policy_path)
+    with open(policy_path, encoding="utf-8") as handle:
+        return policy, handle.read()
 
 
 def _via(state, nodes, ssh_user, ssh_key):
@@ -62,19 +80,15 @@ def _via(state, nodes, ssh_user, ssh_key):
     return dict(nodes=nodes, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key)
 
 
-def _record_in_zookeeper(state, policy_path, via):
+def _record_in_zookeeper(state, policy_path, policy, text, via):
     """A bay with a ZooKeeper seeded over SSH (the fallback): the new version is written there
     too, so an agent that reconnects later does not go back to an older one. A ZooKeeper that
     does not answer is why SSH was chosen: that is a warning, never the end of the apply."""
     from bayctl.distribution import zookeeper
-    from bayctl.policy import load_policy
 
     creds = zookeeper.Credentials.load(state.directory)
     if creds is None:
         return
-    policy = load_policy(policy_path)
-    with open(policy_path, encoding="utf-8") as handle:
-        text = handle.read()
     try:
         client = zookeeper.connect(creds, timeout=5.0, via=via)
     except SeedError as exc:
@@ -86,14 +100,10 @@ def _record_in_zookeeper(state, policy_path, via):
         zookeeper.disconnect(client)
 
 
-def _through_zookeeper(state, nodes, policy_path, *, status, timeout, via):
+def _through_zookeeper(state, nodes, policy_path, policy, text, *, status, timeout, via):
     from bayctl.distribution import zookeeper
-    from bayctl.policy import load_policy
     from bayctl.seed.runner import FAILED, SEEDED, UNCHANGED, NodeResult
 
-    policy = load_policy(policy_path)   # PolicyError: nothing written anywhere
-    with open(policy_path, encoding="utf-8") as handle:
-        text = handle.read()
     creds = zookeeper.Credentials.load(state.directory)
     if creds is None:
         raise SeedError(f"bay {state.name} has no ZooKeeper set up: use --distribution ssh")

@@ -83,6 +83,11 @@ def test_create_distributes_through_zookeeper_and_apply_converges_with_history(b
         client.stop()
     assert kept[-2:] == [load_policy(WEB_DB).digest, load_policy(STARS).digest]
     assert api.get_bay(BAY).state.policy_digest == load_policy(STARS).digest
+    # A policy given as text (a rollback's or a promotion's), named by the caller.
+    with open(WEB_DB, encoding="utf-8") as handle:
+        results = apply(bay, "kept/web-db", text=handle.read())
+    assert {r.status for r in results} == {"seeded"}
+    assert set(digests(bay).values()) == {load_policy(WEB_DB).digest}
 
 
 def test_an_agent_started_after_the_apply_takes_the_current_version(bay):
