@@ -21,7 +21,6 @@ from typing import List, Optional, Sequence
 from bayctl.create.context import Status, bay_key_path
 from bayctl.create.pipeline import create_bay as _create
 from bayctl.create.pipeline import delete_bay as _delete
-from bayctl.create.seeding import seed_bay
 from bayctl.create.state import BayState, bay_lock, list_states
 from bayctl.errors import BayctlError
 from bayctl.providers.base import MASTER, SLAVE, Node
@@ -109,12 +108,19 @@ class Bay:
             "slaves": [f"{n.name} {n.private_ip}" for n in self.slaves],
             "policy": state.policy_path,
             "policy_digest": state.policy_digest,
+            "distribution": _distribution(state),  # how `policy apply` reaches the slaves
             "failed_step": state.failed_step,
             "reason": state.reason,
             "steps": state.steps,
             "state_dir": state.directory,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.updated_at)),
         }
+
+
+def _distribution(state) -> str:
+    from bayctl.distribution import bay_mode
+
+    return bay_mode(state)
 
 
 def create_bay(name: str, *, spec_file: Optional[str] = None, retain: bool = False, verify: bool = False,
@@ -148,18 +154,21 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
     return _delete(name, status=status, provider_options=provider_options)
 
 
-def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None):
+def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None,
+                 distribution: Optional[str] = None):
     """Seed a policy (a file, or a shipped example's name) on every slave of the bay (live: the
     datapath swaps it atomically).
 
+    `distribution`: ssh or zookeeper for this once (default: the bay's, bayctl.distribution).
     Returns per-node results; raises SeedError naming each node that failed."""
+    from bayctl.distribution import put_policy
     from bayctl.share import policy_path as resolve_policy
 
     bay = get_bay(name)
     policy_path = resolve_policy(policy_path)  # a file, or a shipped example's name; stored absolute
     with bay_lock(name):
-        return seed_bay(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
-                        status=status)
+        return put_policy(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
+                          status=status, distribution=distribution)
 
 
 def ssh_argv(name: str, node: Optional[str] = None, command: Sequence[str] = ()) -> List[str]:

@@ -1,7 +1,7 @@
 """A bay's policy beyond `apply`: what it holds, its history, rollback.
 
 Every function takes the bay's name, as bayctl.api's verbs do; re-seeding goes through
-bayctl.create.seeding.seed_bay (the one way a policy is put on a bay, with its guarantees:
+bayctl.distribution.put_policy (the one way a policy is put on a bay, with its guarantees:
 every slave applies it unless it holds it, its digest is read back, a failed node is named)
 and is recorded in the bay's history there.
 """
@@ -9,8 +9,8 @@ and is recorded in the bay's history there.
 from typing import List, Optional
 
 from bayctl import history
-from bayctl.create.seeding import seed_bay
 from bayctl.create.state import bay_lock
+from bayctl.distribution import put_policy
 from bayctl.policy import parse_policy
 
 
@@ -41,15 +41,15 @@ def rollback_policy(name: str, digest: Optional[str] = None, *, status=None):
     with bay_lock(name):
         record, text = history.find(bay.state.directory, digest, bay.state.policy_digest)
         kept = history.policy_file(bay.state.directory, record.digest)
-        return seed_bay(bay.state, bay.nodes, kept, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key, status=status,
-                        text=text, action=history.ROLLBACK, source=record.source)
+        return put_policy(bay.state, bay.nodes, kept, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
+                          status=status, text=text, action=history.ROLLBACK, source=record.source)
 
 
 # -- audit mode on a bay: stage, show, promote, discard ----------------------------------------
 #
 # Staging reaches every slave's agent as seeding does (the bay's SSH path, curl on the agent's
 # socket, every slave at once, a failed slave named and the others done) with the staged
-# endpoints of the agent API; promotion IS seeding (seed_bay with the staged text: the same
+# endpoints of the agent API; promotion IS seeding (put_policy with the staged text: the same
 # swap on every slave, the read-back, the history record), after which the agents hold it as
 # their active policy and the staging ends.
 
@@ -132,9 +132,9 @@ def promote_staged(name: str, *, status=None):
                               f"(`bayctl policy apply FILE --bay {name} --audit` stages one)")
         with open(os.path.join(bay.state.directory, STAGED_FILE), encoding="utf-8") as handle:
             text = handle.read()
-        results = seed_bay(bay.state, bay.nodes, history.policy_file(bay.state.directory, staged["digest"]),
-                           ssh_user=bay.ssh_user, ssh_key=bay.ssh_key, status=status, text=text,
-                           action=history.PROMOTE, source=staged["source"])
+        results = put_policy(bay.state, bay.nodes, history.policy_file(bay.state.directory, staged["digest"]),
+                             ssh_user=bay.ssh_user, ssh_key=bay.ssh_key, status=status, text=text,
+                             action=history.PROMOTE, source=staged["source"])
         # An agent that already held the digest was left alone, its staging too: end it everywhere.
         _discard_on_slaves(bay, None)
         return results

@@ -63,6 +63,16 @@ def record_applied(state_dir: str, text: str, digest: str, source: str, action: 
     return record
 
 
+def record_if_taken(state_dir: str, text: str, digest: str, previous: Optional[str], source: str,
+                    action: str = APPLY) -> Optional[Record]:
+    """After every slave took a policy, however it got there (SSH seeding or the bay's
+    ZooKeeper): record it, unless the bay already held it and nothing asked for a record
+    (a promotion or a rollback always is one)."""
+    if digest == previous and action not in (PROMOTE, ROLLBACK):
+        return None
+    return record_applied(state_dir, text, digest, source, action)
+
+
 def records(state_dir: str) -> List[Record]:
     """Every kept record, oldest first ([] for a bay without history)."""
     path = os.path.join(state_dir, HISTORY_FILE)

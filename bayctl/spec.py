@@ -77,6 +77,9 @@ FIELDS = (
     Field("container_cidr", "str", "cloud bays: the containers' range, one subnet per node derived from its "
           "private address (10.0.0.N -> 10.100.N.0/24); a /18 or larger, not overlapping 10.0.0.0/24",
           "10.100.0.0/16"),
+    Field("distribution", "choice", "how a policy reaches the slaves: zookeeper (written once to the bay's "
+          "ZooKeeper, watched by every agent), ssh (pushed to each slave), or auto (zookeeper where the bay "
+          "has one)", "auto", choices=("auto", "zookeeper", "ssh")),
 )
 FIELDS_BY_KEY = {field.key: field for field in FIELDS}
 
@@ -100,6 +103,7 @@ class BaySpec:
     labels: Dict[str, str] = dataclasses.field(default_factory=dict)
     timeout: int = 3600
     container_cidr: str = "10.100.0.0/16"
+    distribution: str = "auto"
     source: Optional[str] = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict:

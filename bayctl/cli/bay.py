@@ -191,6 +191,10 @@ class PolicyApply(OpenStackCommand, Lister):
         parser = super().get_parser(prog_name)
         parser.add_argument("file", metavar="FILE", help=POLICY_HELP)
         parser.add_argument("--bay", required=True, metavar="NAME", help="the bay to seed")
+        parser.add_argument("--distribution", choices=("ssh", "zookeeper"), default=None,
+                            help="how the policy reaches the slaves this time: written once to the bay's "
+                                 "ZooKeeper and watched by every agent, or pushed to each over SSH "
+                                 "(default: the bay's, zookeeper where it has one)")
         parser.add_argument("--audit", action="store_true",
                             help="stage it beside the active policy instead (audit mode: counted, not "
                                  "enforced; see `policy staged|promote|discard --bay`)")
@@ -202,7 +206,8 @@ class PolicyApply(OpenStackCommand, Lister):
 
             return seed_rows(lambda status: stage_policy(parsed_args.bay, parsed_args.file, status=status),
                              self, f"Staging {parsed_args.file}")
-        return seed_rows(lambda status: api.apply_policy(parsed_args.bay, parsed_args.file, status=status),
+        return seed_rows(lambda status: api.apply_policy(parsed_args.bay, parsed_args.file, status=status,
+                                                         distribution=parsed_args.distribution),
                          self, f"Seeding {parsed_args.file}")
 
 

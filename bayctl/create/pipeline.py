@@ -45,6 +45,7 @@ from bayctl.create.state import (
 )
 from bayctl.create.steps.collect_nodes import CollectNodes
 from bayctl.create.steps.create_stack import CreateStack
+from bayctl.create.steps.distribution import SetupDistribution
 from bayctl.create.steps.ensure_image import EnsureImage
 from bayctl.create.steps.ensure_template import EnsureTemplate
 from bayctl.create.steps.seed_policy import SeedPolicy
@@ -62,6 +63,7 @@ STEPS = (
     Wait(),
     CollectNodes(),
     WaitForAgents(),
+    SetupDistribution(),
     SeedPolicy(),
     Verify(),
 )

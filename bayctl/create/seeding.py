@@ -49,8 +49,9 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None, text=
         state.policy_digest = policy.digest
         state.policy_path = os.path.abspath(policy_path)  # `show` names it wherever it is run
     state.save()
-    if not failed and (policy.digest != previous or action in (history.PROMOTE, history.ROLLBACK)):
-        history.record_applied(state.directory, text, policy.digest, source or state.policy_path, action)
+    if not failed:
+        history.record_if_taken(state.directory, text, policy.digest, previous, source or state.policy_path,
+                                action)
     if failed:
         named = "; ".join(f"{r.node}: {r.reason}" for r in failed)
         raise SeedError(f"seeding failed on {len(failed)} of {len(results)} slaves ({named})",

@@ -489,8 +489,12 @@ def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, con
         datapath = Datapath(pin_dir=pin_dir)
     agent = Agent(datapath, StateStore(state_dir))
     server = UnixHTTPServer(socket_path, JsonHandler, AgentApi(agent))
+    from bayctl.node.zkwatch import Distribution
+
+    agent.distribution = Distribution(agent, state_dir)  # the bay's ZooKeeper, once configured
     try:
         agent.start()
+        agent.distribution.start_saved()  # after start: the saved policy is enforced first
         conntrack_gc.start(datapath, conntrack_timeouts)  # this node's lifetimes; expired entries deleted
         flow_options = flow_options or {}
         agent.start_flows(flow_options.get("node") or os.environ.get(ENV_NODE_NAME) or socket.gethostname(),
@@ -501,6 +505,7 @@ def run_agent(socket_path=None, pin_dir=None, state_dir=None, datapath=None, con
         server.serve_forever(poll_interval=0.5)
         LOG.info("agent stopped (%s); pinned maps and attached programs stay in place", stop["signal"])
     finally:
+        agent.distribution.stop()
         server.server_close()
         server.remove_socket()
     return 0

@@ -24,6 +24,9 @@
                                  hangs up (history=1: the matching past flows first)
     GET    /v1/flows/status                          -> events emitted / lost, the rate limit
     PUT    /v1/flows/limit       {"rate", "burst", "enabled"?} -> the limit now applied
+    PUT    /v1/distribution      {"hosts", "root", "node", "auth"} -> watch the bay's ZooKeeper
+    GET    /v1/distribution                          -> {"hosts", "root", "node", "connected", ...}
+                                 (the secret is never shown)
 
 Errors are `{"error": "one line"}` with a 4xx/5xx status.
 """
@@ -77,6 +80,8 @@ class AgentApi:
         if path == "/v1/health":
             _allow(method, "GET")
             return 200, self.agent.health()
+        if path == "/v1/distribution":
+            return self._distribution(method, body)
         raise ApiError(404, f"no such resource: {path or '/'}")
 
     def _flow_log(self):
@@ -146,6 +151,18 @@ class AgentApi:
             return 200, staging.stage(text, source=source)
         except PolicyError as exc:
             raise ApiError(400, str(exc)) from None
+
+    def _distribution(self, method, body):
+        _allow(method, "GET", "PUT")
+        distribution = getattr(self.agent, "distribution", None)
+        if distribution is None:
+            raise ApiError(404, "this agent does not watch ZooKeeper (started without one)")
+        if method == "GET":
+            return 200, distribution.show()
+        try:
+            return 200, distribution.put(json.loads(body or b"null"))
+        except ValueError as exc:  # never echoes the body: it holds the secret
+            raise ApiError(400, f"bad distribution config: {str(exc).splitlines()[0][:200]}") from None
 
     def _endpoints(self, method, body):
         _allow(method, "GET", "POST")

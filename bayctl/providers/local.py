@@ -116,6 +116,8 @@ class LocalProvider(Provider):
             local_nodes.ensure_sshd(files)
             if role == SLAVE:
                 local_nodes.ensure_agent(files)
+            elif self.has_zookeeper():
+                self.zookeeper(bay).start()  # the bay's ZooKeeper, on its master as on a cloud
         return bay
 
     def wait(self, ref, progress=None, timeout=None, action="CREATE") -> BayStatus:
@@ -128,6 +130,8 @@ class LocalProvider(Provider):
             checks.append((f"{node} sshd", lambda a=address: _port_open(a, 22)))
             if role == SLAVE:
                 checks.append((f"{node} agent", lambda f=files: _agent_ready(f)))
+            elif self.has_zookeeper():
+                checks.append((f"{node} zookeeper", self.zookeeper(ref).healthy))
         deadline = time.monotonic() + (timeout or READY_TIMEOUT)
         done = set()
         while True:
@@ -215,6 +219,28 @@ class LocalProvider(Provider):
         record = self._require(ref)
         addressing = local_net.Addressing(record["index"])
         return {f"slave{i}": addressing.container_subnet(i) for i in range(record["slaves"])}
+
+    def zookeeper(self, bay: str):
+        """The bay's ZooKeeper (Debian's package): in the master's namespace, on its address,
+        data under the master's node dir. Its process is the master namespace's, so delete
+        stops it with the rest."""
+        from bayctl.distribution.zkserver import ZooKeeperServer
+
+        files = self.node_files(bay, "master")
+        return ZooKeeperServer(os.path.join(files.dir, "zookeeper"), address=self.addressing(bay).master,
+                               netns=files.netns)
+
+    @staticmethod
+    def has_zookeeper() -> bool:
+        """Debian's zookeeper package is here: without it a local bay seeds over SSH only."""
+        from bayctl.distribution.zkserver import ZOOKEEPER_JAR
+
+        return os.path.exists(ZOOKEEPER_JAR)
+
+    def zookeeper_hosts(self, ref: str) -> Optional[str]:
+        """host:port of the bay's ZooKeeper, for bayctl (this machine reaches the bridge) and
+        agents; None where this machine has no ZooKeeper to run."""
+        return self.zookeeper(ref).hosts if self.has_zookeeper() else None
 
     def node_files(self, bay: str, node: str) -> local_nodes.NodeFiles:
         return local_nodes.NodeFiles(bay, node, self._dir(bay))

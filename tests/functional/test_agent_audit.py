@@ -18,7 +18,7 @@ import select
 import socket
 
 import pytest
-from diff_points import covering
+from harness.diff_points import covering
 
 from bayctl.node.datapath import Datapath
 from bayctl.node.netns import run_in_netns

@@ -256,7 +256,7 @@ def observed_in(report, source, target, service):
 def test_create_again_resumes_without_duplicates(web_db_bay):
     namespaces = local_net.bay_namespaces(BAY)
     pids = bay_processes(BAY)
-    assert len(pids) == 5  # 3 sshd + 2 agents
+    assert len(pids) == 6  # 3 sshd + 2 agents + the master's ZooKeeper
     bay = api.create_bay(BAY, provider="local", slaves=2, policy=WEB_DB)
     assert bay.status == "READY"
     assert local_net.bay_namespaces(BAY) == namespaces
@@ -307,7 +307,7 @@ def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(sta
 
     bay = api.create_bay(name, provider="local", slaves=1, policy=WEB_DB)
     assert bay.status == "READY" and bay.state.policy_digest == load_policy(WEB_DB).digest
-    assert len(bay_processes(name)) == 3
+    assert len(bay_processes(name)) == 4  # + the master's ZooKeeper
 
     assert api.delete_bay(name)
     assert leftovers(name, state_root) == []
@@ -353,7 +353,7 @@ def test_retain_keeps_a_failed_bay_for_debugging(state_root, removed_afterwards)
     assert f"bayctl delete bay {name}" in str(caught.value)
     state = api.get_bay(name).state
     assert state.status == "FAILED" and state.failed_step == "wait-for-agents"
-    assert len(bay_processes(name)) == 3  # master sshd, slave sshd, slave agent: all kept
+    assert len(bay_processes(name)) == 4  # master sshd + ZooKeeper, slave sshd, slave agent: all kept
     assert api.delete_bay(name)
     assert leftovers(name, state_root) == []
 

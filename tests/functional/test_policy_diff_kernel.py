@@ -9,7 +9,7 @@ import ctypes
 import os
 
 import pytest
-from diff_points import covering, points
+from harness.diff_points import covering, points
 from harness.policy_strategies import policies
 from harness.prereq import require_root
 from hypothesis import HealthCheck, given, settings

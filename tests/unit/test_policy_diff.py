@@ -6,7 +6,7 @@ two policies decide it differently (with the right old and new verdicts) and non
 agree. The kernel's own lookups are checked in tests/functional/test_policy_diff_kernel.py.
 """
 
-from diff_points import covering, points
+from harness.diff_points import covering, points
 from harness.policy_strategies import policies
 from hypothesis import HealthCheck, given, settings
 

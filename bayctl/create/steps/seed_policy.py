@@ -17,7 +17,8 @@ class SeedPolicy(Step):
 
     def run(self, ctx):
         from bayctl import history
-        from bayctl.create.seeding import seed_bay
+        from bayctl.distribution import put_policy
 
-        seed_bay(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
-                 status=ctx.status, action=history.CREATE)
+        # The bay's way (setup-distribution chose it): its ZooKeeper, or SSH.
+        put_policy(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+                   status=ctx.status, action=history.CREATE)

@@ -1,10 +1,9 @@
 """Shared by the diff tests: the packets worth asking two policies about, and which change row
 (bayctl.policy.diff.Change) covers a packet."""
 
-from harness.policy_strategies import interesting_ports
-
 from bayctl.policy import layout
 from bayctl.policy.diff import PORTED
+from harness.policy_strategies import interesting_ports
 
 PROTOS = (layout.PROTO_TCP, layout.PROTO_UDP, layout.PROTO_ICMP, 47, 0)
 
