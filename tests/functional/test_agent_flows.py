@@ -165,9 +165,14 @@ def test_node_observe_cli_prints_history_and_follows_until_ctrl_c(lab):
     agent_lab, web, db = lab
     socket_path = agent_lab.agent.socket_path
     assert measure([(web.netns, db.ip, ("tcp", 5432))], timeout=2.0) == [True]
-    done = bayctl("node", "observe", "--no-follow", "-f", "json", "--verdict", "allowed", socket=socket_path)
-    assert done.returncode == 0, done.stderr
-    flows = [json.loads(line) for line in done.stdout.splitlines()]
+    for _ in range(40):  # the agent polls the ring buffer: the flow shows up shortly after
+        done = bayctl("node", "observe", "--no-follow", "-f", "json", "--verdict", "allowed",
+                      socket=socket_path)
+        assert done.returncode == 0, done.stderr
+        flows = [json.loads(line) for line in done.stdout.splitlines()]
+        if flows:
+            break
+        time.sleep(0.25)
     assert flows and {(f["from"], f["to"], f["verdict"]) for f in flows} == {("web", "db", "allowed")}
 
     follow = subprocess.Popen([sys.executable, "-m", "bayctl.cli.main", "node", "observe", "--from", "db",
