@@ -18,14 +18,13 @@ machine, with the errors: docs/platform-nova-neutron.md.
 
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import time
 
 from harness.cloudtier import rabbitmq
-from harness.cloudtier.tier import HOST, PORTS, REGION, TierError, log_tail, wait_http
+from harness.cloudtier.tier import HOST, PORTS, REGION, TierError, log_tail, stop_process_groups, wait_http
 
 VENV_REQUIREMENTS = ["nova==34.0.0", "openstack-placement==16.0.0", "neutron==29.0.0",
                      "libvirt-python", "PyMySQL>=1.1"]
@@ -180,20 +179,7 @@ class RealServices:
                 raise TierError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop(self):
-        for _name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 15
-        for _name, proc in self.procs.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+        stop_process_groups(self.procs)
 
 
 class RealNova(RealServices):

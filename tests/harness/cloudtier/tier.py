@@ -73,6 +73,26 @@ def wait_http(port, path="/", timeout=90.0, proc=None, what=""):
     raise TierError(f"{what or port} not ready after {timeout:.0f}s: {last}")
 
 
+def stop_process_groups(procs, grace=15.0):
+    """SIGTERM every started service's process group (the last started first), then wait for
+    all within one shared `grace` (they were all told at once), SIGKILL what is left; empties
+    `procs` (name -> Popen)."""
+    for _name, proc in reversed(list(procs.items())):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+    deadline = time.monotonic() + grace
+    for _name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    procs.clear()
+
+
 def log_tail(path, chars=4000):
     """The end of a service's log, for an error message ("" if there is none)."""
     try:
@@ -274,20 +294,7 @@ class Tier:
         self.timings["heat_engine_wait"] = round(time.monotonic() - t0, 2)
 
     def stop(self):
-        for _name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        deadline = time.monotonic() + 15  # one deadline for all: they were all told at once
-        for _name, proc in self.procs.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+        stop_process_groups(self.procs)
         if self.broker:  # after heat: its engine and API close their AMQP connections first
             self.broker.stop()
 
