@@ -18,13 +18,13 @@ import shlex
 import time
 from typing import List, Optional, Sequence
 
-from bayctl.create.context import Status, bay_key_path
+from bayctl.create.context import Status
 from bayctl.create.pipeline import create_bay as _create
 from bayctl.create.pipeline import delete_bay as _delete
 from bayctl.create.seeding import seed_bay
 from bayctl.create.state import BayState, bay_lock, list_states
 from bayctl.errors import BayctlError
-from bayctl.providers.base import MASTER, SLAVE, Node
+from bayctl.model import Node
 from bayctl.spec import BaySpec, load_spec
 
 
@@ -54,25 +54,27 @@ class Bay:
     def spec(self) -> BaySpec:
         return BaySpec.from_dict(self.state.spec)
 
+    # The bay's nodes and login are its state's (bayctl.create.state.BayState): shown here as is.
+
     @property
     def nodes(self) -> List[Node]:
-        return [Node(**fields) for fields in self.state.nodes]
+        return self.state.nodes
 
     @property
     def master(self) -> Optional[Node]:
-        return next((node for node in self.nodes if node.role == MASTER), None)
+        return self.state.master
 
     @property
     def slaves(self) -> List[Node]:
-        return [node for node in self.nodes if node.role == SLAVE]
+        return self.state.slaves
 
     @property
     def ssh_user(self) -> str:
-        return self.spec.ssh_user or ("root" if self.provider == "local" else "debian")
+        return self.state.login.user
 
     @property
     def ssh_key(self) -> str:
-        return self.spec.ssh_key or bay_key_path(self.state.directory)
+        return self.state.login.key
 
     def refresh(self) -> "Bay":
         self.state = get_bay(self.name).state
@@ -158,8 +160,7 @@ def apply_policy(name: str, policy_path: str, *, status: Optional[Status] = None
     bay = get_bay(name)
     policy_path = resolve_policy(policy_path)  # a file, or a shipped example's name; stored absolute
     with bay_lock(name):
-        return seed_bay(bay.state, bay.nodes, policy_path, ssh_user=bay.ssh_user, ssh_key=bay.ssh_key,
-                        status=status)
+        return seed_bay(bay.state, policy_path, status=status)
 
 
 def ssh_argv(name: str, node: Optional[str] = None, command: Sequence[str] = ()) -> List[str]:

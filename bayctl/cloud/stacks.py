@@ -24,7 +24,7 @@ import time
 from bayctl.cloud.diagnosis import MAX_DEPTH, raise_stack_failed
 from bayctl.cloud.heat_client import heat
 from bayctl.errors import CloudError
-from bayctl.providers.base import BayStatus, Progress
+from bayctl.model import BayStatus, Progress
 
 LOG = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import os
 
 from bayctl.errors import SeedError
 from bayctl.policy import load_policy
-from bayctl.providers.base import MASTER, SLAVE
 
 
-def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
-    """Push the policy at `policy_path` to every slave; returns the per-node results.
+def seed_bay(state, policy_path, *, status=None):
+    """Push the policy at `policy_path` to every slave of the bay `state` records (its nodes
+    and login); returns the per-node results.
 
     Raises PolicyError (before any contact) for a bad policy and SeedError naming every node
     that failed; the others are seeded all the same.
@@ -21,8 +21,7 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
     policy = load_policy(policy_path)
     with open(policy_path, encoding="utf-8") as handle:
         text = handle.read()
-    slaves = [node for node in nodes if node.role == SLAVE]
-    master = next(node for node in nodes if node.role == MASTER)
+    slaves, master, login = state.slaves, state.master, state.login
     done = []
 
     def progress(result):
@@ -33,9 +32,9 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None):
     # The agent's API through curl, one command per node (bench/seed.py: the nodes' CPU is the
     # floor, and `bayctl node` three times per node costs ~30x more of it); bayctl's node image
     # has curl (its wait conditions need it too), as has this machine for the local bay.
-    results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key,
+    results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=login.user, ssh_key=login.key,
                           bastion=master, progress=progress, raise_on_failure=False, remote="curl")
-    state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
+    state.last_seed = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
     failed = [r for r in results if not r.ok]
     if not failed:
         state.policy_digest = policy.digest

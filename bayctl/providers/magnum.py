@@ -18,7 +18,8 @@ from bayctl.cloud.diagnosis import raise_stack_failed
 from bayctl.cloud.heat_client import heat
 from bayctl.cloud.stacks import DEFAULT_INTERVAL, AdaptivePolling, wait_for_stack
 from bayctl.errors import CloudError
-from bayctl.providers.base import MASTER, SLAVE, BayStatus, Node, Progress, Provider
+from bayctl.model import MASTER, SLAVE, BayStatus, Node, Progress
+from bayctl.providers.base import Provider, ProviderInfo
 
 LOG = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class _Legacy:
 
 class MagnumProvider(Provider):
     name = "magnum"
+    info = ProviderInfo(uses_template=True)  # a cluster template (baymodel) per bay, or a shared one
 
     def __init__(self, conn, cluster_template=None, poll_interval=DEFAULT_INTERVAL, legacy=None):
         """`cluster_template`: use this existing (shared) template instead of making one per bay."""
@@ -297,6 +299,19 @@ class MagnumProvider(Provider):
             nodes.append(Node(name=f"{name}-slave-{i}", role=SLAVE,
                               public_ip=publics[i] if i < len(publics) else None, private_ip=private))
         return nodes
+
+    def prepare_nodes(self, ref, nodes, request):
+        """Magnum's own templates leave the slaves' ports without the container range's address
+        pair (bayctl's Heat templates set it): add it (bayctl.providers.magnum_ports)."""
+        from bayctl.providers.magnum_ports import allow_container_range
+
+        cluster = self._cluster(ref)
+        if cluster is None:
+            raise CloudError(f"cluster {ref} not found")
+        slave_ips = [node.private_ip for node in nodes if node.role == SLAVE]
+        cidr = request.container_cidr
+        changed = allow_container_range(self.conn, self._stack_ref(cluster), slave_ips, cidr)
+        return f"allowed {request.container_cidr} on {changed} slave port(s)" if changed else None
 
     def delete(self, ref, wait=True, progress=None, timeout=None):
         cluster = self._cluster(ref)

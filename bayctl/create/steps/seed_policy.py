@@ -18,5 +18,4 @@ class SeedPolicy(Step):
     def run(self, ctx):
         from bayctl.create.seeding import seed_bay
 
-        seed_bay(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
-                 status=ctx.status)
+        seed_bay(ctx.state, ctx.spec.policy, status=ctx.status)
