@@ -10,8 +10,8 @@ from bayctl.errors import CloudError
 from bayctl.model import MASTER, SLAVE, BayRequest, BayStatus, Node, Progress
 from bayctl.providers.base import Provider, ProviderInfo
 
-__all__ = ["WITHOUT_CLOUD", "get_provider", "provider_class", "provider_info", "providers_without_cloud", "Provider",
-           "ProviderInfo", "Node", "BayRequest", "BayStatus", "Progress", "MASTER", "SLAVE"]
+__all__ = ["WITHOUT_CLOUD", "get_provider", "provider_class", "provider_info", "providers_without_cloud",
+           "Provider", "ProviderInfo", "Node", "BayRequest", "BayStatus", "Progress", "MASTER", "SLAVE"]
 
 # name -> "module:Class"; imported only when asked for, so the local provider works
 # on a machine without the cloud libraries.
