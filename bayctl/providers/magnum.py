@@ -21,7 +21,7 @@ from bayctl.cloud.stacks import DEFAULT_INTERVAL, AdaptivePolling, wait_for_stac
 from bayctl.errors import CloudError
 from bayctl.model import MASTER, SLAVE, BayStatus, Node, Progress
 from bayctl.providers.base import Provider, ProviderInfo
-from bayctl.providers.magnum_api import ClusterAPI, Clusters, LegacyBays
+from bayctl.providers.magnum_api import ClusterAPI, Clusters, LegacyBays, magnum_client, only_legacy_bays
 
 LOG = logging.getLogger(__name__)
 
@@ -65,38 +65,14 @@ class MagnumProvider(Provider):
         self.shared_template = cluster_template
         self.poll_interval = poll_interval
         self._legacy = legacy
-        self.mc = self._client()
+        self.mc = magnum_client(conn)  # CloudError where the catalog has no Magnum
         self._api = None
-
-    def _client(self):
-        from magnumclient.v1 import client as magnum_client
-
-        # clouds.yaml's `container_infra_endpoint_override` (openstacksdk's per-service override)
-        override = self.conn.config.get_endpoint("container-infra")
-        if override:
-            return magnum_client.Client(session=self.conn.session, endpoint_override=override)
-        try:
-            self.conn.session.get_endpoint(service_type="container-infra",
-                                           interface=self.conn.config.get_interface(),
-                                           region_name=self.conn.config.get_region_name())
-        except Exception:
-            raise CloudError("this cloud has no Magnum (container-infra) endpoint: use --provider heat") \
-                from None
-        return magnum_client.Client(session=self.conn.session, service_type="container-infra",
-                                    interface=self.conn.config.get_interface(),
-                                    region_name=self.conn.config.get_region_name())
 
     @property
     def legacy(self):
         """True where Magnum has only baymodels/bays (asked once: GET /v1/clustertemplates 404)."""
         if self._legacy is None:
-            from magnumclient import exceptions as mc_exc
-
-            try:
-                self.mc.cluster_templates.list(limit=1)
-                self._legacy = False
-            except mc_exc.NotFound:
-                self._legacy = True
+            self._legacy = only_legacy_bays(self.mc)
         return self._legacy
 
     @property

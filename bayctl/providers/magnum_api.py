@@ -16,6 +16,34 @@ from typing import Optional
 from bayctl.errors import CloudError
 
 
+def magnum_client(conn):
+    """python-magnumclient on `conn`'s keystoneauth session; CloudError if the cloud has no Magnum."""
+    from magnumclient.v1 import client
+
+    # clouds.yaml's `container_infra_endpoint_override` (openstacksdk's per-service override)
+    override = conn.config.get_endpoint("container-infra")
+    if override:
+        return client.Client(session=conn.session, endpoint_override=override)
+    try:
+        conn.session.get_endpoint(service_type="container-infra", interface=conn.config.get_interface(),
+                                  region_name=conn.config.get_region_name())
+    except Exception:
+        raise CloudError("this cloud has no Magnum (container-infra) endpoint: use --provider heat") from None
+    return client.Client(session=conn.session, service_type="container-infra",
+                         interface=conn.config.get_interface(), region_name=conn.config.get_region_name())
+
+
+def only_legacy_bays(mc) -> bool:
+    """Does this Magnum have only baymodels/bays (GET /v1/clustertemplates answers 404)?"""
+    from magnumclient import exceptions as mc_exc
+
+    try:
+        mc.cluster_templates.list(limit=1)
+        return False
+    except mc_exc.NotFound:
+        return True
+
+
 class ClusterAPI(abc.ABC):
     """What the magnum provider asks of Magnum: templates and clusters, get/create/delete/list."""
 
