@@ -18,12 +18,12 @@ import shlex
 import time
 from typing import List, Optional, Sequence
 
-from bayctl.create.context import Status, bay_key_path
+from bayctl.create.context import Status
 from bayctl.create.pipeline import create_bay as _create
 from bayctl.create.pipeline import delete_bay as _delete
 from bayctl.create.state import BayState, bay_lock, list_states
 from bayctl.errors import BayctlError
-from bayctl.providers.base import MASTER, SLAVE, Node
+from bayctl.model import Node
 from bayctl.spec import BaySpec, load_spec
 
 
@@ -53,25 +53,27 @@ class Bay:
     def spec(self) -> BaySpec:
         return BaySpec.from_dict(self.state.spec)
 
+    # The bay's nodes and login are its state's (bayctl.create.state.BayState): shown here as is.
+
     @property
     def nodes(self) -> List[Node]:
-        return [Node(**fields) for fields in self.state.nodes]
+        return self.state.nodes
 
     @property
     def master(self) -> Optional[Node]:
-        return next((node for node in self.nodes if node.role == MASTER), None)
+        return self.state.master
 
     @property
     def slaves(self) -> List[Node]:
-        return [node for node in self.nodes if node.role == SLAVE]
+        return self.state.slaves
 
     @property
     def ssh_user(self) -> str:
-        return self.spec.ssh_user or ("root" if self.provider == "local" else "debian")
+        return self.state.login.user
 
     @property
     def ssh_key(self) -> str:
-        return self.spec.ssh_key or bay_key_path(self.state.directory)
+        return self.state.login.key
 
     def refresh(self) -> "Bay":
         self.state = get_bay(self.name).state

@@ -79,13 +79,35 @@ def naive_wait(hc, ref, action, interval):
         time.sleep(interval)
 
 
+class FixedPolling:
+    """The former waiter (bayctl.cloud.stacks before its adaptive policy): every `interval` seconds;
+    the stack after `stall` quiet polls."""
+
+    name = "fixed"
+
+    def __init__(self, interval=2.0, stall=5):
+        self.interval, self.stall = interval, stall
+        self.quiet = 0
+
+    def after_poll(self, got_events):
+        self.quiet = 0 if got_events else self.quiet + 1
+        return self.interval
+
+    def want_stack(self, got_events, action):
+        if self.quiet >= self.stall:
+            self.quiet = 0
+            return True
+        return False
+
+
+
 def run(conn, counter, policy, boot_s, booter_conn):
     """create + wait + nodes + delete of one bay. boot_s None: the stand-ins complete at once;
     else the real wait conditions complete when the nodes "boot", boot_s after the create."""
     from harness.emulators.nodeboot import NodeBooter
 
     from bayctl.cloud.heat_client import heat
-    from bayctl.cloud.stacks import AdaptivePolling, FixedPolling, wait_for_stack
+    from bayctl.cloud.stacks import AdaptivePolling, wait_for_stack
     from bayctl.providers import BayRequest, get_provider
     from bayctl.providers.heat import templates_dir
 

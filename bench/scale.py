@@ -5,7 +5,7 @@ All side by side from one run, one JSON document on stdout (progress on stderr).
 
 1. distribution: time from `policy apply` to every node reporting the new digest, at each size
    (default 10, 200, 1000), through a real ZooKeeper (Debian's, private port and data dir:
-   bayctl.distribution.zkserver) vs pushed over SSH (bayctl.seed, curl mode, as `policy apply
+   bayctl.providers.local_zookeeper) vs pushed over SSH (bayctl.seed, curl mode, as `policy apply
    --distribution ssh`). Nodes up to --real (200) are real: a real sshd and a real agent each
    (tests/fixtures_sshd.py, the eBPF datapath loaded); the agents watch ZooKeeper through
    their API (`PUT /v1/distribution`). Beyond --real the extra nodes are WATCHER-ONLY clients:
@@ -161,9 +161,9 @@ def distribution(sizes, real, workdir):
     from harness.fixtures_sshd import SshdBay
 
     from bayctl.distribution import zookeeper
-    from bayctl.distribution.zkserver import ZooKeeperServer
     from bayctl.node.client import AgentClient
     from bayctl.policy import parse_policy
+    from bayctl.providers.local_zookeeper import ZooKeeperServer
     from bayctl.seed import seed_policy
 
     real = min(real, max(sizes))

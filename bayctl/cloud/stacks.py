@@ -11,8 +11,7 @@ redirect). How often to poll and when to fetch the stack itself is a polling pol
   deleted stack's last events with it, so its DELETE_COMPLETE event is never listed;
   measured on heat 27), and as a safety net when the backoff reaches its cap, then once
   a minute while it stays there (events can be purged).
-- FixedPolling: the former waiter (every 2 s; the stack after 5 quiet polls), kept for
-  bench/cloud.py's side-by-side count.
+  (bench/cloud.py keeps the former fixed-interval waiter for its side-by-side count.)
 
 Like python-heatclient's event_utils.poll_for_events, plus a backoff such as the one
 openstacksdk's wait_for_status offers.
@@ -24,7 +23,7 @@ import time
 from bayctl.cloud.diagnosis import MAX_DEPTH, raise_stack_failed
 from bayctl.cloud.heat_client import heat
 from bayctl.errors import CloudError
-from bayctl.providers.base import BayStatus, Progress
+from bayctl.model import BayStatus, Progress
 
 LOG = logging.getLogger(__name__)
 
@@ -70,26 +69,6 @@ class AdaptivePolling:
         return self._at_cap % self.CAP_POLLS_PER_STACK == 1
 
 
-class FixedPolling:
-    """The former waiter: every `interval` seconds; the stack after `stall` quiet polls."""
-
-    name = "fixed"
-
-    def __init__(self, interval=2.0, stall=5):
-        self.interval, self.stall = interval, stall
-        self.quiet = 0
-
-    def after_poll(self, got_events):
-        self.quiet = 0 if got_events else self.quiet + 1
-        return self.interval
-
-    def want_stack(self, got_events, action):
-        if self.quiet >= self.stall:
-            self.quiet = 0
-            return True
-        return False
-
-
 def _link(event, rel):
     for link in getattr(event, "links", []) or []:
         if link.get("rel") == rel:
@@ -105,6 +84,69 @@ def split_ref(ref):
     return name, stack_id
 
 
+class ResourcePaths:
+    """Stack name -> dotted path of the resource that owns it ("" for the root stack), e.g.
+    "slaves.0" for the stack of the slaves group's member 0, for progress lines people read."""
+
+    def __init__(self, root_name):
+        self._prefixes = {root_name: ""}
+
+    def of_stack(self, stack_name):
+        # Heat names a nested stack "<parent stack>-<resource>-<12-char id>" (physical_resource_name),
+        # so the owning resource's path follows from the names alone, even before its own event.
+        if stack_name not in self._prefixes:
+            parent = max((p for p in self._prefixes if stack_name.startswith(p + "-")), key=len, default=None)
+            if parent is None:
+                return stack_name
+            parts = stack_name[len(parent) + 1:].split("-")
+            if len(parts) % 2 == 0 and all(len(p) == 12 for p in parts[1::2]):
+                resources = parts[0::2]  # several levels below a known stack: "<res>-<id>" pairs
+            else:
+                resources = ["-".join(parts[:-1])]
+            self._prefixes[stack_name] = ".".join(x for x in (self._prefixes[parent], *resources) if x)
+        return self._prefixes[stack_name]
+
+    def of_resource(self, stack_name, resource_name):
+        return ".".join(x for x in (self.of_stack(stack_name), resource_name) if x)
+
+
+class EventFold:
+    """A stack's events, folded in order: each resource's last status, and the root stack's
+    outcome (`final`, `reason`) once its own event for the action arrives."""
+
+    def __init__(self, name, stack_id, action):
+        self.name, self.stack_id, self.action = name, stack_id, action
+        self.paths = ResourcePaths(name)
+        self.latest = {}  # (owning stack id, resource name) -> last status seen
+        self.final, self.reason = None, ""
+
+    @property
+    def done(self):
+        return sum(1 for s in self.latest.values() if s == f"{self.action}_COMPLETE")
+
+    def add(self, event):
+        """Fold one event in; the Progress to report for it, or None (a stack's own event)."""
+        owner_name, owner = _link(event, "stack").split("/")[-2:]
+        if event.physical_resource_id == owner or event.resource_name == self.name and \
+                event.physical_resource_id == self.stack_id:
+            # A stack's own event (root or nested): the nested one duplicates its parent resource.
+            if event.physical_resource_id == self.stack_id and event.resource_status in (
+                    f"{self.action}_COMPLETE", f"{self.action}_FAILED"):
+                self.final = event.resource_status
+                self.reason = event.resource_status_reason or ""
+            return None
+        self.latest[(owner, event.resource_name)] = event.resource_status
+        message = f"{self.paths.of_resource(owner_name, event.resource_name)} {event.resource_status}"
+        if event.resource_status_reason and event.resource_status.endswith("FAILED"):
+            message += f": {event.resource_status_reason}"
+        return Progress(message=message, done=self.done, total=len(self.latest),
+                        status=f"{self.action}_IN_PROGRESS")
+
+    def settle(self, status, reason):
+        """The outcome read from the stack itself (its events could not tell)."""
+        self.final, self.reason = status, reason or ""
+
+
 def wait_for_stack(conn, ref, action="CREATE", progress=None, timeout=None, interval=DEFAULT_INTERVAL,
                    what="stack", provider="heat", polling=None):
     """Block until stack `ref` ("name/id") finishes `action`; return BayStatus.
@@ -117,56 +159,24 @@ def wait_for_stack(conn, ref, action="CREATE", progress=None, timeout=None, inte
     name, stack_id = split_ref(ref)
     deadline = None if timeout is None else time.monotonic() + timeout
     marker = None
-    latest = {}  # (owning stack id, resource name) -> last status seen
-    prefixes = {name: ""}  # stack name -> path of the resource that owns it ("" for the root)
-
-    def prefix_of(stack_name):
-        # Heat names a nested stack "<parent stack>-<resource>-<12-char id>" (physical_resource_name),
-        # so the owning resource's path follows from the names alone, even before its own event.
-        if stack_name not in prefixes:
-            parent = max((p for p in prefixes if stack_name.startswith(p + "-")), key=len, default=None)
-            if parent is None:
-                return stack_name
-            parts = stack_name[len(parent) + 1:].split("-")
-            if len(parts) % 2 == 0 and all(len(p) == 12 for p in parts[1::2]):
-                resources = parts[0::2]  # several levels below a known stack: "<res>-<id>" pairs
-            else:
-                resources = ["-".join(parts[:-1])]
-            prefixes[stack_name] = ".".join(x for x in (prefixes[parent], *resources) if x)
-        return prefixes[stack_name]
-
+    fold = EventFold(name, stack_id, action)
+    gone = BayStatus(name=name, id=stack_id, status="DELETE_COMPLETE", provider=provider)
     polling = polling or AdaptivePolling(floor=interval)
-    final = None
-    while final is None:
+    while fold.final is None:
         try:
             # Only this action's events: a delete does not re-read the whole create history.
             events = hc.events.list(ref, nested_depth=MAX_DEPTH, marker=marker, sort_dir="asc",
                                     filters={"resource_action": action})
         except heat_exc.HTTPNotFound:
             if action == "DELETE":
-                return BayStatus(name=name, id=stack_id, status="DELETE_COMPLETE", provider=provider)
+                return gone
             raise CloudError(f"{what} {name} disappeared while waiting for {action}") from None
         for event in events:
             marker = event.id
-            owner_name, owner = _link(event, "stack").split("/")[-2:]
-            if event.physical_resource_id == owner or event.resource_name == name and \
-                    event.physical_resource_id == stack_id:
-                # A stack's own event (root or nested): the nested one duplicates its parent resource.
-                if event.physical_resource_id == stack_id and event.resource_status in (
-                        f"{action}_COMPLETE", f"{action}_FAILED"):
-                    final = event.resource_status
-                    reason = event.resource_status_reason or ""
-                continue
-            latest[(owner, event.resource_name)] = event.resource_status
-            if progress is not None:
-                done = sum(1 for s in latest.values() if s == f"{action}_COMPLETE")
-                resource_path = ".".join(x for x in (prefix_of(owner_name), event.resource_name) if x)
-                message = f"{resource_path} {event.resource_status}"
-                if event.resource_status_reason and event.resource_status.endswith("FAILED"):
-                    message += f": {event.resource_status_reason}"
-                progress(Progress(message=message, done=done, total=len(latest),
-                                  status=f"{action}_IN_PROGRESS"))
-        if final is not None:
+            report = fold.add(event)
+            if report is not None and progress is not None:
+                progress(report)
+        if fold.final is not None:
             break
         delay = polling.after_poll(bool(events))
         if polling.want_stack(bool(events), action):
@@ -174,21 +184,20 @@ def wait_for_stack(conn, ref, action="CREATE", progress=None, timeout=None, inte
                 stack = hc.stacks.get(ref, resolve_outputs=False)  # the status only: outputs cost Heat work
             except heat_exc.HTTPNotFound:
                 if action == "DELETE":
-                    return BayStatus(name=name, id=stack_id, status="DELETE_COMPLETE", provider=provider)
+                    return gone
                 raise
             if stack.stack_status in (f"{action}_COMPLETE", f"{action}_FAILED"):
-                final, reason = stack.stack_status, stack.stack_status_reason or ""
+                fold.settle(stack.stack_status, stack.stack_status_reason)
                 break
         if deadline is not None and time.monotonic() >= deadline:
-            done = sum(1 for s in latest.values() if s == f"{action}_COMPLETE")
             raise CloudError(f"{what} {name}: {action} not finished after {timeout:.0f}s "
-                             f"({done}/{len(latest)} resources done); it is left as it is")
+                             f"({fold.done}/{len(fold.latest)} resources done); it is left as it is")
         # Never sleep past the deadline: the last poll happens at it.
         time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
 
+    final = fold.final
     if progress is not None:
-        done = sum(1 for s in latest.values() if s == f"{action}_COMPLETE")
-        progress(Progress(message=f"{name} {final}", done=done, total=len(latest), status=final))
+        progress(Progress(message=f"{name} {final}", done=fold.done, total=len(fold.latest), status=final))
     if final.endswith("FAILED"):
         raise_stack_failed(conn, ref, what=what)
-    return BayStatus(name=name, id=stack_id, status=final, provider=provider, reason=reason)
+    return BayStatus(name=name, id=stack_id, status=final, provider=provider, reason=fold.reason)

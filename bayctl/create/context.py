@@ -7,11 +7,14 @@ of steps in pipeline.py reads as the description of what `create` does.
 import dataclasses
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
-from bayctl.create.state import BayState
-from bayctl.providers.base import MASTER, SLAVE, BayRequest, Node, Provider
+from bayctl.create.state import BayState, bay_key_path
+from bayctl.model import BayRequest, Login
+from bayctl.providers.base import Provider
 from bayctl.spec import BaySpec
+
+__all__ = ["CreateContext", "CreateOptions", "Status", "bay_key_path", "public_key_of", "request_from_spec"]
 
 
 class Status:
@@ -65,43 +68,19 @@ class CreateContext:
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
-    def ssh_user(self) -> str:
-        return self.spec.ssh_user or ("root" if self.is_local else "debian")
-
-    @property
-    def ssh_key(self) -> str:
-        return self.spec.ssh_key or bay_key_path(self.state.directory)
+    def login(self) -> Login:
+        """How the steps log in to the nodes (the bay's state holds it: one place)."""
+        return self.state.login
 
     def request(self) -> BayRequest:
         """The spec as the provider interface asks for it."""
         request = request_from_spec(self.spec)
-        if self.is_local:
-            request.extra["ssh_public_key"] = public_key_of(self.ssh_key)
+        if self.provider.info.installs_login_key:
+            request.ssh_public_key = public_key_of(self.login.key)
         return request
 
     def save(self) -> None:
         self.state.save()
-
-    @property
-    def nodes(self) -> List[Node]:
-        return [Node(**fields) for fields in self.state.nodes]
-
-    @property
-    def master(self) -> Node:
-        return next(node for node in self.nodes if node.role == MASTER)
-
-    @property
-    def slaves(self) -> List[Node]:
-        return [node for node in self.nodes if node.role == SLAVE]
-
-    @property
-    def is_local(self) -> bool:
-        return self.provider.name == "local"
-
-
-def bay_key_path(bay_dir: str) -> str:
-    """The SSH key bayctl makes for a bay that was given none (a local bay)."""
-    return f"{bay_dir}/id_ed25519"
 
 
 def public_key_of(private_key_path: str) -> str:

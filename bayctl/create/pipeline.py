@@ -22,14 +22,7 @@ import os
 import subprocess
 from typing import Optional
 
-from bayctl.create.context import (
-    CreateContext,
-    CreateOptions,
-    Status,
-    bay_key_path,
-    public_key_of,
-    request_from_spec,
-)
+from bayctl.create.context import CreateContext, CreateOptions, Status, public_key_of, request_from_spec
 from bayctl.create.keypair import STATE_KEY as KEYPAIR_STATE_KEY
 from bayctl.create.keypair import delete_keypair, ensure_keypair, keypair_name
 from bayctl.create.state import (
@@ -39,9 +32,10 @@ from bayctl.create.state import (
     READY,
     BayState,
     DamagedState,
-    bay_dir,
+    bay_key_path,
     bay_lock,
     remove_bay_dir,
+    state_root,
 )
 from bayctl.create.steps.collect_nodes import CollectNodes
 from bayctl.create.steps.create_stack import CreateStack
@@ -53,8 +47,8 @@ from bayctl.create.steps.verify import Verify
 from bayctl.create.steps.wait import Wait
 from bayctl.create.steps.wait_for_agents import WaitForAgents
 from bayctl.errors import BayctlError, CloudError, SpecError
-from bayctl.providers import get_provider
-from bayctl.spec import CLOUD_PROVIDERS, BaySpec, check_local_size
+from bayctl.providers import WITHOUT_CLOUD, get_provider, provider_info, providers_without_cloud
+from bayctl.spec import BaySpec, check_local_size
 
 STEPS = (
     EnsureImage(),
@@ -92,11 +86,12 @@ def cloud_configured(spec: BaySpec) -> bool:
 
 
 def resolve_provider_name(spec: BaySpec, saved: Optional[BayState]) -> str:
+    """The saved bay's provider, else the spec's; "auto" without a cloud is the one that needs none."""
     if saved is not None:
         return saved.provider
     if spec.provider != "auto":
         return spec.provider
-    return "local" if not cloud_configured(spec) else "auto"
+    return "auto" if cloud_configured(spec) else WITHOUT_CLOUD
 
 
 def connect(spec: BaySpec):
@@ -107,18 +102,16 @@ def connect(spec: BaySpec):
 
 
 def open_provider(name: str, spec: Optional[BaySpec] = None, **options):
-    """(provider, conn) for a provider name; the cloud connection only where needed.
+    """(provider, conn) for a provider name; the cloud connection only where needed ("auto"
+    without a cloud configured is the provider that needs none).
 
     `options` go to the provider's constructor (e.g. heat's `environments`)."""
-    from bayctl.create.state import state_root
-
-    if name == "local":
-        return get_provider("local", state_root=state_root(), **options), None
-    conn = connect(spec) if spec is not None else connect(BaySpec(name="x"))
-    if name == "auto" and spec is not None:
+    spec = spec if spec is not None else BaySpec(name="x")
+    if name == "auto":
         # Magnum's answer (Mesos or not) depends on the bay's image: ask with this bay.
         options = dict(options, request=request_from_spec(spec))
-    return get_provider(name, conn, **options), conn
+    conn = connect(spec) if name == "auto" or provider_info(name).needs_cloud else None
+    return get_provider(name, conn, state_root=state_root(), **options), conn
 
 
 def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
@@ -137,8 +130,7 @@ def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
                                            **(provider_options or {}))
             spec = spec.with_provider(provider.name)
             check_local_size(spec)  # `auto` may have become local just now
-            if hasattr(provider, "check"):
-                provider.check(spec.name)
+            provider.check(spec.name)
             if spec.ssh_key:
                 public_key_of(spec.ssh_key)  # a key that cannot be read stops create here, not half-way
         except BaseException:
@@ -149,12 +141,16 @@ def create_bay(spec: BaySpec, *, retain: bool = False, verify: bool = False,
         fresh = saved is None
         # A new policy on a resumed bay is fine (it is seeded); what the bay is made of is not.
         state.spec, state.status, state.failed_step, state.reason = spec.to_dict(), CREATING, None, None
+        # The login, fixed once for every step and every later command (bayctl.create.state).
+        state.ssh_user = spec.ssh_user or provider.info.default_ssh_user
+        state.ssh_key = spec.ssh_key or bay_key_path(state.directory)
         state.save()
         ctx = CreateContext(spec=spec, provider=provider, state=state, status=status, options=options,
                             conn=conn)
-        if not spec.ssh_key and (ctx.is_local or not spec.keypair):
+        makes_keypair = provider.info.needs_cloud and not spec.keypair  # uploads the bay's own key
+        if not spec.ssh_key and (provider.info.installs_login_key or makes_keypair):
             _ensure_bay_key(state.directory)
-        if not ctx.is_local and not spec.keypair:
+        if makes_keypair:
             try:
                 ctx.spec = _with_bay_keypair(ctx)
             except BaseException:
@@ -171,7 +167,7 @@ def _with_bay_keypair(ctx: CreateContext) -> BaySpec:
     """The spec with the keypair bayctl made for this bay (uploaded now, deleted with the bay)."""
     name = keypair_name(ctx.spec.name)
     try:
-        ensure_keypair(ctx.conn, name, public_key_of(ctx.ssh_key))
+        ensure_keypair(ctx.conn, name, public_key_of(ctx.login.key))
     except BayctlError:
         raise
     except Exception as err:  # openstacksdk's errors: one line, the cloud's words
@@ -255,16 +251,11 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
             _delete_damaged(name, err, status)
             return True
         if state is None:
-            # Nothing recorded; a local bay interrupted before its first save still has objects.
-            from bayctl.providers.local_net import bay_namespaces
-
-            if not bay_namespaces(name):
-                remove_bay_dir(name)
-                return False
-            provider, _ = open_provider("local")
-            provider.delete(name)
+            # Nothing recorded; a bay interrupted before its first save may still have objects
+            # that its provider finds by name.
+            found = _remove_leftovers(name)
             remove_bay_dir(name)
-            return True
+            return found
         provider, conn = open_provider(state.provider, BaySpec.from_dict(state.spec),
                                        **(provider_options or {}))
         _delete(state, provider, status, conn)
@@ -272,17 +263,11 @@ def delete_bay(name: str, *, status: Optional[Status] = None,
 
 
 def _delete_damaged(name: str, err: DamagedState, status: Status) -> None:
-    """Remove a bay whose bay.json cannot be read: what a local bay leaves on this machine is
-    found by name (namespaces, links, pins, sockets), then the state dir goes. A cloud bay's
+    """Remove a bay whose bay.json cannot be read: what a bay on this machine leaves is found by
+    name (a local bay's namespaces, links, pins, sockets), then the state dir goes. A cloud bay's
     stack cannot be found without its record: the message says so."""
-    from bayctl.providers.local import RECORD
-    from bayctl.providers.local_net import bay_namespaces
-
     status.start(f"Deleting bay {name} ({err})")
-    local = bay_namespaces(name) or os.path.exists(os.path.join(bay_dir(name), RECORD))
-    if local:
-        provider, _ = open_provider("local")
-        provider.delete(name)
+    local = _remove_leftovers(name)
     remove_bay_dir(name)
     status.end("done" if local else "state removed; a cloud stack of this bay, if any, is not known here "
                f"(look for `{name}` in `openstack stack list`)")
@@ -292,10 +277,7 @@ def _delete(state: BayState, provider, status: Status, conn=None) -> None:
     state.status = DELETING
     state.save()
     status.start(f"Deleting bay {state.name}")
-    ref = state.ref or (state.name if provider.name == "local" else None)
-    if ref is None and provider.name in CLOUD_PROVIDERS:
-        found = provider.find(state.name)
-        ref = found.id if found else None
+    ref = provider.ref_of(state.name, state.ref)
     if ref is not None:
         provider.delete(ref, wait=True, progress=lambda event: status.update(event.message, event.done,
                                                                               event.total))
@@ -303,6 +285,12 @@ def _delete(state: BayState, provider, status: Status, conn=None) -> None:
         delete_keypair(conn, state.extra[KEYPAIR_STATE_KEY])  # only the keypair bayctl made
     remove_bay_dir(state.name)
     status.end("done")
+
+
+def _remove_leftovers(name: str) -> bool:
+    """Ask every provider that builds on this machine to remove what a bay `name` left there."""
+    providers = providers_without_cloud(state_root=state_root())
+    return any([provider.remove_leftovers(name) for provider in providers])  # each of them, not the first
 
 
 def _ensure_bay_key(bay_dir: str) -> None:

@@ -43,7 +43,7 @@ def seed_bay(state, nodes, policy_path, *, ssh_user, ssh_key, status=None, text=
     # ~30x more of it); bayctl's node image has curl, as has this machine for the local bay.
     results = seed_policy(slaves, text, bay_state_dir=state.directory, ssh_user=ssh_user, ssh_key=ssh_key,
                           bastion=master, progress=progress, raise_on_failure=False)
-    state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
+    state.last_seed = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
     failed = [r for r in results if not r.ok]
     if not failed:
         state.policy_digest = policy.digest

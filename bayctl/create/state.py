@@ -22,12 +22,13 @@ from typing import Dict, List, Optional
 
 from bayctl import atomicfile
 from bayctl.errors import BayctlError, SpecError
+from bayctl.model import Login, Node, master_of, slaves_of
 
 STATE_FILE = "bay.json"
 LOCK_FILE = ".lock"
 ENV_STATE_DIR = "BAYCTL_STATE_DIR"
 
-# Overall status, in bayctl's own words (the provider's words are in `provider_status`).
+# Overall status, in bayctl's own words.
 CREATING, READY, FAILED, DELETING = "CREATING", "READY", "FAILED", "DELETING"
 DAMAGED = "DAMAGED"  # bay.json cannot be read: listed with its reason, removable by delete
 
@@ -47,33 +48,71 @@ def bay_dir(name: str) -> str:
     return os.path.join(state_root(), name)
 
 
+def bay_key_path(directory: str) -> str:
+    """The SSH key bayctl makes for a bay that was given none (in the bay's state directory)."""
+    return f"{directory}/id_ed25519"
+
+
 class BayBusy(BayctlError):
     """Another bayctl process is creating, deleting or verifying this bay."""
 
 
+# Step outputs that bay.json files written before they had their own fields kept in `extra`:
+# field -> the old key. Read once on load, written back as fields on the next save.
+_FORMER_EXTRA_KEYS = {"image_id": "image_id", "template_id": "template",
+                      "container_subnets": "container_subnets", "probe_subnets": "probe_subnets",
+                      "last_seed": "seed"}
+
+
 @dataclasses.dataclass
 class BayState:
-    """The saved record of one bay."""
+    """The saved record of one bay: what it is (spec), how far create got (steps), and what
+    the steps found out, each in its own field."""
 
     name: str
     provider: str
     spec: dict
     status: str = CREATING
     ref: Optional[str] = None  # stack / cluster id, or the local bay's name
-    nodes: List[dict] = dataclasses.field(default_factory=list)  # Node fields, master first
+    nodes: List[Node] = dataclasses.field(default_factory=list)  # master first (collect-nodes)
+    ssh_user: Optional[str] = None  # the login on the nodes (create fixes it from spec and provider)
+    ssh_key: Optional[str] = None  # its private key file
     steps: Dict[str, str] = dataclasses.field(default_factory=dict)  # step name -> "done" / "skipped"
     policy_digest: Optional[str] = None  # last policy seeded on every slave
     policy_path: Optional[str] = None
     failed_step: Optional[str] = None
     reason: Optional[str] = None
-    provider_status: Optional[str] = None
-    created_at: float = dataclasses.field(default_factory=time.time)
     updated_at: float = dataclasses.field(default_factory=time.time)
-    extra: dict = dataclasses.field(default_factory=dict)  # provider-specific facts
+    image_id: Optional[str] = None  # the Glance image the nodes boot (ensure-image)
+    template_id: Optional[str] = None  # the cluster template the bay is built from (ensure-template)
+    container_subnets: Dict[str, str] = dataclasses.field(default_factory=dict)  # slave -> subnet
+    probe_subnets: Dict[str, str] = dataclasses.field(default_factory=dict)  # slave -> verify's probes
+    last_seed: List[dict] = dataclasses.field(default_factory=list)  # per node: node, status, reason
+    extra: dict = dataclasses.field(default_factory=dict)  # what bayctl made besides (created_keypair)
 
     @property
     def directory(self) -> str:
         return bay_dir(self.name)
+
+    @property
+    def master(self) -> Optional[Node]:
+        return master_of(self.nodes)
+
+    @property
+    def slaves(self) -> List[Node]:
+        return slaves_of(self.nodes)
+
+    @property
+    def login(self) -> Login:
+        """User and key bayctl logs in to the nodes with: fixed when create starts; for a bay.json
+        of before these fields, what create would have fixed (the spec's, else the provider's
+        default user and the bay's own key)."""
+        user = self.ssh_user or self.spec.get("ssh_user")
+        if not user:
+            from bayctl.providers import provider_info
+
+            user = provider_info(self.provider).default_ssh_user
+        return Login(user=user, key=self.ssh_key or self.spec.get("ssh_key") or bay_key_path(self.directory))
 
     def save(self) -> None:
         self.updated_at = time.time()
@@ -100,7 +139,17 @@ class BayState:
         if missing:
             raise DamagedState(f"damaged bay state: no {', '.join(missing)}{_REMOVE.format(name)}", path=path)
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        fields = {key: value for key, value in data.items() if key in known}
+        extra = dict(fields.get("extra") or {})
+        for field, former in _FORMER_EXTRA_KEYS.items():  # a bay.json of before these fields
+            if field not in fields and former in extra:
+                fields[field] = extra.pop(former)
+        fields["extra"] = extra
+        try:
+            fields["nodes"] = [Node(**node) for node in fields.get("nodes") or []]
+        except TypeError as err:
+            raise DamagedState(f"damaged bay state: nodes: {err}{_REMOVE.format(name)}", path=path) from None
+        return cls(**fields)
 
     @classmethod
     def damaged(cls, name: str, reason: str) -> "BayState":

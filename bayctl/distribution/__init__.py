@@ -134,7 +134,7 @@ def _through_zookeeper(state, nodes, policy_path, policy, text, *, status, timeo
                           digest=outcomes[node]["digest"], address=f"zookeeper {creds.hosts}",
                           seconds=seconds)
                for node in slaves]
-    state.extra["seed"] = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
+    state.last_seed = [{"node": r.node, "status": r.status, "reason": r.reason} for r in results]
     state.extra["zookeeper_version"] = record["version"]
     failed = [r for r in results if not r.ok]
     if not failed:

@@ -18,10 +18,7 @@ def choose_provider(conn, request=None, **_options):
         return "heat"
     if request is None:
         # Without a bay to ask about, only an existing Mesos template proves Mesos support.
-        if magnum.legacy:
-            return "heat"
-        mesos = [t for t in magnum.mc.cluster_templates.list(detail=True) if t.coe == "mesos"]
-        return "magnum" if mesos else "heat"
+        return "magnum" if magnum.has_mesos_template() else "heat"
     if magnum.accepts_mesos(request):
         return "magnum"
     LOG.info("this cloud's Magnum does not accept Mesos: using the heat provider")

@@ -20,69 +20,38 @@ reference instead of creating a second one (re-running `create` resumes).
 
 import abc
 import dataclasses
-from typing import Callable, Optional
+from typing import Optional
 
-MASTER = "master"
-SLAVE = "slave"
+# The records live at the bottom layer (bayctl.model); they are re-exported here for callers
+# that think of them as the provider interface's.
+from bayctl.model import MASTER, SLAVE, BayRequest, BayStatus, Node, Progress, ProgressCallback
+
+__all__ = ["Provider", "ProviderInfo", "Node", "BayRequest", "BayStatus", "Progress", "ProgressCallback",
+           "MASTER", "SLAVE"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Node:
-    """One machine of a bay, as the seed and verify steps need it."""
+class ProviderInfo:
+    """What a provider is, for the pipeline (kind's ProviderInfo): facts, not behaviour.
 
-    name: str
-    role: str  # MASTER or SLAVE
-    public_ip: Optional[str]  # reachable from where bayctl runs (None: reach it through the master)
-    private_ip: Optional[str]  # address on the bay's own network
+    The create steps read these instead of asking for a provider by name."""
 
-
-@dataclasses.dataclass
-class BayRequest:
-    """What the create pipeline asks a provider for (a BaySpec reduced to what providers use)."""
-
-    name: str
-    slaves: int = 1
-    image: Optional[str] = None  # Glance image name or id (cloud providers)
-    keypair: Optional[str] = None
-    master_flavor: Optional[str] = None
-    slave_flavor: Optional[str] = None
-    external_network: Optional[str] = None
-    dns_nameserver: Optional[str] = None
-    private_cidr: str = "10.0.0.0/24"
-    container_cidr: str = "10.100.0.0/16"  # one subnet per node, derived (bayctl.node.hostgw)
-    labels: dict = dataclasses.field(default_factory=dict)  # passed through (magnum labels, heat params)
-    timeout: int = 3600  # seconds the whole build may take
-    extra: dict = dataclasses.field(default_factory=dict)  # provider-specific knobs
-
-
-@dataclasses.dataclass
-class Progress:
-    """One progress report while waiting: an event, and how far the build is."""
-
-    message: str  # e.g. "slaves.0.server CREATE_COMPLETE"
-    done: int  # resources finished
-    total: int  # resources known so far (grows as nested stacks appear)
-    status: str = ""  # overall status, e.g. CREATE_IN_PROGRESS
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclasses.dataclass
-class BayStatus:
-    """One bay as `list()` reports it."""
-
-    name: str
-    id: str
-    status: str  # provider's own words, e.g. CREATE_COMPLETE
-    provider: str
-    reason: str = ""
+    needs_cloud: bool = True  # built in an OpenStack cloud: a connection, Glance, a Nova keypair
+    needs_image: bool = True  # its nodes boot a Glance image that must exist (ensure-image)
+    uses_template: bool = False  # builds from a template ensure_template makes (ensure-template)
+    default_ssh_user: str = "debian"  # the login on its nodes when the spec names none
+    agent_wait_timeout: float = 900.0  # seconds wait-for-agents allows at most (cloud-init is slow)
+    installs_login_key: bool = False  # takes the bay's public key itself (BayRequest.ssh_public_key)
+    refused_key_is_final: bool = False  # a node refusing the bay's key will not start accepting it
+    runs_own_zookeeper: bool = False  # its ZooKeeper is bayctl's own, reached directly (local bay)
 
 
 class Provider(abc.ABC):
-    """Backend that builds bays. Subclasses set `name` and implement every method."""
+    """Backend that builds bays. Subclasses set `name` and `info`, and implement every abstract
+    method; the others have defaults that suit a provider without that capability."""
 
     name = "abstract"
+    info = ProviderInfo()
 
     @abc.abstractmethod
     def create(self, request: BayRequest) -> str:
@@ -116,4 +85,53 @@ class Provider(abc.ABC):
         for bay in self.list():
             if bay.name == name or bay.id == name:
                 return bay
+        return None
+
+    # -- what the pipeline asks beyond the lifecycle; each default is "nothing to do" ---------
+
+    def check(self, name: str) -> None:
+        """Pre-flight before anything is made (tools, permissions, name clashes); raises CloudError."""
+        return None
+
+    def ensure_template(self, request: BayRequest) -> Optional[str]:
+        """Make sure the template the bay is built from exists (info.uses_template); its id."""
+        return None
+
+    def prepare_nodes(self, ref: str, nodes: list, request: BayRequest) -> Optional[str]:
+        """Adjust the cloud around collected nodes (e.g. Magnum's ports get the container range
+        as an allowed address pair); a line for the user about what changed, or None."""
+        return None
+
+    def host_keys(self, ref: str) -> dict:
+        """address -> host public key, where the provider made the keys and knows them up front
+        (the first SSH contact is then checked, not trusted). {} when unknown."""
+        return {}
+
+    def container_subnets(self, ref: str, nodes: list, request: BayRequest) -> dict:
+        """slave name -> its container subnet: by default derived from the slave's private
+        address as the node derives it at boot (bayctl.node.hostgw)."""
+        from bayctl.errors import CloudError
+        from bayctl.node.hostgw import RangeError, container_subnet
+
+        try:
+            return {node.name: container_subnet(node.private_ip, request.private_cidr, request.container_cidr)
+                    for node in nodes if node.role == SLAVE}
+        except (RangeError, TypeError, ValueError) as err:
+            raise CloudError(f"bay {request.name}: no container subnet for its slaves: {err}") from None
+
+    def ref_of(self, name: str, recorded: Optional[str]) -> Optional[str]:
+        """The reference to delete a bay by: the recorded one, else the bay found by name."""
+        if recorded is not None:
+            return recorded
+        found = self.find(name)
+        return found.id if found else None
+
+    def remove_leftovers(self, name: str) -> bool:
+        """Remove what a bay of this name left without any record of it (a run killed before
+        its first save); True if something was found. Only where objects are named after the bay."""
+        return False
+
+    def zookeeper_hosts(self, ref: str) -> Optional[str]:
+        """host:port of a ZooKeeper the provider runs for the bay and bayctl reaches directly
+        (bayctl.distribution); None: the bay's own, on its master, if it has one."""
         return None

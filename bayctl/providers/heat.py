@@ -11,7 +11,8 @@ import os
 from bayctl.cloud.heat_client import heat, load_template
 from bayctl.cloud.stacks import DEFAULT_INTERVAL, split_ref, wait_for_stack
 from bayctl.errors import CloudError
-from bayctl.providers.base import MASTER, SLAVE, BayStatus, Node, Provider
+from bayctl.model import MASTER, SLAVE, BayStatus, Node
+from bayctl.providers.base import Provider, ProviderInfo
 
 LOG = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def _one_line(error):
 
 class HeatProvider(Provider):
     name = "heat"
+    info = ProviderInfo()  # a cloud bay from bayctl's own image, no template beforehand
 
     def __init__(self, conn, environments=None, template=None, poll_interval=DEFAULT_INTERVAL):
         self.conn = conn
@@ -158,6 +160,3 @@ class HeatProvider(Provider):
                           reason=s.stack_status_reason or "")
                 for s in self.hc.stacks.list(tags=PROVIDER_TAG) if s.stack_status != "DELETE_COMPLETE"]
 
-    def ref_for(self, name):
-        stack = self._find(name)
-        return None if stack is None else f"{stack.stack_name}/{stack.id}"

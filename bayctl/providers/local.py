@@ -19,9 +19,11 @@ import socket
 import time
 from typing import Optional
 
+from bayctl import atomicfile
 from bayctl.errors import CloudError, NodeError
+from bayctl.model import MASTER, SLAVE, BayRequest, BayStatus, Node, Progress
 from bayctl.providers import local_net, local_nodes
-from bayctl.providers.base import MASTER, SLAVE, BayRequest, BayStatus, Node, Progress, Provider
+from bayctl.providers.base import Provider, ProviderInfo
 
 RECORD = "local.json"
 READY_TIMEOUT = 60.0
@@ -29,12 +31,17 @@ READY_TIMEOUT = 60.0
 
 class LocalProvider(Provider):
     name = "local"
+    info = ProviderInfo(
+        needs_cloud=False, needs_image=False,  # nodes are namespaces on this machine
+        default_ssh_user="root",
+        agent_wait_timeout=60.0,  # the agents are up once wait() returns: one round of checks
+        installs_login_key=True,  # it writes the nodes' authorized_keys itself
+        refused_key_is_final=True,  # the key was installed before sshd started
+        runs_own_zookeeper=True,  # Debian's ZooKeeper on the master namespace (bayctl.distribution)
+    )
 
-    def __init__(self, state_root: Optional[str] = None):
-        if state_root is None:
-            from bayctl.create.state import state_root as default_root
-
-            state_root = default_root()
+    def __init__(self, state_root: str):
+        """`state_root`: the directory of one subdirectory per bay (bayctl.create.state's)."""
         self.state_root = state_root
 
     # -- the record of what this provider made for a bay ------------------------------------
@@ -52,9 +59,9 @@ class LocalProvider(Provider):
             raise NodeError(f"{os.path.join(self._dir(bay), RECORD)}: unreadable: {err}") from None
 
     def _save(self, bay: str, record: dict) -> None:
-        from bayctl.create.state import write_atomically
-
-        write_atomically(os.path.join(self._dir(bay), RECORD), json.dumps(record, indent=1) + "\n")
+        os.makedirs(self._dir(bay), mode=0o700, exist_ok=True)  # 0700: it holds the bay's keys
+        atomicfile.write_atomically(os.path.join(self._dir(bay), RECORD), json.dumps(record, indent=1) + "\n",
+                                    0o600)
 
     def _records(self):
         try:
@@ -97,9 +104,9 @@ class LocalProvider(Provider):
             self._save(bay, record)
         elif record["slaves"] != request.slaves:
             raise CloudError(f"local bay {bay} has {record['slaves']} slaves; delete it to change that")
-        public_key = request.extra.get("ssh_public_key")
+        public_key = request.ssh_public_key
         if not public_key:
-            raise CloudError("the local provider needs the bay's SSH public key (extra['ssh_public_key'])")
+            raise CloudError("the local provider needs the bay's SSH public key (BayRequest.ssh_public_key)")
         addressing = local_net.Addressing(record["index"])
         authorized_keys = os.path.join(self._dir(bay), "authorized_keys")
         with open(authorized_keys, "w") as handle:
@@ -214,7 +221,7 @@ class LocalProvider(Provider):
             keys[address] = local_nodes.ensure_host_key(self.node_files(ref, node))
         return keys
 
-    def container_subnets(self, ref: str) -> dict:
+    def container_subnets(self, ref: str, nodes=None, request=None) -> dict:
         """slave name -> the subnet its containers get (routed to it by every other node)."""
         record = self._require(ref)
         addressing = local_net.Addressing(record["index"])
@@ -224,7 +231,7 @@ class LocalProvider(Provider):
         """The bay's ZooKeeper (Debian's package): in the master's namespace, on its address,
         data under the master's node dir. Its process is the master namespace's, so delete
         stops it with the rest."""
-        from bayctl.distribution.zkserver import ZooKeeperServer
+        from bayctl.providers.local_zookeeper import ZooKeeperServer
 
         files = self.node_files(bay, "master")
         return ZooKeeperServer(os.path.join(files.dir, "zookeeper"), address=self.addressing(bay).master,
@@ -233,7 +240,7 @@ class LocalProvider(Provider):
     @staticmethod
     def has_zookeeper() -> bool:
         """Debian's zookeeper package is here: without it a local bay seeds over SSH only."""
-        from bayctl.distribution.zkserver import ZOOKEEPER_JAR
+        from bayctl.providers.local_zookeeper import ZOOKEEPER_JAR
 
         return os.path.exists(ZOOKEEPER_JAR)
 
@@ -241,6 +248,17 @@ class LocalProvider(Provider):
         """host:port of the bay's ZooKeeper, for bayctl (this machine reaches the bridge) and
         agents; None where this machine has no ZooKeeper to run."""
         return self.zookeeper(ref).hosts if self.has_zookeeper() else None
+
+    def ref_of(self, name: str, recorded: Optional[str]) -> str:
+        """A local bay's reference is its name: delete finds its objects by name, record or not."""
+        return recorded or name
+
+    def remove_leftovers(self, name: str) -> bool:
+        """Namespaces, links, pins and sockets of a bay named `name` (found by name)."""
+        if not local_net.bay_namespaces(name) and not os.path.exists(os.path.join(self._dir(name), RECORD)):
+            return False
+        self.delete(name)
+        return True
 
     def node_files(self, bay: str, node: str) -> local_nodes.NodeFiles:
         return local_nodes.NodeFiles(bay, node, self._dir(bay))

@@ -6,7 +6,8 @@ missing `allowed_cidrs`), so this works on a Magnum up to 10.0.0; a refusal (tha
 "Cluster type (vm, <os_distro>, mesos) not supported" for a non-ubuntu image) tells the user
 to use `--provider heat`. Clusters and cluster templates go through python-magnumclient; a
 Magnum so old that it has only baymodels/bays (which today's magnumclient no longer speaks)
-is driven through the same session with the API reference's /v1/baymodels and /v1/bays.
+is driven through the same session with the API reference's /v1/baymodels and /v1/bays: the
+two are backends of one interface (bayctl.providers.magnum_api), chosen once.
 
 The stack Magnum's conductor creates is watched and diagnosed like the heat provider's.
 """
@@ -18,7 +19,9 @@ from bayctl.cloud.diagnosis import raise_stack_failed
 from bayctl.cloud.heat_client import heat
 from bayctl.cloud.stacks import DEFAULT_INTERVAL, AdaptivePolling, wait_for_stack
 from bayctl.errors import CloudError
-from bayctl.providers.base import MASTER, SLAVE, BayStatus, Node, Progress, Provider
+from bayctl.model import MASTER, SLAVE, BayStatus, Node, Progress
+from bayctl.providers.base import Provider, ProviderInfo
+from bayctl.providers.magnum_api import ClusterAPI, Clusters, LegacyBays, magnum_client, only_legacy_bays
 
 LOG = logging.getLogger(__name__)
 
@@ -52,35 +55,9 @@ def _first(value):
     return value
 
 
-class _Legacy:
-    """baymodels/bays, from Magnum's API reference, over the keystoneauth session."""
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.kw = dict(endpoint_filter={"service_type": "container-infra",
-                                        "interface": conn.config.get_interface(),
-                                        "region_name": conn.config.get_region_name()},
-                       headers={"OpenStack-API-Version": "container-infra 1.1"}, raise_exc=False)
-        override = conn.config.get_endpoint("container-infra")
-        if override:
-            self.kw["endpoint_override"] = override
-
-    def call(self, method, path, json=None):
-        # The catalog URL of Magnum ends in /v1 (as Magnum registers it).
-        resp = self.conn.session.request(path, method, json=json, **self.kw)
-        if resp.status_code >= 400:
-            try:
-                detail = resp.json()["errors"][0]["detail"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                detail = resp.text[:300]
-            err = CloudError(f"Magnum: {detail}")
-            err.status_code = resp.status_code
-            raise err
-        return resp.json() if resp.content else None
-
-
 class MagnumProvider(Provider):
     name = "magnum"
+    info = ProviderInfo(uses_template=True)  # a cluster template (baymodel) per bay, or a shared one
 
     def __init__(self, conn, cluster_template=None, poll_interval=DEFAULT_INTERVAL, legacy=None):
         """`cluster_template`: use this existing (shared) template instead of making one per bay."""
@@ -88,38 +65,22 @@ class MagnumProvider(Provider):
         self.shared_template = cluster_template
         self.poll_interval = poll_interval
         self._legacy = legacy
-        self.mc = self._client()
-
-    def _client(self):
-        from magnumclient.v1 import client as magnum_client
-
-        # clouds.yaml's `container_infra_endpoint_override` (openstacksdk's per-service override)
-        override = self.conn.config.get_endpoint("container-infra")
-        if override:
-            return magnum_client.Client(session=self.conn.session, endpoint_override=override)
-        try:
-            self.conn.session.get_endpoint(service_type="container-infra",
-                                           interface=self.conn.config.get_interface(),
-                                           region_name=self.conn.config.get_region_name())
-        except Exception:
-            raise CloudError("this cloud has no Magnum (container-infra) endpoint: use --provider heat") \
-                from None
-        return magnum_client.Client(session=self.conn.session, service_type="container-infra",
-                                    interface=self.conn.config.get_interface(),
-                                    region_name=self.conn.config.get_region_name())
+        self.mc = magnum_client(conn)  # CloudError where the catalog has no Magnum
+        self._api = None
 
     @property
     def legacy(self):
         """True where Magnum has only baymodels/bays (asked once: GET /v1/clustertemplates 404)."""
         if self._legacy is None:
-            from magnumclient import exceptions as mc_exc
-
-            try:
-                self.mc.cluster_templates.list(limit=1)
-                self._legacy = False
-            except mc_exc.NotFound:
-                self._legacy = True
+            self._legacy = only_legacy_bays(self.mc)
         return self._legacy
+
+    @property
+    def api(self) -> ClusterAPI:
+        """This Magnum's cluster API (clusters, or legacy bays), chosen once."""
+        if self._api is None:
+            self._api = LegacyBays(self.conn) if self.legacy else Clusters(self.mc)
+        return self._api
 
     # -- cluster templates ------------------------------------------------------------------------
 
@@ -146,26 +107,16 @@ class MagnumProvider(Provider):
 
     def ensure_template(self, request):
         """The bay's cluster template (baymodel): reused by name, else created. Returns its uuid."""
-        name = self.template_name(request)
-        if self.legacy:
-            for tpl in self._legacy_api().call("GET", "/baymodels")["baymodels"]:
-                if tpl["name"] == name:
-                    return tpl["uuid"]
-            if self.shared_template:
-                raise CloudError(f"baymodel {name!r} not found")
-            try:
-                return self._legacy_api().call("POST", "/baymodels", self._template_attrs(request))["uuid"]
-            except CloudError as e:
-                raise self._refusal(e, "baymodel") from None
-        for tpl in self.mc.cluster_templates.list(detail=False):
-            if tpl.name == name:
-                return tpl.uuid
+        name, api = self.template_name(request), self.api
+        for tpl in api.templates():
+            if tpl["name"] == name:
+                return tpl["uuid"]
         if self.shared_template:
-            raise CloudError(f"cluster template {name!r} not found")
+            raise CloudError(f"{api.template_kind} {name!r} not found")
         try:
-            return self.mc.cluster_templates.create(**self._template_attrs(request)).uuid
-        except Exception as e:  # magnumclient's HTTP errors
-            raise self._refusal(e, "cluster template") from None
+            return api.create_template(self._template_attrs(request))
+        except Exception as e:  # magnumclient's HTTP errors, or the legacy API's CloudError
+            raise self._refusal(e, api.template_kind) from None
 
     def accepts_mesos(self, request):
         """Does this Magnum accept a Mesos template for this request? (for --provider auto)
@@ -178,25 +129,14 @@ class MagnumProvider(Provider):
         except MesosNotSupported:
             return False
 
-    def _legacy_api(self):
-        return _Legacy(self.conn)
+    def has_mesos_template(self):
+        """Is there a Mesos template already (Mesos support, proven without a bay to ask about)?"""
+        return self.api.has_mesos_template()
 
     # -- Provider -----------------------------------------------------------------------------
 
     def _cluster(self, ref):
-        from magnumclient import exceptions as mc_exc
-
-        if self.legacy:
-            try:
-                return self._legacy_api().call("GET", f"/bays/{ref}")
-            except CloudError as e:
-                if getattr(e, "status_code", None) == 404:
-                    return None
-                raise
-        try:
-            return self.mc.clusters.get(ref).to_dict()
-        except mc_exc.NotFound:
-            return None
+        return self.api.get(ref)
 
     def create(self, request):
         existing = self._cluster(request.name)
@@ -206,13 +146,7 @@ class MagnumProvider(Provider):
         template = self.ensure_template(request)
         timeout_mins = max(1, int(request.timeout // 60))
         try:
-            if self.legacy:
-                return self._legacy_api().call("POST", "/bays", {
-                    "name": request.name, "baymodel_id": template, "node_count": request.slaves,
-                    "master_count": 1, "bay_create_timeout": timeout_mins})["uuid"]
-            return self.mc.clusters.create(name=request.name, cluster_template_id=template,
-                                           node_count=request.slaves, master_count=1, keypair=request.keypair,
-                                           create_timeout=timeout_mins).uuid
+            return self.api.create(request.name, template, request.slaves, request.keypair, timeout_mins)
         except Exception as e:
             raise self._refusal(e, "cluster") from None
 
@@ -298,13 +232,26 @@ class MagnumProvider(Provider):
                               public_ip=publics[i] if i < len(publics) else None, private_ip=private))
         return nodes
 
+    def prepare_nodes(self, ref, nodes, request):
+        """Magnum's own templates leave the slaves' ports without the container range's address
+        pair (bayctl's Heat templates set it): add it (bayctl.providers.magnum_ports)."""
+        from bayctl.providers.magnum_ports import allow_container_range
+
+        cluster = self._cluster(ref)
+        if cluster is None:
+            raise CloudError(f"cluster {ref} not found")
+        slave_ips = [node.private_ip for node in nodes if node.role == SLAVE]
+        cidr = request.container_cidr
+        changed = allow_container_range(self.conn, self._stack_ref(cluster), slave_ips, cidr)
+        return f"allowed {request.container_cidr} on {changed} slave port(s)" if changed else None
+
     def delete(self, ref, wait=True, progress=None, timeout=None):
         cluster = self._cluster(ref)
         if cluster is None:
             return
         template_id = cluster.get("cluster_template_id") or cluster.get("baymodel_id")
         stack_ref = self._stack_ref(cluster) if cluster.get("stack_id") else None
-        self._send_delete(cluster)
+        self.api.delete(cluster["uuid"])
         if not wait:
             return
         if stack_ref:
@@ -315,7 +262,7 @@ class MagnumProvider(Provider):
         backoff = self._backoff()
         resent_at = time.monotonic()
         while True:
-            current = self._cluster_while_deleting(cluster)
+            current = self.api.get_while_deleting(cluster)
             if current is None:
                 break
             forgotten = not current["status"].startswith("DELETE")
@@ -326,50 +273,18 @@ class MagnumProvider(Provider):
                 # cluster whose stack is missing.
                 LOG.info("cluster %s is %s after its delete: asking Magnum again", current["name"],
                          current["status"])
-                self._send_delete(current)
+                self.api.delete(current["uuid"])
                 resent_at = time.monotonic()
             self._check_deadline(deadline, timeout, current, "DELETE")
             self._sleep(backoff, deadline)
         self._delete_own_template(template_id)
 
-    def _send_delete(self, cluster):
-        if self.legacy:
-            self._legacy_api().call("DELETE", f"/bays/{cluster['uuid']}")
-        else:
-            self.mc.clusters.delete(cluster["uuid"])
-
-    def _cluster_while_deleting(self, cluster):
-        """The cluster's record while it is being deleted; None once it is gone."""
-        from magnumclient import exceptions as mc_exc
-
-        try:
-            return self._cluster(cluster["uuid"])
-        except mc_exc.BadRequest:
-            # Magnum 10.0.0 answers 400 "Invalid input for field/attribute node_count" for a
-            # cluster whose node groups are already destroyed and whose own record goes next.
-            return dict(cluster, status="DELETE_IN_PROGRESS")
-
     def _delete_own_template(self, template_id):
         """Delete the cluster template bayctl made for this bay, unless it is shared or still used."""
         if not template_id or self.shared_template:
             return
-        if self.legacy:
-            tpl = next((t for t in self._legacy_api().call("GET", "/baymodels")["baymodels"]
-                        if t["uuid"] == template_id), None)
-            if tpl and tpl["name"].startswith(TEMPLATE_PREFIX):
-                self._legacy_api().call("DELETE", f"/baymodels/{template_id}")
-            return
-        tpl = self.mc.cluster_templates.get(template_id)
-        if not tpl.name.startswith(TEMPLATE_PREFIX):
-            return
-        if any(c.cluster_template_id == template_id for c in self.mc.clusters.list()):
-            return
-        self.mc.cluster_templates.delete(template_id)
+        self.api.delete_template_if_unused(template_id, TEMPLATE_PREFIX)
 
     def list(self):
-        if self.legacy:
-            clusters = self._legacy_api().call("GET", "/bays")["bays"]
-        else:
-            clusters = [c.to_dict() for c in self.mc.clusters.list()]
         return [BayStatus(name=c["name"], id=c["uuid"], status=c["status"], provider=self.name,
-                          reason=c.get("status_reason") or "") for c in clusters]
+                          reason=c.get("status_reason") or "") for c in self.api.list()]

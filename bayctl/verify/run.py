@@ -21,9 +21,9 @@ import time
 from typing import Dict, List, Optional
 
 from bayctl.errors import BayctlError, NodeError
+from bayctl.model import master_of, slaves_of
 from bayctl.policy import parse_policy
 from bayctl.policy.model import EXTERNAL
-from bayctl.providers.base import MASTER, SLAVE
 from bayctl.remote import BayShell
 from bayctl.verify.matrix import expected_matrix, listening_ports
 from bayctl.verify.report import Report
@@ -91,9 +91,8 @@ def verify_bay_state(state, nodes, *, ssh_user: str, ssh_key: str, status=None,
 
 async def _verify(state, nodes, ssh_user, ssh_key, status, legacy_plan=False) -> Report:
     started = time.monotonic()
-    master = next(node for node in nodes if node.role == MASTER)
-    slaves = [node for node in nodes if node.role == SLAVE]
-    subnets = state.extra.get("probe_subnets") or {}
+    master, slaves = master_of(nodes), slaves_of(nodes)
+    subnets = state.probe_subnets
     missing = [node.name for node in slaves if node.name not in subnets]
     if missing:
         raise VerifyError(f"bay {state.name}: no probe subnet known for {', '.join(missing)} "

@@ -84,7 +84,7 @@ def test_heat_bay_runs_the_same_steps_as_a_local_bay(cloud_conn, clouds_yaml, ti
 
     # Each slave's container subnet follows from its private address (10.0.0.N -> 10.100.N.0/24),
     # as the node derived it at boot; verify's probes sit in its top quarter.
-    subnets = bay.state.extra["container_subnets"]
+    subnets = bay.state.container_subnets
     assert subnets == {s.name: f"10.100.{s.private_ip.split('.')[-1]}.0/24" for s in bay.slaves}
     report = api.verify_bay(name)
     placed = {entry["node"] for entry in report.placement.values()}

@@ -261,7 +261,7 @@ def test_create_again_resumes_without_duplicates(web_db_bay):
     assert bay.status == "READY"
     assert local_net.bay_namespaces(BAY) == namespaces
     assert bay_processes(BAY) == pids
-    assert {entry["status"] for entry in bay.state.extra["seed"]} == {"unchanged"}
+    assert {entry["status"] for entry in bay.state.last_seed} == {"unchanged"}
 
 
 def test_create_again_with_other_slave_count_is_refused_before_touching_anything(web_db_bay):

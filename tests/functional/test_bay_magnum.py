@@ -98,7 +98,7 @@ def test_magnum_bay_through_the_create_pipeline(magnum_cloud, cloud_conn, clouds
         "seed-policy", "verify")}, "setup-distribution": "skipped"}  # auto: SSH seeding on cloud bays
     provider = get_provider("magnum", cloud_conn, poll_interval=1)
     cluster = provider.mc.clusters.get(name)
-    template = provider.mc.cluster_templates.get(bay.state.extra["template"])
+    template = provider.mc.cluster_templates.get(bay.state.template_id)
     assert (template.name, template.coe) == (f"bayctl-{name}", "mesos")
     assert cluster.cluster_template_id == template.uuid
     assert bay.state.ref == cluster.uuid and len(bay.slaves) == 2

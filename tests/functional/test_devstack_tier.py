@@ -256,12 +256,12 @@ def _phases(host, built, heat, conn, fake_servers, key, monkeypatch):
     assert stack is not None and stack.status == "CREATE_COMPLETE"
     state = BayState.load(BAY)
     assert state.status == "READY" and state.provider == "heat"
-    assert state.extra["image_id"] == glance.id  # the bay's nodes boot the image just uploaded
+    assert state.image_id == glance.id  # the bay's nodes boot the image just uploaded
     assert state.steps["seed-policy"] == "done"
     digest = load_policy(os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")).digest
-    slaves = [node for node in state.nodes if node["role"] == "slave"]
+    slaves = [node for node in state.nodes if node.role == "slave"]
     assert len(slaves) == 1
-    assert AgentClient(booted[slaves[0]["name"]].agent_socket).show_policy()["digest"] == digest
+    assert AgentClient(booted[slaves[0].name].agent_socket).show_policy()["digest"] == digest
     assert re.search(r"\|\s*status\s*\|\s*READY\s*\|", output)  # `bayctl show` at the end of extra
 
     # The bay's key (the spec's ssh_key) went to Nova as a keypair bayctl made and recorded.

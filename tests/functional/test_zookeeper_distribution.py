@@ -20,13 +20,13 @@ from kazoo.exceptions import NoAuthError
 from bayctl import api
 from bayctl.create.context import Status
 from bayctl.distribution import put_policy, zookeeper
-from bayctl.distribution.zkserver import ZOOKEEPER_JAR
 from bayctl.errors import SeedError
 from bayctl.node.client import AgentClient
 from bayctl.node.zkwatch import nodes_path, policy_path
 from bayctl.policy import load_policy
 from bayctl.providers import local_nodes
 from bayctl.providers.local import LocalProvider
+from bayctl.providers.local_zookeeper import ZOOKEEPER_JAR
 
 pytestmark = [pytest.mark.root, pytest.mark.sshd, pytest.mark.zookeeper]
 
@@ -227,7 +227,7 @@ def test_delete_stops_the_bays_zookeeper_and_leaves_nothing(bay, state_root):
 def test_a_machine_without_zookeeper_gets_a_local_bay_seeded_over_ssh(state_root, monkeypatch):
     """`bayctl create mesosbay demo` on a laptop without Debian's zookeeper still works: the
     bay stays on SSH seeding, as `show` says."""
-    from bayctl.distribution import zkserver
+    from bayctl.providers import local_zookeeper as zkserver
 
     require_root()
     monkeypatch.setattr(zkserver, "ZOOKEEPER_JAR", os.path.join(state_root, "no-such-zookeeper.jar"))

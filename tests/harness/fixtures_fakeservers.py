@@ -19,8 +19,8 @@ import time
 
 import pytest
 
+from bayctl.model import SLAVE
 from bayctl.providers import local_net, local_nodes
-from bayctl.providers.base import SLAVE, Node
 from harness.prereq import require_root, require_tools
 
 BRIDGE = "bb-cloudnet"
@@ -84,7 +84,7 @@ class FakeServers:
             nodes = state.nodes if state is not None else []
             time.sleep(0.5)
         assert nodes, f"bay {bay_name}: the stack never reported its nodes"
-        bay_nodes = [Node(**fields) for fields in nodes]
+        bay_nodes = list(nodes)  # bayctl.model.Node, as the state holds them
         addresses = [n.public_ip for n in bay_nodes] + [n.private_ip for n in bay_nodes]
         assert len(set(addresses)) == len(addresses), f"stand-ins gave one address twice: {addresses}"
         container_cidr = state.spec.get("container_cidr") if state is not None else None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bayctl.cloud.stacks import AdaptivePolling, FixedPolling
+from bayctl.cloud.stacks import AdaptivePolling
 
 
 def _quiet(policy, n, action="CREATE"):
@@ -48,9 +48,3 @@ def test_adaptive_cap_below_the_floor_is_the_floor(floor, cap):
     policy = AdaptivePolling(floor=floor, cap=cap)
     assert {d for d, _ in _quiet(policy, 3)} == {floor}
 
-
-def test_fixed_is_the_former_waiter():
-    policy = FixedPolling(interval=2.0, stall=5)
-    polls = _quiet(policy, 10)
-    assert {d for d, _ in polls} == {2.0}
-    assert [i for i, (_, fetch) in enumerate(polls) if fetch] == [4, 9]

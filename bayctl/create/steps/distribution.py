@@ -9,7 +9,6 @@ shown it on real cloud images; `auto` keeps cloud bays on SSH seeding.
 """
 
 from bayctl.create.steps import Step
-from bayctl.providers.base import MASTER
 
 ZOOKEEPER_PORT = 2181
 
@@ -28,7 +27,7 @@ class SetupDistribution(Step):
             if ctx.spec.distribution == "zookeeper":
                 return None   # run() says why it cannot
             ctx.state.extra[STATE_KEY] = SSH
-            if hasattr(ctx.provider, "zookeeper_hosts"):
+            if ctx.provider.info.runs_own_zookeeper:
                 return ("no ZooKeeper on this machine (Debian's zookeeper package): policy is pushed "
                         "to each slave over SSH")
             return (f"the {ctx.provider.name} provider's ZooKeeper is not reachable from bayctl yet: "
@@ -43,15 +42,16 @@ class SetupDistribution(Step):
         if hosts is None:
             raise SpecError(f"distribution zookeeper: the {ctx.provider.name} bay has no ZooKeeper bayctl "
                             "can reach (use distribution ssh)", field="distribution")
-        setup_zookeeper(ctx.state, ctx.nodes, hosts, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
-                        owns_root=ctx.is_local, tunnel=not ctx.is_local, status=ctx.status)
+        own = ctx.provider.info.runs_own_zookeeper
+        setup_zookeeper(ctx.state, ctx.state.nodes, hosts, ssh_user=ctx.login.user, ssh_key=ctx.login.key,
+                        owns_root=own, tunnel=not own, status=ctx.status)
 
 
 def _hosts(ctx):
     """host:port of the bay's ZooKeeper (as its slaves reach it), or None."""
-    if hasattr(ctx.provider, "zookeeper_hosts"):
+    if ctx.provider.info.runs_own_zookeeper:
         return ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name)
-    master = next((node for node in ctx.nodes if node.role == MASTER), None)
+    master = ctx.state.master
     if ctx.spec.distribution == "zookeeper" and master is not None and master.private_ip:
         return f"{master.private_ip}:{ZOOKEEPER_PORT}"
     return None

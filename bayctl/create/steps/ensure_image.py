@@ -9,8 +9,8 @@ class EnsureImage(Step):
     title = "Checking the node image"
 
     def skip_reason(self, ctx):
-        if ctx.is_local:
-            return "local bay: nodes are namespaces on this machine"
+        if not ctx.provider.info.needs_image:
+            return f"provider {ctx.provider.name} boots no image (its nodes are made on this machine)"
         return None
 
     def run(self, ctx):
@@ -23,5 +23,5 @@ class EnsureImage(Step):
                              f"`bayctl image build --upload --name {image}`")
         if getattr(found, "status", "active") != "active":
             raise CloudError(f"image {image!r} is {found.status}, not active")
-        ctx.state.extra["image_id"] = found.id
+        ctx.state.image_id = found.id
         ctx.status.update(f"{image} ({found.id}) active")

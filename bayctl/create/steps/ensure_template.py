@@ -12,11 +12,10 @@ class EnsureTemplate(Step):
     title = "Ensuring the cluster template"
 
     def skip_reason(self, ctx):
-        if not hasattr(ctx.provider, "ensure_template"):
+        if not ctx.provider.info.uses_template:
             return f"provider {ctx.provider.name} builds without a template"
         return None
 
     def run(self, ctx):
-        template = ctx.provider.ensure_template(ctx.request())
-        ctx.state.extra["template"] = getattr(template, "id", template)
-        ctx.status.update(f"template {ctx.state.extra['template']}")
+        ctx.state.template_id = ctx.provider.ensure_template(ctx.request())
+        ctx.status.update(f"template {ctx.state.template_id}")

@@ -20,5 +20,6 @@ class SeedPolicy(Step):
         from bayctl.distribution import put_policy
 
         # The bay's way (setup-distribution chose it): its ZooKeeper, or SSH.
-        put_policy(ctx.state, ctx.nodes, ctx.spec.policy, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+        login = ctx.login
+        put_policy(ctx.state, ctx.state.nodes, ctx.spec.policy, ssh_user=login.user, ssh_key=login.key,
                    status=ctx.status, action=history.CREATE)

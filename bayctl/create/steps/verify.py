@@ -23,7 +23,8 @@ class Verify(Step):
     def run(self, ctx):
         from bayctl.verify import verify_bay_state
 
-        report = verify_bay_state(ctx.state, ctx.nodes, ssh_user=ctx.ssh_user, ssh_key=ctx.ssh_key,
+        login = ctx.login
+        report = verify_bay_state(ctx.state, ctx.state.nodes, ssh_user=login.user, ssh_key=login.key,
                                   status=ctx.status)
         if report.mismatches:
             first = report.mismatches[0]

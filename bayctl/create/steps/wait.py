@@ -16,6 +16,4 @@ class Wait(Step):
         def progress(event):
             ctx.status.update(event.message, event.done, event.total)
 
-        status = ctx.provider.wait(ctx.state.ref, progress=progress, timeout=remaining)
-        ctx.state.provider_status = status.status
-        ctx.save()
+        ctx.provider.wait(ctx.state.ref, progress=progress, timeout=remaining)

@@ -19,7 +19,7 @@ class WaitForAgents(Step):
 
     def run(self, ctx):
         remaining = ctx.spec.timeout - (time.monotonic() - ctx.started)
-        timeout = min(60.0 if ctx.is_local else 900.0, max(30.0, remaining))
+        timeout = min(ctx.provider.info.agent_wait_timeout, max(30.0, remaining))
         asyncio.run(self._wait_all(ctx, timeout))
 
     async def _wait_all(self, ctx, timeout):
@@ -27,11 +27,12 @@ class WaitForAgents(Step):
         from bayctl.seed.remote import CurlAgent
 
         # Asked exactly as seeding will ask (its API through curl, sudo unless root).
-        agent = CurlAgent(sudo=ctx.ssh_user != "root")
-        slaves = ctx.slaves
+        login = ctx.login
+        agent = CurlAgent(sudo=login.sudo)
+        slaves = ctx.state.slaves
         ready = []
-        async with BayShell(ctx.nodes, bay_state_dir=ctx.state.directory, ssh_user=ctx.ssh_user,
-                            ssh_key=ctx.ssh_key) as shell:
+        async with BayShell(ctx.state.nodes, bay_state_dir=ctx.state.directory, ssh_user=login.user,
+                            ssh_key=login.key) as shell:
 
             async def one(node):
                 deadline = time.monotonic() + timeout
@@ -45,8 +46,8 @@ class WaitForAgents(Step):
                         return
                     except KeyRefused as err:
                         last = str(err)
-                        if ctx.is_local:
-                            break  # the local provider installed the key before sshd started: final
+                        if ctx.provider.info.refused_key_is_final:
+                            break  # the provider installed the key before sshd started: final
                     except NodeError as err:
                         last = str(err)
                     await asyncio.sleep(POLL_SECONDS)
