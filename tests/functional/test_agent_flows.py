@@ -14,6 +14,7 @@ import time
 
 import pytest
 from harness.fixtures_agent import measure
+from harness.interrupt import popen_interruptible
 
 from bayctl.node.netns import run_in_netns
 
@@ -175,7 +176,7 @@ def test_node_observe_cli_prints_history_and_follows_until_ctrl_c(lab):
         time.sleep(0.25)
     assert flows and {(f["from"], f["to"], f["verdict"]) for f in flows} == {("web", "db", "allowed")}
 
-    follow = subprocess.Popen([sys.executable, "-m", "bayctl.cli.main", "node", "observe", "--from", "db",
+    follow = popen_interruptible([sys.executable, "-m", "bayctl.cli.main", "node", "observe", "--from", "db",
                                "--socket", socket_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:

@@ -16,6 +16,7 @@ import zlib
 
 import pytest
 from harness.fixtures_localbay import leftovers
+from harness.interrupt import popen_interruptible
 from harness.prereq import require, require_root, require_tools
 
 from bayctl import api
@@ -288,7 +289,7 @@ def test_ctrl_c_during_create_leaves_a_bay_create_resumes_and_delete_removes(sta
     removed_afterwards.append(name)
     argv = [sys.executable, "-m", "bayctl.cli.main", "create", "mesosbay", name, "--provider", "local",
             "--slaves", "1", "--policy", WEB_DB]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_interruptible(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Interrupt once the nodes exist (the wait step has started): a half-made bay.
     for line in process.stderr:
         if "Waiting for the nodes" in line:

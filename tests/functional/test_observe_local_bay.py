@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from harness.interrupt import popen_interruptible
 from harness.prereq import require, require_root, require_tools
 
 from bayctl import api
@@ -103,7 +104,7 @@ def test_filters_apply_across_the_bay(verified):
 
 def test_follow_merges_slaves_names_a_dropout_and_ends_on_ctrl_c(bay, verified):
     argv = [sys.executable, "-m", "bayctl.cli.main", "observe", "--bay", BAY, "-f", "json"]
-    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follow = popen_interruptible(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     slaves = sorted(node.name for node in api.get_bay(BAY).nodes if node.role == "slave")
     try:
         bay.verify()                               # traffic on every slave while we follow
