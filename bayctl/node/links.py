@@ -27,12 +27,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from bayctl.errors import NodeError
+from bayctl.node.link_modes import AUTO, IPVLAN_MODES, MODES, VETH  # noqa: F401  (links.VETH, ...)
 from bayctl.node.netns import run_in_netns
-
-VETH = "veth"
-IPVLAN_MODES = {"ipvlan-l2": 0, "ipvlan-l3": 1, "ipvlan-l3s": 2}
-MODES = (VETH, *IPVLAN_MODES)
-AUTO = "auto"
 
 
 def _netlink_call(what, fn, *args, **kwargs):
