@@ -29,6 +29,8 @@ plugins' pkg/skel); attaching the container is attach.py's, shared with the Dock
 this file is the config, the addresses and the verbs.
 """
 
+import contextlib
+import contextvars
 import ipaddress
 import json
 import os
@@ -386,7 +388,27 @@ def _forget_endpoints(inv, ips, why):
 
 
 def _log(message):
-    sys.stderr.write(f"bayctl-cni: {' '.join(message.split())}\n")
+    line = f"bayctl-cni: {' '.join(message.split())}\n"
+    sink = _LOG_SINK.get()
+    if sink is not None:
+        sink.append(line)
+    else:
+        sys.stderr.write(line)
+
+
+# Where _log writes when the agent runs the call (cni_service.py): the plugin writes it out.
+_LOG_SINK = contextvars.ContextVar("bayctl_cni_log", default=None)
+
+
+@contextlib.contextmanager
+def captured_log():
+    """Collect this thread's _log lines (the agent runs many calls at once) instead of stderr."""
+    lines = []
+    token = _LOG_SINK.set(lines)
+    try:
+        yield lines
+    finally:
+        _LOG_SINK.reset(token)
 
 
 def cmd_gc(inv):
@@ -466,7 +488,9 @@ def run(environ, stdin_text):
 
 
 def main():
-    return plugin_main(VERBS, invocation=Invocation, error_codes=error_codes)
+    from bayctl.node.cni_forward import forward
+
+    return plugin_main(VERBS, forward=forward, invocation=Invocation, error_codes=error_codes)
 
 
 if __name__ == "__main__":

@@ -144,10 +144,19 @@ def error_document(version, code, msg, details=""):
     return {"cniVersion": version, "code": code, "msg": " ".join(str(msg).split()), "details": details}
 
 
-def plugin_main(verbs: Verbs, **options) -> int:
-    """Run the plugin as the runtime calls it: environment, stdin, one JSON answer on stdout."""
-    document, status = run(dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "", verbs,
-                           **options)
+def plugin_main(verbs: Verbs, forward: Optional[Callable] = None, **options) -> int:
+    """Run the plugin as the runtime calls it: environment, stdin, one JSON answer on stdout.
+
+    forward(environ, stdin_text): a daemon's answer to the call, (document or None, status,
+    stderr text), or None to run the verbs here (a thin plugin in front of a node daemon)."""
+    environ = dict(os.environ)
+    stdin_text = sys.stdin.read() if not sys.stdin.isatty() else ""
+    answered = forward(environ, stdin_text) if forward is not None else None
+    if answered is None:
+        document, status = run(environ, stdin_text, verbs, **options)
+    else:
+        document, status, stderr = answered
+        sys.stderr.write(stderr)
     if document is not None:
         sys.stdout.write(json.dumps(document) + "\n")
     return status
