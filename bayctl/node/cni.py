@@ -26,7 +26,9 @@ whose interface is gone when it is back); GC releases what attachments not in
 
 The environment, version negotiation and error JSON are cni_skel.py's (as the reference
 plugins' pkg/skel); attaching the container is attach.py's, shared with the Docker driver;
-this file is the config, the addresses and the verbs.
+this file is the config, the addresses and the verbs. The executable first offers the call to
+the node agent (cni_forward.py -> POST /v1/cni -> cni_service.py), which runs these same verbs
+with everything already loaded; it runs them itself when the agent cannot.
 """
 
 import contextlib
