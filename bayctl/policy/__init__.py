@@ -18,7 +18,12 @@ _EXPORTS = {
 }
 
 
+_SUBMODULES = ("compiler", "diff", "dump", "layout", "model", "parser")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:  # `bayctl.policy.compiler` after a bare `import bayctl.policy`
+        return importlib.import_module(f"bayctl.policy.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f"bayctl.policy.{_EXPORTS[name]}"), name)
         globals()[name] = value
