@@ -40,6 +40,7 @@ import benchpath  # noqa: E402,F401  (this tree and tests/harness on sys.path)
 
 ROOT = benchpath.ROOT
 POLICY = os.path.join(ROOT, "bayctl", "share", "policies", "web-db.yaml")
+PHASE_RUNS = 5
 RUN_PLUGIN = "import sys; from bayctl.node.cni import main; sys.exit(main())"
 IMPORT_PLUGIN = ("import sys, time; t = time.perf_counter(); import bayctl.node.cni; "
                  "print(time.perf_counter() - t, len(sys.modules), "
@@ -161,8 +162,8 @@ def phases(config, tag, runs):
                 timer.wrap(Ipam, method, "IPAM (locked state file)")
             for function in ("create_network_link", "create_endpoint_link", "move_and_configure",
                              "delete_in_netns", "delete_endpoint_link"):
-                timer.wrap(links, function, "links (netlink)")
-            timer.wrap(cni, "_host_mac", "links (netlink)")
+                timer.wrap(links, function, f"links: {function}")
+            timer.wrap(cni, "_host_mac", "links: _host_mac")
             env = {"CNI_COMMAND": command, "CNI_CONTAINERID": f"{tag}-phases-{index}", "CNI_NETNS": netns,
                    "CNI_IFNAME": "eth0", "CNI_ARGS": "", "CNI_PATH": "/usr/lib/cni"}
             start = time.perf_counter()
@@ -206,7 +207,7 @@ def main():
                                 text=True).stdout.strip())
     workdir = tempfile.mkdtemp(prefix="bcnl-", dir="/work" if os.path.isdir("/work") else None)
     tag = secrets.token_hex(2)
-    count = max(args.containers, args.alone)
+    count = max(args.containers, args.alone, PHASE_RUNS)
     namespaces = [f"bcnl-{tag}-{i}" for i in range(count)]
     config = {"cniVersion": "1.0.0", "name": f"bcnl-{tag}", "type": "bayctl-cni", "stateDir": "",
               "linkPrefix": "bcnl", "group": "web", "ipam": {"type": "bayctl", "subnet": "10.238.0.0/24"}}
@@ -245,7 +246,7 @@ def main():
                 log(f"{variant.name} {args.containers} at once {command}: "
                     f"{json.dumps(results[variant.name]['at_once'][command])}")
         if args.only != "before":
-            results["after"]["phases_ms"] = phases(config, tag, 5)
+            results["after"]["phases_ms"] = phases(config, tag, PHASE_RUNS)
         report.update(results)
         if len(variants) == 2:
             report["ratio_before_vs_after"] = {
