@@ -43,7 +43,10 @@ def forward(environ, stdin_text):
         return None  # resolved against this process's directory: the agent's is another one
     from bayctl.node.client import AgentClient, AgentError
 
-    request = {"environ": dict(environ), "stdin": stdin_text, "namespaces": namespace_ids()}
+    try:
+        request = {"environ": dict(environ), "stdin": stdin_text, "namespaces": namespace_ids()}
+    except OSError:
+        return None  # no /proc/self/ns here: nothing proves the agent would run it in our place
     try:
         answer = AgentClient(socket_path).run_cni(request)
     except AgentError:
