@@ -360,6 +360,8 @@ def test_gc_releases_addresses_and_links_of_attachments_not_in_the_valid_list(ow
     code, out, log = call_logged(own_cni, "GC", {**config, "cniVersion": "1.1.0",
                                                  "cni.dev/valid-attachments": valid})
     assert (code, out) == (0, None), log
+    # What GC did, on the plugin's stderr for the runtime (also when the agent ran the call).
+    assert f"GC: released {ip_of(gone)} of {own_cni.tag}-gone/eth0" in log
     owners = ipam_owners(own_cni, "10.225.0.0/24")
     assert ip_of(gone) not in owners and owners[ip_of(kept)] == f"{own_cni.tag}-keep/eth0"
     assert ip_of(gone) not in registered(bplg_agent) and ip_of(kept) in registered(bplg_agent)
