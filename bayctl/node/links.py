@@ -21,6 +21,7 @@ import contextlib
 import functools
 import ipaddress
 import os
+import threading
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -48,9 +49,20 @@ def default_parent():
     raise NodeError("no default route: name the ipvlan parent interface explicitly")
 
 
-@functools.cache
+_PROBING = threading.Lock()
+
+
 def ipvlan_supported(parent):
-    """Can this kernel make an ipvlan slave of `parent`? Probed once per parent by trying."""
+    """Can this kernel make an ipvlan slave of `parent`? Probed once per parent by trying.
+
+    One probe at a time per process: the probe link's name is the process's, and the node
+    agent runs many CNI calls at once on its threads."""
+    with _PROBING:
+        return _probe_ipvlan(parent)
+
+
+@functools.cache
+def _probe_ipvlan(parent):
     probe = f"bayprobe{os.getpid() % 100000}"
     with IPRoute() as ip:
         index = _lookup(ip, parent)

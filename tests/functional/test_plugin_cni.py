@@ -466,3 +466,33 @@ def test_a_plugin_in_another_mount_namespace_than_the_agent_does_the_call_itself
     code, out, heavy = traced_call(cni, "DEL", config, netns, container, wrap=elsewhere)
     assert (code, out) == (0, None) and "pyroute2" in heavy
     assert ip not in registered(bplg_agent)
+
+
+def test_concurrent_calls_in_one_process_probe_ipvlan_once_and_all_get_the_answer(cni):
+    # The agent runs many calls at once on its threads: the first ADDs of a network all ask
+    # whether the kernel has ipvlan; probes by one process share a link name, so only one may run.
+    script = f"""
+import concurrent.futures, json, subprocess, sys
+sys.path.insert(0, {REPO!r})
+from bayctl.node import links
+from bayctl.node.netns import run_in_netns
+def burst():
+    subprocess.run(["ip", "link", "add", "bplgparent", "type", "veth", "peer", "name", "bplgpeer"],
+                   check=True)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(links.ipvlan_supported, "bplgparent") for _ in range(16)]
+    answers = []
+    for future in futures:
+        try:
+            answers.append(future.result())
+        except Exception as e:
+            answers.append(str(e))
+    return answers
+print(json.dumps(run_in_netns(sys.argv[1], burst)))
+"""
+    netns = cni.make_netns("probe")
+    done = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-I", "-c", script, netns],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert len(set(map(str, answers))) == 1 and isinstance(answers[0], bool), answers
