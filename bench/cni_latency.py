@@ -14,7 +14,8 @@ Figures per variant:
 - import: the plugin module's import alone, in a fresh interpreter (median of --imports runs),
   and the modules it loads;
 - alone: ADD then DEL of one container at a time (--alone of them): p50/p99;
-- at_once: --containers ADDs started at once (a barrier), then as many DELs at once: p50/p99/max;
+- at_once: --containers ADDs started at once (a barrier), then as many DELs at once: p50/p99/max,
+  and the CPU seconds the agent spent meanwhile (the serial part, when the agent runs the calls);
 - phases (this tree only, in-process, one container at a time): where one ADD and one DEL spend
   their time (config parse, link mode, agent calls, IPAM, links, registration).
 
@@ -197,7 +198,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/cni_latency.py: run as root")
-    from scale import start_agent, stop_agent  # bench/scale.py's agent, with its own pins
+    from scale import cpu_seconds, start_agent, stop_agent  # bench/scale.py's, with its own pins
 
     before_rev = args.before or subprocess.run(["git", "-C", ROOT, "merge-base", "HEAD", "main"], check=True,
                                                capture_output=True, text=True).stdout.strip()
@@ -241,8 +242,11 @@ def main():
             log(f"{variant.name} alone: {json.dumps(results[variant.name]['alone'])}")
         for variant in variants:
             for command in ("ADD", "DEL"):
-                results[variant.name].setdefault("at_once", {})[command] = summary(
-                    at_once(variant, command, args.containers))
+                # The agent's CPU during the burst: the serial part when it runs the calls.
+                cpu_before = cpu_seconds(agent.process.pid)
+                figures = summary(at_once(variant, command, args.containers))
+                figures["agent_cpu_s"] = round(cpu_seconds(agent.process.pid) - cpu_before, 2)
+                results[variant.name].setdefault("at_once", {})[command] = figures
                 log(f"{variant.name} {args.containers} at once {command}: "
                     f"{json.dumps(results[variant.name]['at_once'][command])}")
         if args.only != "before":
