@@ -43,8 +43,13 @@ def forward(environ, stdin_text):
         return None  # resolved against this process's directory: the agent's is another one
     from bayctl.node.client import AgentClient, AgentError
 
+    # The verbs ask the agent things (group check, registration) at the socket the plugin
+    # resolved, never at whatever the agent's own environment names.
+    environ = dict(environ)
+    if not config.get("agentSocket"):
+        environ.setdefault(ENV_SOCKET, socket_path)
     try:
-        request = {"environ": dict(environ), "stdin": stdin_text, "namespaces": namespace_ids()}
+        request = {"environ": environ, "stdin": stdin_text, "namespaces": namespace_ids()}
     except OSError:
         return None  # no /proc/self/ns here: nothing proves the agent would run it in our place
     try:
