@@ -24,6 +24,8 @@
                                  hangs up (history=1: the matching past flows first)
     GET    /v1/flows/status                          -> events emitted / lost, the rate limit
     PUT    /v1/flows/limit       {"rate", "burst", "enabled"?} -> the limit now applied
+    POST   /v1/cni               {"environ", "stdin", "namespaces"} -> {"document", "status", "stderr"}:
+                                 a bayctl-cni call run here (cni_service.py); 409 from another namespace
     PUT    /v1/distribution      {"hosts", "root", "node", "auth"} -> watch the bay's ZooKeeper
     GET    /v1/distribution                          -> {"hosts", "root", "node", "connected", ...}
                                  (the secret is never shown)
@@ -82,6 +84,11 @@ class AgentApi:
             return 200, self.agent.health()
         if path == "/v1/distribution":
             return self._distribution(method, body)
+        if path == "/v1/cni":
+            _allow(method, "POST")
+            from bayctl.node.cni_service import run_call
+
+            return 200, run_call(body)
         raise ApiError(404, f"no such resource: {path or '/'}")
 
     def _flow_log(self):

@@ -110,6 +110,12 @@ class AgentClient:
     def endpoints(self):
         return self._request("GET", "/v1/endpoints")["endpoints"]
 
+    # -- CNI calls the agent runs for bayctl-cni (cni_service.py) --------------------------------
+
+    def run_cni(self, request):
+        return self._request("POST", "/v1/cni", json.dumps(request).encode(),
+                             {"Content-Type": "application/json"})
+
     # -- observation ---------------------------------------------------------------------------
 
     def stats(self):

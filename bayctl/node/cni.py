@@ -26,9 +26,13 @@ whose interface is gone when it is back); GC releases what attachments not in
 
 The environment, version negotiation and error JSON are cni_skel.py's (as the reference
 plugins' pkg/skel); attaching the container is attach.py's, shared with the Docker driver;
-this file is the config, the addresses and the verbs.
+this file is the config, the addresses and the verbs. The executable first offers the call to
+the node agent (cni_forward.py -> POST /v1/cni -> cni_service.py), which runs these same verbs
+with everything already loaded; it runs them itself when the agent cannot.
 """
 
+import contextlib
+import contextvars
 import ipaddress
 import json
 import os
@@ -36,8 +40,7 @@ import subprocess
 import sys
 
 from bayctl.errors import BayctlError, NodeError
-from bayctl.node import attach, links
-from bayctl.node.client import AgentError
+from bayctl.node import link_modes
 from bayctl.node.cni_skel import (
     INTERNAL_ERROR,
     INVALID_CONFIG,
@@ -51,7 +54,11 @@ from bayctl.node.cni_skel import (
 )
 from bayctl.node.cni_skel import Invocation as SkelInvocation
 from bayctl.node.cni_skel import run as skel_run
-from bayctl.node.ipam import Ipam
+from bayctl.node.protocol import ENV_SOCKET
+
+# The runtime starts one process per call (50 at once when 50 containers start), so this
+# module imports only what every call needs: the netlink library (links, attach), the agent's
+# client and the IPAM are imported by the verbs that use them (tests/unit/test_cni_imports.py).
 
 PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runtimeConfig", "capabilities",
                "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix"}
@@ -63,12 +70,26 @@ VALID_ATTACHMENTS = "cni.dev/valid-attachments"  # GC's list of {containerID, if
 LINK_FAILURE = 100
 AGENT_FAILURE = 101
 CHECK_FAILED = 102
-ERROR_CODES = {
-    attach.GroupRejected: INVALID_CONFIG,
-    AgentError: AGENT_FAILURE,
-    NodeError: LINK_FAILURE,  # links, namespaces, addresses
-    BayctlError: INTERNAL_ERROR,
-}
+
+
+def error_codes():
+    """Exception type -> this plugin's CNI code, the most specific first (needed only once a
+    verb failed, when what it raises is imported anyway)."""
+    from bayctl.node.attach import GroupRejected
+    from bayctl.node.client import AgentError
+
+    return {
+        GroupRejected: INVALID_CONFIG,
+        AgentError: AGENT_FAILURE,
+        NodeError: LINK_FAILURE,  # links, namespaces, addresses
+        BayctlError: INTERNAL_ERROR,
+    }
+
+
+def __getattr__(name):
+    if name == "ERROR_CODES":  # the table as a value (tests classify through it)
+        return error_codes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Invocation(SkelInvocation):
@@ -84,10 +105,10 @@ class Invocation(SkelInvocation):
                            f"known keys: {', '.join(sorted(PLUGIN_KEYS))}")
         if not isinstance(config.get("name"), str) or not config["name"]:
             raise bad_config("'name' (the network's name) is required")
-        mode = config.get("linkMode", links.AUTO)
-        if mode not in (links.AUTO, *links.MODES):
+        mode = config.get("linkMode", link_modes.AUTO)
+        if mode not in (link_modes.AUTO, *link_modes.MODES):
             raise bad_config(f"linkMode {mode!r} is not one of "
-                                           f"{', '.join((links.AUTO, *links.MODES))}")
+                                           f"{', '.join((link_modes.AUTO, *link_modes.MODES))}")
         ipam = config.get("ipam")
         if not isinstance(ipam, dict) or not ipam.get("type"):
             raise bad_config("'ipam' with a 'type' is required "
@@ -114,6 +135,8 @@ class Invocation(SkelInvocation):
 
     @property
     def group(self):
+        from bayctl.node import attach
+
         labels = ((((self.config.get("args") or {}).get("org.apache.mesos") or {}).get("network_info") or {})
                   .get("labels") or {}).get("labels") or []
         for wanted in GROUP_LABELS:
@@ -155,19 +178,24 @@ class Invocation(SkelInvocation):
     @property
     def names(self):
         """(the network's node-side link, this attachment's link names)."""
+        from bayctl.node import attach
+
         return (attach.network_link_name(self.link_prefix, self.config["name"]),
                 attach.endpoint_names(self.link_prefix, self.owner))
 
     def agent(self):
         from bayctl.node.client import AgentClient
 
-        return AgentClient(self.config.get("agentSocket"))
+        # The runtime's environment, as given to this call (the node agent may run the call).
+        return AgentClient(self.config.get("agentSocket") or self.environ.get(ENV_SOCKET) or None)
 
 
 # -- addresses: bayctl's IPAM or a delegated plugin --------------------------------------------------
 
 class BayctlAddresses:
     def __init__(self, inv):
+        from bayctl.node.ipam import Ipam
+
         self.inv = inv
         ipam = inv.config["ipam"]
         self.subnet = str(ipaddress.ip_network(ipam["subnet"]))
@@ -279,6 +307,8 @@ def _addresses(inv):
 # -- the verbs -------------------------------------------------------------------------------------
 
 def cmd_add(inv):
+    from bayctl.node import attach, links
+
     if not os.path.exists(inv.netns):
         raise CniError(UNKNOWN_CONTAINER, f"network namespace {inv.netns} does not exist")
     mode, parent = attach.link_mode(inv.config.get("linkMode", links.AUTO), inv.config.get("parent"))
@@ -335,6 +365,8 @@ def cmd_del(inv):
     when it cannot, the links are gone all the same and the agent drops the endpoint, whose
     interface no longer exists, once it is back.
     """
+    from bayctl.node import links
+
     _, names = inv.names
     addresses = _addresses(inv)
     held = addresses.held()
@@ -358,7 +390,27 @@ def _forget_endpoints(inv, ips, why):
 
 
 def _log(message):
-    sys.stderr.write(f"bayctl-cni: {' '.join(message.split())}\n")
+    line = f"bayctl-cni: {' '.join(message.split())}\n"
+    sink = _LOG_SINK.get()
+    if sink is not None:
+        sink.append(line)
+    else:
+        sys.stderr.write(line)
+
+
+# Where _log writes when the agent runs the call (cni_service.py): the plugin writes it out.
+_LOG_SINK = contextvars.ContextVar("bayctl_cni_log", default=None)
+
+
+@contextlib.contextmanager
+def captured_log():
+    """Collect this thread's _log lines (the agent runs many calls at once) instead of stderr."""
+    lines = []
+    token = _LOG_SINK.set(lines)
+    try:
+        yield lines
+    finally:
+        _LOG_SINK.reset(token)
 
 
 def cmd_gc(inv):
@@ -368,6 +420,8 @@ def cmd_gc(inv):
         raise bad_config(f"GC needs {VALID_ATTACHMENTS}")
     if not isinstance(valid, list) or not all(isinstance(a, dict) for a in valid):
         raise bad_config(f"{VALID_ATTACHMENTS} must be a list of {{containerID, ifname}}")
+    from bayctl.node import attach, links
+
     keep = {f"{a.get('containerID', '')}/{a.get('ifname', '')}" for a in valid}
     addresses = _addresses(inv)
     released = addresses.collect(keep)
@@ -380,6 +434,8 @@ def cmd_gc(inv):
 
 
 def cmd_check(inv):
+    from bayctl.node import links
+
     prev = inv.config.get("prevResult")
     if not isinstance(prev, dict) or not prev.get("ips"):
         raise CniError(INVALID_CONFIG, "CHECK needs prevResult with the ips ADD returned")
@@ -430,11 +486,13 @@ VERBS = Verbs(add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status, g
 
 def run(environ, stdin_text):
     """(stdout document or None, exit status). Never raises."""
-    return skel_run(environ, stdin_text, VERBS, invocation=Invocation, error_codes=ERROR_CODES)
+    return skel_run(environ, stdin_text, VERBS, invocation=Invocation, error_codes=error_codes)
 
 
 def main():
-    return plugin_main(VERBS, invocation=Invocation, error_codes=ERROR_CODES)
+    from bayctl.node.cni_forward import forward
+
+    return plugin_main(VERBS, forward=forward, invocation=Invocation, error_codes=error_codes)
 
 
 if __name__ == "__main__":

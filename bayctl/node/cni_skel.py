@@ -109,7 +109,9 @@ def run(environ, stdin_text, verbs: Verbs, *, invocation=Invocation,
     """(stdout document or None, exit status). Never raises.
 
     error_codes: exception type -> CNI code, the most specific type first wins; a CniError
-    carries its own code, an OSError is IO_FAILURE, anything else INTERNAL_ERROR."""
+    carries its own code, an OSError is IO_FAILURE, anything else INTERNAL_ERROR. It may be a
+    function returning that table, called only when a failure needs classifying (the table's
+    types may live in modules a call that succeeds never imports)."""
     version = "1.0.0"
     try:
         inv = invocation(environ, stdin_text)
@@ -122,7 +124,8 @@ def run(environ, stdin_text, verbs: Verbs, *, invocation=Invocation,
     except CniError as e:
         return error_document(version, e.code, e.msg, e.details), 1
     except Exception as e:  # the runtime must get CNI error JSON, never a traceback
-        return _classified(version, e, error_codes or {}), 1
+        table = error_codes() if callable(error_codes) else error_codes
+        return _classified(version, e, table or {}), 1
 
 
 def _classified(version, error, error_codes):
@@ -141,10 +144,19 @@ def error_document(version, code, msg, details=""):
     return {"cniVersion": version, "code": code, "msg": " ".join(str(msg).split()), "details": details}
 
 
-def plugin_main(verbs: Verbs, **options) -> int:
-    """Run the plugin as the runtime calls it: environment, stdin, one JSON answer on stdout."""
-    document, status = run(dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "", verbs,
-                           **options)
+def plugin_main(verbs: Verbs, forward: Optional[Callable] = None, **options) -> int:
+    """Run the plugin as the runtime calls it: environment, stdin, one JSON answer on stdout.
+
+    forward(environ, stdin_text): a daemon's answer to the call, (document or None, status,
+    stderr text), or None to run the verbs here (a thin plugin in front of a node daemon)."""
+    environ = dict(os.environ)
+    stdin_text = sys.stdin.read() if not sys.stdin.isatty() else ""
+    answered = forward(environ, stdin_text) if forward is not None else None
+    if answered is None:
+        document, status = run(environ, stdin_text, verbs, **options)
+    else:
+        document, status, stderr = answered
+        sys.stderr.write(stderr)
     if document is not None:
         sys.stdout.write(json.dumps(document) + "\n")
     return status

@@ -21,18 +21,15 @@ import contextlib
 import functools
 import ipaddress
 import os
+import threading
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from bayctl.errors import NodeError
+from bayctl.node.link_modes import AUTO, IPVLAN_MODES, MODES, VETH  # noqa: F401  (links.VETH, ...)
 from bayctl.node.netns import run_in_netns
-
-VETH = "veth"
-IPVLAN_MODES = {"ipvlan-l2": 0, "ipvlan-l3": 1, "ipvlan-l3s": 2}
-MODES = (VETH, *IPVLAN_MODES)
-AUTO = "auto"
 
 
 def _netlink_call(what, fn, *args, **kwargs):
@@ -52,9 +49,20 @@ def default_parent():
     raise NodeError("no default route: name the ipvlan parent interface explicitly")
 
 
-@functools.cache
+_PROBING = threading.Lock()
+
+
 def ipvlan_supported(parent):
-    """Can this kernel make an ipvlan slave of `parent`? Probed once per parent by trying."""
+    """Can this kernel make an ipvlan slave of `parent`? Probed once per parent by trying.
+
+    One probe at a time per process: the probe link's name is the process's, and the node
+    agent runs many CNI calls at once on its threads."""
+    with _PROBING:
+        return _probe_ipvlan(parent)
+
+
+@functools.cache
+def _probe_ipvlan(parent):
     probe = f"bayprobe{os.getpid() % 100000}"
     with IPRoute() as ip:
         index = _lookup(ip, parent)

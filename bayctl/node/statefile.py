@@ -37,13 +37,18 @@ class StateFile:
 
     @contextlib.contextmanager
     def update(self):
-        """Yield the state to change in place; it is written back if the block succeeds."""
+        """Yield the state to change in place; it is written back if the block succeeds and
+        changed it (a write is two fsyncs under the lock every other writer waits on: the
+        IPAM's "create the pool unless it exists" and "release what this owner holds" are
+        most often no change at all)."""
         with self._thread_lock, open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 state = self.read()
+                before = json.dumps(state, sort_keys=True)
                 yield state
-                self._write(state)
+                if json.dumps(state, sort_keys=True) != before:
+                    self._write(state)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

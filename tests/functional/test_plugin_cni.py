@@ -10,11 +10,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 from harness.fixtures_docker import Agent, host_links
 from harness.fixtures_docker import _stop as stop_process
+from harness.paths import REPO
 from harness.prereq import require_tools
 from harness.tree_cni import write_tree_cni
 
@@ -358,6 +360,8 @@ def test_gc_releases_addresses_and_links_of_attachments_not_in_the_valid_list(ow
     code, out, log = call_logged(own_cni, "GC", {**config, "cniVersion": "1.1.0",
                                                  "cni.dev/valid-attachments": valid})
     assert (code, out) == (0, None), log
+    # What GC did, on the plugin's stderr for the runtime (also when the agent ran the call).
+    assert f"GC: released {ip_of(gone)} of {own_cni.tag}-gone/eth0" in log
     owners = ipam_owners(own_cni, "10.225.0.0/24")
     assert ip_of(gone) not in owners and owners[ip_of(kept)] == f"{own_cni.tag}-keep/eth0"
     assert ip_of(gone) not in registered(bplg_agent) and ip_of(kept) in registered(bplg_agent)
@@ -400,3 +404,95 @@ def test_a_requested_address_is_given_if_free_and_refused_if_taken_or_outside(ow
     # Nothing was reserved for the refused ones.
     assert sorted(ipam_owners(own_cni, subnet).values()) == sorted(["gateway", f"{own_cni.tag}-fixed/eth0"])
     assert own_cni.call("DEL", config, netns=netns, container=f"{own_cni.tag}-fixed")[0] == 0
+
+
+# -- the node agent runs the calls (node/cni_service.py): each plugin process stays cheap --------
+
+HEAVY = ("pyroute2", "yaml", "bayctl.policy.compiler", "bayctl.node.links", "bayctl.node.ipam")
+
+
+def traced_call(cni, command, config, netns, container, wrap=()):
+    """Call this tree's plugin as the runtime does; also which HEAVY modules its process loaded."""
+    code = ("import atexit, json, os, sys\n"
+            f"heavy = lambda: [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "atexit.register(lambda: os.write(2, ('\\nHEAVY=' + json.dumps(heavy())).encode()))\n"
+            f"sys.path.insert(0, {REPO!r})\n"
+            "from bayctl.node.cni import main\nsys.exit(main())")
+    environ = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+               "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_ARGS": "",
+               "CNI_PATH": os.pathsep.join([cni.cni_path, CNI_DIR])}
+    done = subprocess.run([*wrap, sys.executable, "-I", "-c", code], input=json.dumps(config).encode(),
+                          capture_output=True, env=environ, timeout=60)
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr + done.stdout.decode()
+    heavy = json.loads(stderr.rsplit("HEAVY=", 1)[1])
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, heavy
+
+
+def test_the_agent_runs_add_and_del_so_the_plugin_loads_no_netlink_yaml_or_ipam(cni, bplg_agent):
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("thin", "10.226.0.0/24", group="web")
+    netns = cni.make_netns("thin1")
+    container = f"{cni.tag}-thin1"
+    code, result, heavy = traced_call(cni, "ADD", config, netns, container)
+    assert code == 0, result
+    assert heavy == []  # the links, the address and the registration were made by the agent
+    ip = ip_of(result)
+    assert result["ips"][0]["address"].startswith("10.226.0.")
+    assert result["interfaces"][-1]["sandbox"] == netns
+    seen = subprocess.run(["nsenter", f"--net={netns}", "ip", "-4", "-o", "addr", "show", "eth0"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f" {result['ips'][0]['address']} " in seen  # placed and addressed in the container's namespace
+    assert node_ends(result) <= host_links()
+    assert registered(bplg_agent)[ip]["group"] == "web"
+    code, out, heavy = traced_call(cni, "DEL", config, netns, container)
+    assert (code, out, heavy) == (0, None, [])
+    assert ip not in registered(bplg_agent)
+    assert node_ends(result) & host_links() == set()
+
+
+def test_a_plugin_in_another_mount_namespace_than_the_agent_does_the_call_itself(cni, bplg_agent):
+    require_tools("unshare")
+    bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+    config = cni.config("own", "10.227.0.0/24", group="web")
+    netns = cni.make_netns("own1")
+    container = f"{cni.tag}-own1"
+    elsewhere = ("unshare", "--mount")  # same network namespace, another mount table
+    code, result, heavy = traced_call(cni, "ADD", config, netns, container, wrap=elsewhere)
+    assert code == 0, result
+    assert "pyroute2" in heavy  # the agent refused the call (409): the plugin made the links itself
+    ip = ip_of(result)
+    assert node_ends(result) <= host_links() and registered(bplg_agent)[ip]["group"] == "web"
+    code, out, heavy = traced_call(cni, "DEL", config, netns, container, wrap=elsewhere)
+    assert (code, out) == (0, None) and "pyroute2" in heavy
+    assert ip not in registered(bplg_agent)
+
+
+def test_concurrent_calls_in_one_process_probe_ipvlan_once_and_all_get_the_answer(cni):
+    # The agent runs many calls at once on its threads: the first ADDs of a network all ask
+    # whether the kernel has ipvlan; probes by one process share a link name, so only one may run.
+    script = f"""
+import concurrent.futures, json, subprocess, sys
+sys.path.insert(0, {REPO!r})
+from bayctl.node import links
+from bayctl.node.netns import run_in_netns
+def burst():
+    subprocess.run(["ip", "link", "add", "bplgparent", "type", "veth", "peer", "name", "bplgpeer"],
+                   check=True)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(links.ipvlan_supported, "bplgparent") for _ in range(16)]
+    answers = []
+    for future in futures:
+        try:
+            answers.append(future.result())
+        except Exception as e:
+            answers.append(str(e))
+    return answers
+print(json.dumps(run_in_netns(sys.argv[1], burst)))
+"""
+    netns = cni.make_netns("probe")
+    done = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-I", "-c", script, netns],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert len(set(map(str, answers))) == 1 and isinstance(answers[0], bool), answers
