@@ -12,7 +12,24 @@ pytestmark = pytest.mark.cloud
 
 def test_tier_catalog_names_the_real_services_and_the_emulated_ones(cloud_conn):
     types = {s.type for s in cloud_conn.identity.services()}
-    assert {"identity", "image", "orchestration", "compute", "network", "container-infra"} <= types
+    assert {"identity", "image", "orchestration", "cloudformation", "compute", "network",
+            "container-infra"} <= types
+
+
+def test_heat_api_cfn_is_in_the_catalog_and_checks_ec2_signatures_with_keystone(cloud_conn):
+    """heat-api-cfn (the metadata and signal API of servers on POLL_SERVER_CFN): the catalog's
+    cloudformation endpoint answers the CFN API, and a request signed with a key keystone does
+    not know is refused by its ec2token check (keystone's /v3/ec2tokens), not served."""
+    import requests
+
+    [service] = [s for s in cloud_conn.identity.services() if s.type == "cloudformation"]
+    [endpoint] = [e for e in cloud_conn.identity.endpoints(service_id=service.id) if e.interface == "public"]
+    params = {"Action": "DescribeStackResource", "StackName": "nothing", "LogicalResourceId": "server",
+              "AWSAccessKeyId": "not-a-key", "SignatureVersion": "2", "SignatureMethod": "HmacSHA256",
+              "Signature": "bm90LWEtc2lnbmF0dXJl"}
+    refused = requests.get(endpoint.url.rstrip("/") + "/", params=params, timeout=30)
+    assert refused.status_code == 403, (refused.status_code, refused.text[:300])
+    assert "SignatureDoesNotMatch" in refused.text or "AccessDenied" in refused.text, refused.text[:300]
 
 
 def test_real_heat_lists_resource_types_used_by_the_test_environment(cloud_conn):
