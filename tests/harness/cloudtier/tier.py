@@ -475,8 +475,17 @@ class Tier:
             [clients_keystone]
             auth_uri = {self.auth_url.rsplit('/v3', 1)[0]}
             [ec2authtoken]
-            # heat-api-cfn checks a request's EC2 signature with keystone (/v3/ec2tokens).
+            # heat-api-cfn checks a request's EC2 signature with keystone (/v3/ec2tokens), which
+            # answers only a service user or an admin (keystone's identity:ec2tokens_validate):
+            # as heat's service user. heat appends /v3/ec2tokens to the endpoint itself.
             endpoint_override = {self.auth_url.rsplit('/v3', 1)[0]}
+            auth_type = password
+            auth_url = {self.auth_url}
+            username = heat
+            password = {self.service_password}
+            user_domain_name = Default
+            project_name = service
+            project_domain_name = Default
             [trustee]
             auth_type = password
             auth_url = {self.auth_url}
