@@ -48,6 +48,16 @@ VM_PROJECT = "vms"
 VM_PROJECT_IMAGE_MB = 4096
 
 
+# heat-api-cfn's DescribeStackResource (os-collect-config's metadata poll on POLL_SERVER_CFN
+# servers) is "(role:reader and project_id:%(project_id)s) or (role:heat_stack_user and
+# project_id:%(project_id)s)" in Heat 27's new defaults, but the CFN API checks it with an
+# empty target: no project_id ever matches, and every server's poll is AccessDenied. The stack
+# user's own half without the target: heat-engine still serves a stack user only its own
+# server's resource (describe_stack_resource checks access_allowed).
+HEAT_POLICY = ('"cloudformation:DescribeStackResource": '
+               '"(role:reader and project_id:%(project_id)s) or role:heat_stack_user"\n')
+
+
 class TierError(RuntimeError):
     pass
 
@@ -395,6 +405,10 @@ class Tier:
             key_repository = {kdir}/fernet-keys
             [credential]
             key_repository = {kdir}/credential-keys
+            # How long an EC2-signed request stays valid: Heat signs a deployment's CFN signal URL
+            # when it creates the deployment, and a TCG guest on a busy machine sends it more than
+            # the default 15 minutes later (keystone: "Credential is expired", HTTP 401).
+            auth_ttl = 120
             """)
 
         gdir = self._path("glance")
@@ -444,6 +458,7 @@ class Tier:
         cfn_guest_url = f"http://{vms.HEAT_GUEST_ADDRESS}:{PORTS['heat-cfn']}"
         # Name-scoped stand-ins for REAL Magnum's mesos templates (no type is mapped globally).
         magnum_heat_env.write(os.path.join(hdir, "environment.d"))
+        self._write("heat/policy.yaml", HEAT_POLICY)
         self._write("heat/heat.conf", f"""
             [DEFAULT]
             use_stderr = true
@@ -467,6 +482,8 @@ class Tier:
             max_pool_size = 20
             [paste_deploy]
             api_paste_config = {hdir}/api-paste.ini
+            [oslo_policy]
+            policy_file = {hdir}/policy.yaml
             [clients_heat]
             # The signal URL Heat renders into wait-condition handles: the address where a
             # VM of the VM tier reaches this heat-api (qemu user-net forward, emulators/vms.py).
