@@ -114,7 +114,8 @@ def test_magnums_own_templates_boot_every_node_as_a_vm(magnum_vm_bay, cloud_tier
 
     bay = magnum_vm_bay["bay"]
     hc = heat(vm_conn)
-    [stack] = [s for s in hc.stacks.list() if s.stack_name.startswith(BAY)]
+    [summary] = [s for s in hc.stacks.list() if s.stack_name.startswith(BAY)]
+    stack = hc.stacks.get(summary.id)  # the list's summaries carry no description
     assert "Mesos cluster" in stack.description  # Magnum's mesoscluster.yaml
     resources = hc.resources.list(stack.id, nested_depth=3)
     types = {r.resource_name: r.resource_type for r in resources}
