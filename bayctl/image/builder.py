@@ -25,7 +25,9 @@ DEFAULT_DISTRO = "debian-minimal"
 DEFAULT_RELEASE = "bookworm"
 # A bootable cloud image with cloud-init (runs the Heat templates' user data, which
 # names the node's role) and sshd (policy seeding), bayctl's node side and Mesos.
-DEFAULT_ELEMENTS = ("vm", "cloud-init", "openssh-server", "bayctl-node", "mesos")
+# magnum-mesos-node: what Magnum 10.0.0's own mesos templates expect of the image (Heat's
+# software-config agent for the master's deployments, the NIC named eth0).
+DEFAULT_ELEMENTS = ("vm", "cloud-init", "openssh-server", "bayctl-node", "mesos", "magnum-mesos-node")
 FORMATS = ("qcow2", "raw")
 DEFAULT_CACHE = os.path.expanduser("~/.cache/image-create")
 

@@ -12,7 +12,61 @@ pytestmark = pytest.mark.cloud
 
 def test_tier_catalog_names_the_real_services_and_the_emulated_ones(cloud_conn):
     types = {s.type for s in cloud_conn.identity.services()}
-    assert {"identity", "image", "orchestration", "compute", "network", "container-infra"} <= types
+    assert {"identity", "image", "orchestration", "cloudformation", "compute", "network",
+            "container-infra"} <= types
+
+
+def _ec2_signed(url, access, secret, params):
+    """`params` with an AWS signature version 2 (HmacSHA256) over GET `url`, as Heat signs its
+    CFN signal URLs and os-collect-config its metadata polls."""
+    import base64
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    params = dict(params, AWSAccessKeyId=access, SignatureVersion="2", SignatureMethod="HmacSHA256")
+    query = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(str(v), safe='-_.~')}"
+                     for k, v in sorted(params.items()))
+    digest = hmac.new(secret.encode(), f"GET\n{parts.netloc}\n{parts.path}\n{query}".encode(),
+                      hashlib.sha256).digest()
+    return dict(params, Signature=base64.b64encode(digest).decode())
+
+
+def test_heat_api_cfn_serves_a_stack_user_whose_ec2_signature_keystone_checks(cloud_tier, cloud_conn):
+    """heat-api-cfn (the metadata and signal API of servers on POLL_SERVER_CFN, in the catalog as
+    `cloudformation`): a request signed with a stack user's EC2 key passes keystone's
+    /v3/ec2tokens (which answers heat's service user only) and Heat's DescribeStackResource
+    policy, even signed 20 minutes ago (a slow guest's deployment signal), and reaches the engine
+    (no such stack); a wrong signature is refused."""
+    import datetime
+    import secrets
+
+    import requests
+
+    [service] = [s for s in cloud_conn.identity.services() if s.type == "cloudformation"]
+    [endpoint] = [e for e in cloud_conn.identity.endpoints(service_id=service.id) if e.interface == "public"]
+    url = endpoint.url.rstrip("/") + "/"
+    ident = cloud_conn.identity
+    project = ident.find_project("demo", domain_id="default")
+    user = ident.create_user(name=f"cfn-{secrets.token_hex(4)}", password=secrets.token_urlsafe(12),
+                             domain_id="default")
+    try:
+        ident.assign_project_role_to_user(project, user, ident.find_role("heat_stack_user"))
+        access, secret = secrets.token_hex(16), secrets.token_hex(16)
+        ident.create_credential(type="ec2", user_id=user.id, project_id=project.id,
+                                blob=f'{{"access": "{access}", "secret": "{secret}"}}')
+        signed_at = datetime.datetime.utcnow() - datetime.timedelta(minutes=20)
+        params = {"Action": "DescribeStackResource", "StackName": "no-such-stack",
+                  "LogicalResourceId": "server", "Timestamp": signed_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        answer = requests.get(url, params=_ec2_signed(url, access, secret, params), timeout=60)
+        assert answer.status_code == 400 and "no-such-stack" in answer.text, \
+            (answer.status_code, answer.text[:400])
+        wrong = requests.get(url, params=_ec2_signed(url, access, "not-the-secret", params), timeout=60)
+        assert wrong.status_code == 403 and "not allowed" not in wrong.text, \
+            (wrong.status_code, wrong.text[:400])
+    finally:
+        ident.delete_user(user, ignore_missing=True)
 
 
 def test_real_heat_lists_resource_types_used_by_the_test_environment(cloud_conn):

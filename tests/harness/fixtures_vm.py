@@ -114,7 +114,8 @@ def _vm_servers(cloud_tier, tmp_path, fabric):
     workdir = tempfile.mkdtemp(prefix="bayctl-vms-", dir="/var/tmp")
     # Serial consoles outlive the VMs in the test's tmp_path: what a failed boot said.
     launcher = QemuLauncher(workdir, PORTS["heat"], memory_mb=VM_MEMORY_MB,
-                            keep_consoles=str(tmp_path / "consoles"), fabric=fabric)
+                            keep_consoles=str(tmp_path / "consoles"), fabric=fabric,
+                            cfn_port=PORTS["heat-cfn"])
     nova.launcher = launcher
     try:
         yield launcher

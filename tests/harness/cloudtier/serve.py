@@ -4,6 +4,8 @@
     python serve.py glance   PORT CONFIG_DIR
     python serve.py heat     PORT CONFIG_FILE     # heat-api AND heat-engine in this one process
     python serve.py heat-api PORT CONFIG_FILE     # heat-api only (the engine runs apart, RabbitMQ)
+    python serve.py heat-api-cfn PORT CONFIG_FILE # heat-api-cfn (CloudFormation-compatible API)
+    python serve.py heat PORT CONFIG_FILE CFN_PORT  # ... and heat-api-cfn beside them (no broker)
 
 Why not the projects' own launchers (shared/PLATFORM.md): keystone and heat's WSGI apps parse
 `sys.argv`, so a server that passes its own flags breaks them (argv is reset here before the
@@ -84,9 +86,31 @@ def _heat_api(config_file):
     return wsgi.init_application()
 
 
+def _heat_api_cfn(config_file):
+    """heat-api-cfn through heat's own WSGI entry point (heat.wsgi.cfn): the metadata and
+    signal API that os-collect-config and heat-config-notify on a server call (POLL_SERVER_CFN)."""
+    sys.argv = ["heat-api-cfn", "--config-file", config_file]
+    from heat.api.cfn import wsgi
+
+    return wsgi.init_application()
+
+
+def _serve_in_thread(app, port):
+    import threading
+
+    server = simple_server.make_server("127.0.0.1", port, app, server_class=_ThreadingServer,
+                                       handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def main():
     service, port, config = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    app = {"keystone": _keystone, "glance": _glance, "heat": _heat, "heat-api": _heat_api}[service](config)
+    app = {"keystone": _keystone, "glance": _glance, "heat": _heat, "heat-api": _heat_api,
+           "heat-api-cfn": _heat_api_cfn}[service](config)
+    if service == "heat" and len(sys.argv) > 4:  # fake:// reaches only this process: cfn here too
+        from heat.common import config as heat_config
+
+        _serve_in_thread(heat_config.load_paste_app("heat-api-cfn"), int(sys.argv[4]))
     server = simple_server.make_server("127.0.0.1", port, app, server_class=_ThreadingServer,
                                        handler_class=_QuietHandler)
     print(f"{service} serving on 127.0.0.1:{port}", file=sys.stderr, flush=True)

@@ -34,7 +34,8 @@ HOST = "127.0.0.1"
 # One tier per machine at a time on these ports; BAYCTL_CLOUD_PORT_BASE moves a second one
 # (e.g. a developer's run beside CI's) to another hundred in 15000-15999.
 _BASE = int(os.environ.get("BAYCTL_CLOUD_PORT_BASE", "15500"))
-PORTS = {"keystone": _BASE, "glance": _BASE + 92, "heat": _BASE + 4, "mariadb": _BASE + 6,
+PORTS = {"keystone": _BASE, "glance": _BASE + 92, "heat": _BASE + 4, "heat-cfn": _BASE + 5,
+         "mariadb": _BASE + 6,
          "nova": _BASE + 74, "neutron": _BASE + 96, "magnum": _BASE + 11,
          "rabbitmq": _BASE + 30, "rabbitmq-dist": _BASE + 31, "rabbitmq-epmd": _BASE + 32}
 REGION = "RegionOne"
@@ -45,6 +46,16 @@ GLANCE_USER_QUOTA_MB = 4
 # The VM tier's project (tests/harness/fixtures_vm.py) holds the built node image: room for it.
 VM_PROJECT = "vms"
 VM_PROJECT_IMAGE_MB = 4096
+
+
+# heat-api-cfn's DescribeStackResource (os-collect-config's metadata poll on POLL_SERVER_CFN
+# servers) is "(role:reader and project_id:%(project_id)s) or (role:heat_stack_user and
+# project_id:%(project_id)s)" in Heat 27's new defaults, but the CFN API checks it with an
+# empty target: no project_id ever matches, and every server's poll is AccessDenied. The stack
+# user's own half without the target: heat-engine still serves a stack user only its own
+# server's resource (describe_stack_resource checks access_allowed).
+HEAT_POLICY = ('"cloudformation:DescribeStackResource": '
+               '"(role:reader and project_id:%(project_id)s) or role:heat_stack_user"\n')
 
 
 class TierError(RuntimeError):
@@ -210,7 +221,7 @@ class Tier:
     def start(self):
         t0 = time.monotonic()
         os.makedirs(self.workdir, exist_ok=True)
-        names = ["keystone", "glance", "heat", "mariadb"]
+        names = ["keystone", "glance", "heat", "heat-cfn", "mariadb"]
         if self.broker:
             names += ["rabbitmq", "rabbitmq-dist", "rabbitmq-epmd"]
         for name in names:
@@ -241,13 +252,15 @@ class Tier:
             t1 = time.monotonic()
             self.broker.wait_ready()
             self.timings["rabbitmq_wait"] = round(time.monotonic() - t1, 2)
-            engine = self._spawn("heat-engine",
-                                 [self.python, "-c", self.HEAT_ENGINE, "--config-file", heat_conf])
+            engine = self._spawn_heat_engine()
             heat = self._spawn("heat", [self.python, SERVE, "heat-api", str(PORTS["heat"]), heat_conf])
+            cfn = self._spawn("heat-api-cfn", [self.python, SERVE, "heat-api-cfn", str(PORTS["heat-cfn"]),
+                                               heat_conf])
         else:
-            heat = self._spawn("heat", [self.python, SERVE, "heat", str(PORTS["heat"]), heat_conf])
+            heat = cfn = self._spawn_heat_engine()
         wait_http(PORTS["glance"], "/versions", proc=glance, what="glance")
         wait_http(PORTS["heat"], "/", proc=heat, what="heat")
+        wait_http(PORTS["heat-cfn"], "/", proc=cfn, what="heat-api-cfn")
         if self.broker:
             self._wait_engine_consuming(engine)
         self.timings["total"] = round(time.monotonic() - t0, 2)
@@ -271,6 +284,40 @@ class Tier:
         "    if time.monotonic() > deadline:\n"
         "        sys.exit('heat-engine queue not declared in time')\n"
         "    time.sleep(0.3)\n")
+
+    def _spawn_heat_engine(self):
+        """heat-engine (with the broker), else heat-api + engine + heat-api-cfn in one process."""
+        heat_conf = self._path("heat", "heat.conf")
+        if self.broker:
+            return self._spawn("heat-engine",
+                               [self.python, "-c", self.HEAT_ENGINE, "--config-file", heat_conf])
+        return self._spawn("heat", [self.python, SERVE, "heat", str(PORTS["heat"]), heat_conf,
+                                    str(PORTS["heat-cfn"])])
+
+    @property
+    def magnum_standins(self):
+        """Whether Heat's global environment maps REAL Magnum's mesos resources to stand-ins."""
+        return os.path.exists(os.path.join(self._path("heat", "environment.d"), magnum_heat_env.FILE_NAME))
+
+    def use_magnum_standins(self, wanted):
+        """Map REAL Magnum's mesos servers, ports, deployments ... to stand-ins (the default:
+        no Nova or Neutron behind them), or not (the VM tier: real VMs run Magnum's templates).
+        Heat's engine reads its global environment when it starts: restarted on a change."""
+        if wanted == self.magnum_standins:
+            return
+        env_dir = self._path("heat", "environment.d")
+        if wanted:
+            magnum_heat_env.write(env_dir)
+        else:
+            os.remove(os.path.join(env_dir, magnum_heat_env.FILE_NAME))
+        name = "heat-engine" if self.broker else "heat"
+        stop_process_groups({name: self.procs.pop(name)})
+        proc = self._spawn_heat_engine()
+        if self.broker:
+            self._wait_engine_consuming(proc)
+        else:
+            wait_http(PORTS["heat"], "/", proc=proc, what="heat")
+            wait_http(PORTS["heat-cfn"], "/", proc=proc, what="heat-api-cfn")
 
     def _wait_engine_consuming(self, engine, timeout=120):
         t0 = time.monotonic()
@@ -358,6 +405,10 @@ class Tier:
             key_repository = {kdir}/fernet-keys
             [credential]
             key_repository = {kdir}/credential-keys
+            # How long an EC2-signed request stays valid: Heat signs a deployment's CFN signal URL
+            # when it creates the deployment, and a TCG guest on a busy machine sends it more than
+            # the default 15 minutes later (keystone: "Credential is expired", HTTP 401).
+            auth_ttl = 120
             """)
 
         gdir = self._path("glance")
@@ -399,9 +450,15 @@ class Tier:
         hdir = self._path("heat")
         os.makedirs(hdir, exist_ok=True)
         shutil.copy(os.path.join(venv_etc, "heat", "api-paste.ini"), hdir)
-        heat_url = f"http://{HOST}:{PORTS['heat']}"
+        # Where a VM of the VM tier reaches heat-api-cfn (qemu user-net guestfwd, emulators/vms.py):
+        # os-collect-config polls its metadata there and heat-config-notify signals deployments
+        # (POLL_SERVER_CFN, Heat's default transport, which Magnum's mesos master uses). Heat
+        # renders both into what a server gets, as an operator sets them for servers that
+        # cannot reach the catalog's endpoint.
+        cfn_guest_url = f"http://{vms.HEAT_GUEST_ADDRESS}:{PORTS['heat-cfn']}"
         # Name-scoped stand-ins for REAL Magnum's mesos templates (no type is mapped globally).
         magnum_heat_env.write(os.path.join(hdir, "environment.d"))
+        self._write("heat/policy.yaml", HEAT_POLICY)
         self._write("heat/heat.conf", f"""
             [DEFAULT]
             use_stderr = true
@@ -413,8 +470,8 @@ class Tier:
             action_retry_limit = 0
             host = bayctl-tier
             region_name_for_services = {REGION}
-            heat_metadata_server_url = {heat_url}
-            heat_waitcondition_server_url = {heat_url}/v1/waitcondition
+            heat_metadata_server_url = {cfn_guest_url}
+            heat_waitcondition_server_url = {cfn_guest_url}/v1/waitcondition
             stack_domain_admin = heat_domain_admin
             stack_domain_admin_password = {self.service_password}
             stack_user_domain_name = heat
@@ -425,6 +482,8 @@ class Tier:
             max_pool_size = 20
             [paste_deploy]
             api_paste_config = {hdir}/api-paste.ini
+            [oslo_policy]
+            policy_file = {hdir}/policy.yaml
             [clients_heat]
             # The signal URL Heat renders into wait-condition handles: the address where a
             # VM of the VM tier reaches this heat-api (qemu user-net forward, emulators/vms.py).
@@ -432,6 +491,18 @@ class Tier:
             url = http://{vms.HEAT_GUEST_ADDRESS}:{PORTS['heat']}/v1/%(tenant_id)s
             [clients_keystone]
             auth_uri = {self.auth_url.rsplit('/v3', 1)[0]}
+            [ec2authtoken]
+            # heat-api-cfn checks a request's EC2 signature with keystone (/v3/ec2tokens), which
+            # answers only a service user or an admin (keystone's identity:ec2tokens_validate):
+            # as heat's service user. heat appends /v3/ec2tokens to the endpoint itself.
+            endpoint_override = {self.auth_url.rsplit('/v3', 1)[0]}
+            auth_type = password
+            auth_url = {self.auth_url}
+            username = heat
+            password = {self.service_password}
+            user_domain_name = Default
+            project_name = service
+            project_domain_name = Default
             [trustee]
             auth_type = password
             auth_url = {self.auth_url}
@@ -488,6 +559,7 @@ class Tier:
         catalog = {
             "image": ("glance", f"http://{HOST}:{PORTS['glance']}"),
             "orchestration": ("heat", f"http://{HOST}:{PORTS['heat']}/v1/%(project_id)s"),
+            "cloudformation": ("heat-cfn", f"http://{HOST}:{PORTS['heat-cfn']}/v1"),
             "compute": ("nova", f"http://{HOST}:{PORTS['nova']}/v2.1"),
             "network": ("neutron", f"http://{HOST}:{PORTS['neutron']}"),
             "container-infra": ("magnum", f"http://{HOST}:{PORTS['magnum']}/v1"),

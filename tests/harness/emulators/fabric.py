@@ -11,6 +11,10 @@ network namespace the test owns.
   port's fixed IP (iptables DNAT/SNAT in the namespace, as the L3 agent does).
 The floating range is 198.18.100.0/24 (RFC 2544 benchmarking space): nothing on this machine
 uses it, and the host route sends it only into this namespace.
+Two VM tiers may run on one machine at once (each on its BAYCTL_CLOUD_PORT_BASE): the names and
+ranges that live on the host (namespace, host veth, link and floating ranges) are derived from
+the port base, so the default base 15500 keeps the ones above and every other hundred gets its
+own; bridges and taps live inside the namespace and cannot meet another tier's.
 Security groups and allowed address pairs are not enforced here (Neutron's data only).
 """
 
@@ -18,10 +22,13 @@ import ipaddress
 import os
 import subprocess
 
-NAMESPACE = "bayctl-vmtier"
-HOST_VETH, NS_VETH = "bvm-ext", "ext"
-LINK_CIDR = "198.18.99.0/30"  # host .1 <-> namespace .2
-EXTERNAL_CIDR = "198.18.100.0/24"  # the external network's subnet: floating IPs
+_PORT_BASE = int(os.environ.get("BAYCTL_CLOUD_PORT_BASE", "15500"))  # as cloudtier/tier.py reads it
+_TIER = ((_PORT_BASE - 15500) // 100) % 100  # 0 for the default base
+_SUFFIX = f"-{_TIER}" if _TIER else ""
+NAMESPACE = f"bayctl-vmtier{_SUFFIX}"
+HOST_VETH, NS_VETH = f"bvm-ext{_SUFFIX}", "ext"
+LINK_CIDR = f"198.18.99.{4 * (_TIER % 64)}/30"  # host .1 <-> namespace .2
+EXTERNAL_CIDR = f"198.18.{100 + _TIER}.0/24"  # the external network's subnet: floating IPs
 
 
 def sh(*argv, check=True):

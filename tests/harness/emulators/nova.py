@@ -78,6 +78,13 @@ class Nova(Service):
         self.route("GET", "/v2.1/flavors/(?P<id>[^/]+)", self.get_flavor)
         self.route("GET", "/v2.1/limits", self.limits)
         self.route("DELETE", "/v2.1/flavors/(?P<id>[^/]+)", self.delete_flavor)
+        # Server groups (Magnum's templates make one per role for scheduler hints; one host
+        # here, so a policy is only recorded).
+        self.server_groups = {}  # id -> group
+        self.route("GET", "/v2.1/os-server-groups", self.list_server_groups)
+        self.route("POST", "/v2.1/os-server-groups", self.create_server_group)
+        self.route("GET", "/v2.1/os-server-groups/(?P<id>[^/]+)", self.get_server_group)
+        self.route("DELETE", "/v2.1/os-server-groups/(?P<id>[^/]+)", self.delete_server_group)
         self.route("GET", "/v2.1/servers", self.list_servers)
         self.route("GET", "/v2.1/servers/detail", self.list_servers_detail)
         self.route("POST", "/v2.1/servers", self.create_server)
@@ -160,6 +167,48 @@ class Nova(Service):
         if self.keypairs.pop((self._user(request), request.params["name"]), None) is None:
             raise HTTPError(404, f"Keypair {request.params['name']} not found")
         return 202, None
+
+    # server groups ---------------------------------------------------------------------
+    def _server_group_view(self, request, group):
+        view = {k: group[k] for k in ("id", "name", "members", "project_id", "user_id")}
+        if self._requested_version(request) >= (2, 64):  # one `policy` and `rules` from 2.64 on
+            view.update(policy=group["policy"], rules=group["rules"])
+        else:
+            view.update(policies=[group["policy"]], metadata={})
+        return view
+
+    def create_server_group(self, request):
+        body = request.body.get("server_group") or {}
+        policy = body.get("policy") or (body.get("policies") or [None])[0]
+        if not body.get("name") or policy not in ("affinity", "anti-affinity", "soft-affinity",
+                                                  "soft-anti-affinity"):
+            raise HTTPError(400, "Invalid input for field/attribute server_group: a name and one policy "
+                                 "of affinity, anti-affinity, soft-affinity, soft-anti-affinity")
+        group = {"id": str(uuid.uuid4()), "name": body["name"], "policy": policy,
+                 "rules": body.get("rules") or {},
+                 "members": [], "project_id": request.project_id, "user_id": request.token["user"]["id"]}
+        with self.lock:
+            self.server_groups[group["id"]] = group
+        return 200, {"server_group": self._server_group_view(request, group)}
+
+    def _server_group(self, request):
+        group = self.server_groups.get(request.params["id"])
+        if group is None or (group["project_id"] != request.project_id and not request.is_admin):
+            raise HTTPError(404, f"Server group {request.params['id']} could not be found.")
+        return group
+
+    def list_server_groups(self, request):
+        mine = [g for g in self.server_groups.values() if g["project_id"] == request.project_id]
+        return 200, {"server_groups": [self._server_group_view(request, g) for g in mine]}
+
+    def get_server_group(self, request):
+        return 200, {"server_group": self._server_group_view(request, self._server_group(request))}
+
+    def delete_server_group(self, request):
+        group = self._server_group(request)
+        with self.lock:
+            self.server_groups.pop(group["id"], None)
+        return 204, None
 
     # flavors --------------------------------------------------------------------------
     def list_flavors(self, request):

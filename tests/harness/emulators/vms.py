@@ -9,7 +9,9 @@ When the Nova emulator has a `QemuLauncher`, a server it accepts becomes a VM:
 - software emulation (`-accel tcg`: /dev/kvm does not work on these machines);
 - its way to Heat, for its wait-condition signal: a user-mode NIC with `restrict=on` (no
   packet leaves the machine) whose only opening is `guestfwd` from 10.0.2.100:<heat port>
-  in the guest to 127.0.0.1:<heat port> on the host, through `socat` spawned per connection
+  in the guest to 127.0.0.1:<heat port> on the host (and the same for heat-api-cfn's port, when
+  the launcher has it: os-collect-config's metadata and deployment signals), through `socat`
+  spawned per connection
   (`guestfwd=...-cmd:`; a `-tcp:` target is ONE chardev connection made when qemu starts,
   refused if Heat is not listening yet and useless after the first request). Heat renders
   that address into the signal URL through its `[clients_heat] url` (cloudtier/tier.py), as
@@ -142,10 +144,12 @@ class VM:
 class QemuLauncher:
     """Boots the Nova emulator's servers as qemu VMs under `workdir` (see the module doc)."""
 
-    def __init__(self, workdir, heat_port, memory_mb=448, cpus=1, keep_consoles=None, fabric=None):
+    def __init__(self, workdir, heat_port, memory_mb=448, cpus=1, keep_consoles=None, fabric=None,
+                 cfn_port=None):
         self.workdir = workdir
         self.fabric = fabric  # emulators/fabric.py: ports are taps in its namespace, qemu runs there
         self.heat_port = heat_port
+        self.cfn_port = cfn_port  # heat-api-cfn, forwarded like Heat's API (POLL_SERVER_CFN servers)
         self.memory_mb, self.cpus = memory_mb, cpus
         self.keep_consoles = keep_consoles  # a folder the consoles are copied to on delete
         self.vms = {}  # server id -> VM
@@ -214,10 +218,15 @@ class QemuLauncher:
         return vm
 
     def qemu_argv(self, overlay, drive, mac, memory_mb, console, ports=()):
-        relay = f"socat - TCP:127.0.0.1:{self.heat_port}"
-        if self.fabric is not None:  # qemu runs in the namespace: the relay goes back to the host's
-            relay = f"nsenter --net={self.fabric.host_netns} {relay}"
-        forward = f"guestfwd=tcp:{HEAT_GUEST_ADDRESS}:{self.heat_port}-cmd:{relay}"
+        forwards = []
+        for port in (self.heat_port, self.cfn_port):
+            if port is None:
+                continue
+            relay = f"socat - TCP:127.0.0.1:{port}"
+            if self.fabric is not None:  # qemu runs in the namespace: the relay goes back to the host's
+                relay = f"nsenter --net={self.fabric.host_netns} {relay}"
+            forwards.append(f"guestfwd=tcp:{HEAT_GUEST_ADDRESS}:{port}-cmd:{relay}")
+        forward = ",".join(forwards)
         nics = []
         for index, port in enumerate(ports):  # the ports first: the guest's first NIC is the bay's
             nics += ["-netdev", f"tap,id=port{index},ifname={port['tap']},script=no,downscript=no",

@@ -1,0 +1,221 @@
+"""The VM tier for Magnum (issue 13 item 2): a REAL Magnum 10.0.0 cluster of REAL VMs from the
+image this test run built, through bayctl's `magnum` provider, seeded and verified on ipvlan.
+
+Magnum's conductor renders the stack from Magnum's OWN mesos_ubuntu_v1 templates into the REAL
+Heat, with no stand-ins (cloudtier/tier.py `use_magnum_standins(False)`): OS::Nova::Server and
+OS::Neutron::* against the Nova/Neutron emulators, whose servers boot the session's image under
+qemu on the fabric. Magnum configures the two roles in two ways, and both run here:
+- the master (user_data_format SOFTWARE_CONFIG) through four OS::Heat::SoftwareDeploymentGroups
+  over Heat's POLL_SERVER_CFN transport: the image's os-collect-config (heat-config-agent
+  element) polls the REAL heat-api-cfn for them, heat-agents' `script` hook runs Magnum's
+  fragments and heat-config-notify signals each back through heat-api-cfn;
+- the slave (RAW user data) through cloud-init running Magnum's fragments, then curl signalling
+  the slaves' wait condition to the REAL heat-api.
+Then bayctl collects the nodes, waits for the agents, seeds web-db over SSH and `bayctl verify`
+places probe containers inside the VMs.
+
+One master and ONE slave: everything Magnum-specific (its templates' server, port, floating
+IP, deployments, wait condition; its slave script's flags and bayctl's per-node CNI config dir
+winning over them) is per node and is proven on one slave; traffic between two slaves' subnets
+(host-gw) is the same image and code that tests/functional/test_vm_bay.py proves with two, and
+a third TCG VM would cost the tier minutes.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.cloud, pytest.mark.vm]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WEB_DB = os.path.join(REPO, "bayctl", "share", "policies", "web-db.yaml")
+BAY = "vmmag"
+SLAVES = 1
+# Magnum's mesos_ubuntu_v1 driver takes only images whose os_distro is ubuntu ("Cluster type
+# (vm, debian, mesos) not supported"): the operator labels bayctl's image so for Magnum 10.
+MAGNUM_OS_DISTRO = "ubuntu"
+MASTER_DEPLOYMENTS = ("write_params_master_deployment", "configure_master_deployment",
+                      "add_proxy_master_deployment", "start_services_master_deployment")
+
+
+@pytest.fixture(scope="module")
+def magnum_vm_bay(cloud_tier, magnum_real, vm_conn, vm_image, vm_flavor, vm_keypair, vm_network,
+                  tmp_path_factory):
+    """(bay, verify report, progress lines) of one Magnum cluster of VMs, made by bayctl's
+    magnum provider as the VM tier's user; deleted at the end of the module."""
+    import yaml
+    from harness.cloudtier.tier import VM_PROJECT
+    from harness.fixtures_vm import EXTERNAL_NETWORK
+    from harness.prereq import require
+
+    from bayctl import api
+    from bayctl.create.context import Status
+
+    require(hasattr(cloud_tier, "use_magnum_standins"), "needs a tier this run started (Heat's environment)")
+    cloud_tier.use_magnum_standins(False)  # Magnum's servers and ports are the real types here
+    key_name, key_path, _public = vm_keypair
+    work = tmp_path_factory.mktemp("vmmag")
+    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
+    region = auth.pop("region_name")
+    auth.pop("identity_api_version")
+    clouds = work / "clouds.yaml"
+    # The catalog's container-infra endpoint is the Magnum emulator's; the real Magnum is
+    # reached as an operator reaches a Magnum outside the catalog.
+    clouds.write_text(yaml.safe_dump({"clouds": {"bayctl-vm-magnum": {
+        "auth": auth, "region_name": region, "identity_api_version": 3,
+        "container_infra_endpoint_override": magnum_real.endpoint}}}))
+    saved = {k: os.environ.get(k) for k in ("OS_CLIENT_CONFIG_FILE", "BAYCTL_STATE_DIR")}
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+    os.environ["BAYCTL_STATE_DIR"] = str(work / "bays")
+    image = vm_conn.image.get_image(vm_image)
+    os_distro = image.os_distro
+    vm_conn.image.update_image(image, os_distro=MAGNUM_OS_DISTRO)
+    options = {"poll_interval": 5}
+    lines = []
+
+    def progress(line):
+        lines.append(line)
+        print(line, flush=True)
+
+    try:
+        bay = api.create_bay(BAY, provider="magnum", slaves=SLAVES, image=vm_image, flavor=vm_flavor,
+                             keypair=key_name, external_network=EXTERNAL_NETWORK, cloud="bayctl-vm-magnum",
+                             ssh_user="debian", ssh_key=key_path, policy=WEB_DB, timeout="3000",
+                             status=Status(progress), provider_options=options)
+        assert (bay.status, bay.provider) == ("READY", "magnum"), lines
+        report = api.verify_bay(BAY, status=Status(progress))
+        yield {"bay": bay, "report": report, "lines": lines, "options": options}
+    finally:
+        try:
+            if api.find_bay(BAY) is not None:
+                api.delete_bay(BAY, provider_options=options)
+        finally:
+            vm_conn.image.update_image(image, os_distro=os_distro)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _ssh(node, command):
+    from bayctl import api
+
+    done = subprocess.run(api.ssh_argv(BAY, node, command), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{node}: {' '.join(command)}: {done.stderr.strip()}"
+    return done.stdout
+
+
+@pytest.mark.timeout(5400)  # the session's image build may fall to this test, then two TCG boots
+def test_magnums_own_templates_boot_every_node_as_a_vm(magnum_vm_bay, cloud_tier, vm_conn, vm_network):
+    from bayctl.cloud.heat_client import heat
+
+    bay = magnum_vm_bay["bay"]
+    hc = heat(vm_conn)
+    [summary] = [s for s in hc.stacks.list() if s.stack_name.startswith(BAY)]
+    stack = hc.stacks.get(summary.id)  # the list's summaries carry no description
+    assert "Mesos cluster" in stack.description  # Magnum's mesoscluster.yaml
+    resources = hc.resources.list(stack.id, nested_depth=3)
+    types = {r.resource_name: r.resource_type for r in resources}
+    # No stand-in: the core types, each created for real.
+    assert types["mesos-master"] == "OS::Nova::Server" and types["mesos-slave"] == "OS::Nova::Server"
+    assert types["mesos_master_eth0"] == "OS::Neutron::Port"
+    assert types["configure_master_deployment"] == "OS::Heat::SoftwareDeploymentGroup"
+    assert all(r.resource_status == "CREATE_COMPLETE" for r in resources), \
+        [(r.resource_name, r.resource_status) for r in resources if r.resource_status != "CREATE_COMPLETE"]
+    servers = {s.name: s for s in vm_conn.compute.servers()}
+    assert len(servers) == 1 + SLAVES
+    neutron = cloud_tier.emulators.neutron
+    by_ip = {}
+    for server in servers.values():
+        vm = vm_network.vms[server.id]
+        assert vm.proc.poll() is None, f"{server.name}'s VM stopped"
+        [port] = [p for p in neutron.ports.values() if p["device_id"] == server.id]
+        by_ip[port["fixed_ips"][0]["ip_address"]] = port
+    assert sorted(by_ip) == sorted(node.private_ip for node in bay.nodes)
+    for slave in bay.slaves:  # bayctl added the container range Magnum's templates leave out
+        assert {"ip_address": bay.spec.container_cidr} in by_ip[slave.private_ip]["allowed_address_pairs"]
+
+
+def test_the_master_ran_magnums_deployments_through_heat_api_cfn(magnum_vm_bay, vm_conn):
+    """os-collect-config polled heat-api-cfn (POLL_SERVER_CFN), heat-agents' script hook ran
+    each of Magnum's four master fragments, and heat-config-notify's signals completed them."""
+    from harness.cloudtier.tier import PORTS
+
+    from bayctl.cloud.heat_client import heat
+
+    bay = magnum_vm_bay["bay"]
+    hc = heat(vm_conn)
+    [stack] = [s for s in hc.stacks.list() if s.stack_name.startswith(BAY)]
+    top = {r.resource_name: r for r in hc.resources.list(stack.id)}
+    for name in MASTER_DEPLOYMENTS:
+        assert top[name].resource_status == "CREATE_COMPLETE", (name, top[name].resource_status_reason)
+    master = bay.master.name
+    conf = _ssh(master, ["sudo", "-n", "cat", "/etc/os-collect-config.conf"])
+    assert f":{PORTS['heat-cfn']}/v1/" in conf and "[cfn]" in conf  # rewritten from Heat's metadata
+    results = json.loads(_ssh(master, ["sudo", "-n", "python3", "-c", (
+        "import glob, json; print(json.dumps([json.load(open(p)) for p in "
+        "sorted(glob.glob('/var/lib/heat-config/deployed/*.notify.json'))]))")]))
+    assert len(results) == len(MASTER_DEPLOYMENTS), results
+    assert all(r["deploy_status_code"] == 0 for r in results), results
+
+
+def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch(magnum_vm_bay):
+    report = magnum_vm_bay["report"]
+    bay = magnum_vm_bay["bay"]
+    assert report.pairs, "verify measured nothing"
+    assert report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
+    slaves = {node.name for node in bay.slaves}
+    placed = {name: ep for name, ep in report.placement.items() if ep["node"] in slaves}
+    assert {ep["node"] for ep in placed.values()} == slaves, report.placement
+    assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
+    assert report.policy_digest == bay.state.policy_digest
+
+
+def _recorded(node_name, daemon):
+    return json.loads(_ssh(node_name, ["sudo", "-n", "cat", f"/var/lib/mesos-standin/{daemon}.json"]))
+
+
+def test_magnums_scripts_configured_mesos_and_the_slave_uses_bayctls_per_node_cni_config(magnum_vm_bay):
+    """What the stand-in Mesos packages recorded inside the VMs: Magnum's fragments set the
+    flags (cluster name, ZooKeeper, addresses from eth0), and the slave's agent still runs
+    network/cni with /etc/bayctl/cni, where bayctl-hostgw wrote THIS slave's own subnet."""
+    from bayctl.node import hostgw
+
+    bay = magnum_vm_bay["bay"]
+    master = bay.master
+    zk = f"zk://{master.private_ip}:2181/mesos"
+    flags = _recorded(master.name, "mesos-master")["flags"]
+    assert flags["zk"] == zk and flags["ip"] == master.private_ip
+    assert flags["cluster"] == BAY  # Magnum's CLUSTER_NAME, through the deployment's input
+    assert _recorded(master.name, "marathon")["flags"]["master"] == zk
+    for slave in bay.slaves:
+        record = _recorded(slave.name, "mesos-slave")
+        flags = record["flags"]
+        assert flags["master"] == zk and flags["ip"] == slave.private_ip  # configure-mesos-slave.sh
+        assert flags["network_cni_config_dir"] == "/etc/bayctl/cni"
+        isolators = flags["isolation"].split(",")
+        assert {"filesystem/linux", "network/cni"} <= set(isolators), isolators
+        assert "mesos" in flags["containerizers"].split(","), flags["containerizers"]
+        config = json.loads(record["cni_configs"][hostgw.CNI_CONFIG_NAME])
+        assert config["type"] == "bayctl-cni" and config["name"] == hostgw.CNI_NETWORK
+        own = hostgw.container_subnet(slave.private_ip, hostgw.DEFAULT_PRIVATE_CIDR, bay.spec.container_cidr)
+        assert config["ipam"] == hostgw.cni_config(own)["ipam"], (slave.name, config)
+
+
+def test_delete_leaves_no_cluster_vm_or_port(magnum_vm_bay, cloud_tier, magnum_real, vm_conn, vm_network):
+    from bayctl import api
+
+    vms = [vm_network.vms[s.id] for s in vm_conn.compute.servers()]
+    assert len(vms) == 1 + SLAVES
+    assert api.delete_bay(BAY, provider_options=magnum_vm_bay["options"])
+    assert vm_network.vms == {} and list(vm_conn.compute.servers()) == []
+    for vm in vms:
+        assert vm.proc.poll() is not None, "a qemu process outlived its server"
+        assert not os.path.exists(vm.directory), f"{vm.directory}: its disk is left"
+    project = vm_conn.current_project_id
+    left = [p for p in cloud_tier.emulators.neutron.ports.values() if p["project_id"] == project]
+    assert left == [], left
+    assert api.find_bay(BAY) is None
