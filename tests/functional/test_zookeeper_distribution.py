@@ -19,6 +19,7 @@ from kazoo.exceptions import NoAuthError
 
 from bayctl import api
 from bayctl.create.context import Status
+from bayctl.create.state import state_root
 from bayctl.distribution import put_policy, zookeeper
 from bayctl.errors import SeedError
 from bayctl.node.client import AgentClient
@@ -49,9 +50,14 @@ def bay(state_root):
     api.delete_bay(BAY)
 
 
+def local_provider():
+    """The local provider over the state root this test run uses (tests/conftest.py sets it)."""
+    return LocalProvider(state_root())
+
+
 def digests(bay, nodes=SLAVES):
     """node -> the digest its agent enforces (asked on its own socket, not through ZooKeeper)."""
-    provider = LocalProvider()
+    provider = local_provider()
     return {node: AgentClient(provider.node_files(BAY, node).agent_socket, timeout=10).show_policy()["digest"]
             for node in nodes}
 
@@ -91,7 +97,7 @@ def test_create_distributes_through_zookeeper_and_apply_converges_with_history(b
 
 
 def test_an_agent_started_after_the_apply_takes_the_current_version(bay):
-    files = LocalProvider().node_files(BAY, "slave2")
+    files = local_provider().node_files(BAY, "slave2")
     pid = local_nodes.find_process(files, "bayctl.node.agent", files.agent_socket)
     os.kill(pid, signal.SIGTERM)
     local_nodes.stop_all([pid])
@@ -111,7 +117,7 @@ def test_an_agent_started_after_the_apply_takes_the_current_version(bay):
 
 
 def test_zookeeper_down_agents_keep_their_policy_ssh_falls_back_and_zookeeper_back_converges(bay):
-    server = LocalProvider().zookeeper(BAY)
+    server = local_provider().zookeeper(BAY)
     held = digests(bay)
     server.stop()
     try:
@@ -125,7 +131,7 @@ def test_zookeeper_down_agents_keep_their_policy_ssh_falls_back_and_zookeeper_ba
         server.start()
     # ZooKeeper still holds the older version; an agent restarted now must not go back to it:
     # only a version it has not seen yet changes a node.
-    files = LocalProvider().node_files(BAY, "slave0")
+    files = local_provider().node_files(BAY, "slave0")
     local_nodes.stop_all([local_nodes.find_process(files, "bayctl.node.agent", files.agent_socket)])
     local_nodes.ensure_agent(files)
     creds, client = bayctl_client()
@@ -141,7 +147,7 @@ def test_zookeeper_down_agents_keep_their_policy_ssh_falls_back_and_zookeeper_ba
 
 
 def test_a_node_whose_agent_refuses_is_named_and_the_others_converge(bay):
-    state_dir = LocalProvider().node_files(BAY, "slave1").agent_state
+    state_dir = local_provider().node_files(BAY, "slave1").agent_state
     saved = os.path.join(state_dir, "policy.yaml")
     before = digests(bay)["slave1"]
     os.unlink(saved)
@@ -217,7 +223,7 @@ def test_bayctl_reaches_a_zookeeper_behind_the_master_through_its_ssh(bay):
 
 
 def test_delete_stops_the_bays_zookeeper_and_leaves_nothing(bay, state_root):
-    server = LocalProvider().zookeeper(BAY)
+    server = local_provider().zookeeper(BAY)
     assert server.pid() is not None
     api.delete_bay(BAY)
     assert server.pid() is None
@@ -238,7 +244,7 @@ def test_a_machine_without_zookeeper_gets_a_local_bay_seeded_over_ssh(state_root
         assert created.state.steps["setup-distribution"] == "skipped"
         assert created.to_dict()["distribution"] == "ssh"
         assert [r.address.startswith("zookeeper") for r in created.apply_policy(STARS)] == [False]
-        assert LocalProvider().zookeeper(name).pid() is None
+        assert local_provider().zookeeper(name).pid() is None
     finally:
         api.delete_bay(name)
     assert leftovers(name, state_root) == []
