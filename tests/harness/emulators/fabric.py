@@ -9,8 +9,9 @@ network namespace the test owns.
 - the external network is reached from the host through one veth (`bvm-ext` here, `ext` in
   the namespace); the floating range is routed to it, and each floating IP is NATed to its
   port's fixed IP (iptables DNAT/SNAT in the namespace, as the L3 agent does).
-The floating range is 198.18.100.0/24 (RFC 2544 benchmarking space): nothing on this machine
-uses it, and the host route sends it only into this namespace.
+The floating range is 198.18.100.0/24 (RFC 2544 benchmarking space; another hundred of the
+port base moves it, see EXTERNAL_CIDR): nothing on this machine uses it, and the host route
+sends it only into this namespace.
 Security groups and allowed address pairs are not enforced here (Neutron's data only).
 """
 
@@ -18,10 +19,15 @@ import ipaddress
 import os
 import subprocess
 
-NAMESPACE = "bayctl-vmtier"
-HOST_VETH, NS_VETH = "bvm-ext", "ext"
-LINK_CIDR = "198.18.99.0/30"  # host .1 <-> namespace .2
-EXTERNAL_CIDR = "198.18.100.0/24"  # the external network's subnet: floating IPs
+# One VM tier per cloud tier: its names and ranges follow BAYCTL_CLOUD_PORT_BASE (as the tier's
+# ports do, cloudtier/tier.py), so two VM tiers on one machine never share a namespace, a veth
+# or a host route. The default base keeps the historical names and ranges.
+_BASE = int(os.environ.get("BAYCTL_CLOUD_PORT_BASE", "15500"))
+_SLOT = (_BASE // 100 - 155) % 100   # 0 for the default base, 40 for 19500, 42 for 19700
+NAMESPACE = "bayctl-vmtier" + (f"-{_SLOT}" if _SLOT else "")
+HOST_VETH, NS_VETH = "bvm-ext" + (f"{_SLOT}" if _SLOT else ""), "ext"
+LINK_CIDR = f"198.18.{99 - _SLOT}.0/30" if _SLOT else "198.18.99.0/30"  # host .1 <-> namespace .2
+EXTERNAL_CIDR = f"198.18.{100 + _SLOT}.0/24"  # the external network's subnet: floating IPs
 
 
 def sh(*argv, check=True):
