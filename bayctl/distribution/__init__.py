@@ -125,9 +125,9 @@ def _through_zookeeper(state, nodes, policy_path, policy, text, *, status, timeo
                    if report is not None and report.get("digest") != policy.digest]
         record = zookeeper.publish(client, creds, text, policy.digest, os.path.abspath(policy_path),
                                    again=bool(drifted))
-        if drifted and status is not None:
-            status.update(f"{', '.join(drifted)} enforce(s) another policy: announced it again as "
-                          f"version {record['version']}")
+        if record.get("repeated") and status is not None:
+            status.update(f"the bay holds this policy, but {', '.join(drifted)} enforce(s) another: "
+                          f"announced it again as version {record['version']}")
         done = []
 
         def progress(node, outcome):

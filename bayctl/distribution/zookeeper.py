@@ -179,7 +179,8 @@ def publish(client, creds: Credentials, text: str, digest: str, source: str, aga
     unless `again`: some node enforces another policy (changed behind bayctl's back), and a
     new version of the same policy makes every agent look again (those holding it do nothing)."""
     held = current(client, creds)
-    if held is not None and held.get("digest") == digest and not again:
+    repeated = held is not None and held.get("digest") == digest
+    if repeated and not again:
         return dict(held, unchanged=True)
     read_only, _ = acls(creds)
     record = {"digest": digest, "source": source, "time": time.time(), "text": text}
@@ -198,7 +199,7 @@ def publish(client, creds: Credentials, text: str, digest: str, source: str, aga
     else:
         client.set(policy_path(creds.root), body)
     _prune(client, creds)
-    return record
+    return dict(record, repeated=True) if repeated else record
 
 
 def _prune(client, creds):

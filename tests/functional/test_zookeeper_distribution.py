@@ -227,6 +227,7 @@ def test_a_node_changed_behind_bayctls_back_is_put_back_by_applying_the_held_pol
     assert done.returncode == 0, done.stderr
     status = {row["node"]: row["status"] for row in json.loads(done.stdout)}
     assert status == {"slave0": "unchanged", "slave1": "seeded", "slave2": "seeded"}, done.stdout
+    assert "the bay holds this policy, but slave1, slave2 enforce(s) another" in done.stderr
     assert digests(bay) == reports() == {node: stars for node in SLAVES}
     report = api.verify_bay(BAY)   # the kernels' verdicts: real probes between the slaves
     assert report.ok and not report.mismatches and report.policy_digest == stars
