@@ -117,7 +117,17 @@ def _through_zookeeper(state, nodes, policy_path, policy, text, *, status, timeo
     started = time.monotonic()
     client = zookeeper.connect(creds, via=via)
     try:
-        record = zookeeper.publish(client, creds, text, policy.digest, os.path.abspath(policy_path))
+        # What every live agent enforces now: one that differs (changed behind bayctl's back,
+        # or it refused an earlier version of this policy) gets a new version of it, even
+        # when the bay already holds it; those already holding it are left alone.
+        before = zookeeper.reports(client, creds, slaves)
+        drifted = [node for node, report in before.items()
+                   if report is not None and report.get("digest") != policy.digest]
+        record = zookeeper.publish(client, creds, text, policy.digest, os.path.abspath(policy_path),
+                                   again=bool(drifted))
+        if record.get("repeated") and status is not None:
+            status.update(f"the bay holds this policy, but {', '.join(drifted)} enforce(s) another: "
+                          f"announced it again as version {record['version']}")
         done = []
 
         def progress(node, outcome):
@@ -125,12 +135,17 @@ def _through_zookeeper(state, nodes, policy_path, policy, text, *, status, timeo
             if status is not None:
                 status.update(f"{node}: {'reports' if outcome['ok'] else 'failed'}", len(done), len(slaves))
 
-        outcomes = zookeeper.wait_for_reports(client, creds, slaves, policy.digest, timeout, progress)
+        outcomes = zookeeper.wait_for_reports(client, creds, slaves, policy.digest, timeout, progress,
+                                              version=record["version"])
     finally:
         zookeeper.disconnect(client)
     seconds = round(time.monotonic() - started, 3)
-    ok_status = UNCHANGED if record.get("unchanged") else SEEDED
-    results = [NodeResult(node, ok_status if outcomes[node]["ok"] else FAILED, outcomes[node]["reason"],
+
+    def ok_status(node):   # as seeding says it: unchanged where the node held it already
+        held = before.get(node)
+        return UNCHANGED if held is not None and held.get("digest") == policy.digest else SEEDED
+
+    results = [NodeResult(node, ok_status(node) if outcomes[node]["ok"] else FAILED, outcomes[node]["reason"],
                           digest=outcomes[node]["digest"], address=f"zookeeper {creds.hosts}",
                           seconds=seconds)
                for node in slaves]

@@ -155,11 +155,32 @@ def current(client, creds: Credentials) -> Optional[dict]:
     return json.loads(data) if data else None
 
 
-def publish(client, creds: Credentials, text: str, digest: str, source: str) -> dict:
+def reports(client, creds: Credentials, nodes: Sequence[str]) -> Dict[str, Optional[dict]]:
+    """node -> its live agent's report (what it enforces, the version it dealt with), or None
+    where no agent of that node is connected."""
+    from kazoo.exceptions import NoNodeError
+
+    asked = {node: client.get_async(report_path(creds.root, node)) for node in nodes}
+    out: Dict[str, Optional[dict]] = {}
+    for node, answer in asked.items():
+        try:
+            data, _ = answer.get(timeout=CONNECT_TIMEOUT)
+            out[node] = json.loads(data)
+        except NoNodeError:
+            out[node] = None
+        except ValueError:
+            out[node] = {}   # unreadable: it certainly does not report the digest
+    return out
+
+
+def publish(client, creds: Credentials, text: str, digest: str, source: str, again: bool = False) -> dict:
     """Write a new version (history first, then the policy znode agents watch); returns it.
-    The same digest as the current version writes nothing (as seeding leaves a node alone)."""
+    The same digest as the current version writes nothing (as seeding leaves a node alone),
+    unless `again`: some node enforces another policy (changed behind bayctl's back), and a
+    new version of the same policy makes every agent look again (those holding it do nothing)."""
     held = current(client, creds)
-    if held is not None and held.get("digest") == digest:
+    repeated = held is not None and held.get("digest") == digest
+    if repeated and not again:
         return dict(held, unchanged=True)
     read_only, _ = acls(creds)
     record = {"digest": digest, "source": source, "time": time.time(), "text": text}
@@ -178,7 +199,7 @@ def publish(client, creds: Credentials, text: str, digest: str, source: str) -> 
     else:
         client.set(policy_path(creds.root), body)
     _prune(client, creds)
-    return record
+    return dict(record, repeated=True) if repeated else record
 
 
 def _prune(client, creds):
@@ -199,9 +220,11 @@ def history(client, creds: Credentials) -> List[dict]:
 
 
 def wait_for_reports(client, creds: Credentials, nodes: Sequence[str], digest: str, timeout: float,
-                     progress=None) -> Dict[str, dict]:
+                     progress=None, version: Optional[int] = None) -> Dict[str, dict]:
     """Until every node in `nodes` reports `digest`, or refuses it, or `timeout` passes.
-    Returns node -> {"ok", "digest", "reason"}; a report arriving wakes the loop (a watch)."""
+    Returns node -> {"ok", "digest", "reason"}; a report arriving wakes the loop (a watch).
+    `version`: only a refusal of that version counts (an older refusal of the same digest
+    is what a new version is retried for)."""
     wake = threading.Event()
     pending = set(nodes)
     outcome: Dict[str, dict] = {}
@@ -226,7 +249,8 @@ def wait_for_reports(client, creds: Credentials, nodes: Sequence[str], digest: s
             last_seen[node] = report
             if report.get("digest") == digest:
                 outcome[node] = {"ok": True, "digest": digest, "reason": ""}
-            elif report.get("wanted") == digest and report.get("error"):
+            elif (report.get("wanted") == digest and report.get("error")
+                  and (version is None or report.get("version") == version)):
                 outcome[node] = {"ok": False, "digest": report.get("digest"),
                                  "reason": f"its agent refused the policy: {report['error']}"}
             else:

@@ -62,6 +62,9 @@ class Agent:
         self.staging = Staging(self)  # audit mode: a staged policy beside the active one
         self.flows = None            # bayctl.node.flows.FlowLog once start_flows() ran
         self._interfaces = {}        # (ifindex, netns cookie) -> "eth0@ns": names in flow events
+        # Called (no argument, outside the lock) after the active policy changed, whichever way:
+        # the bay's ZooKeeper watcher re-reports what this node now enforces (zkwatch.py).
+        self.policy_listeners = []
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -143,7 +146,15 @@ class Agent:
             self._policy, self._policy_text = policy, text
             self.staging.applied(policy.digest)  # the staged policy, applied: promoted
         LOG.info("policy applied digest=%s entries=%d source=%s", policy.digest, entries.count, source)
+        self._policy_changed()
         return {"digest": policy.digest, "entries": entries.count}
+
+    def _policy_changed(self):
+        for listener in list(self.policy_listeners):
+            try:
+                listener()
+            except Exception as exc:  # a listener never undoes or fails an apply that happened
+                LOG.warning("policy listener %r: %s", listener, exc)
 
     def _held(self, unless):
         policy = self._policy
@@ -171,6 +182,7 @@ class Agent:
             self._policy, self._policy_text = None, None
             self.store.clear_policy()
         LOG.info("policy cleared: denying all traffic")
+        self._policy_changed()
         return {"digest": None}
 
     # -- endpoints -----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ POLICY_ZNODE = "policy"
 HISTORY_ZNODE = "history"
 NODES_ZNODE = "nodes"
 DIGEST_SCHEME = "digest"
+REPORT_WAIT = 5.0   # seconds a change by another way waits for this node's report to be written
 
 
 def policy_path(root):
@@ -140,6 +141,7 @@ class PolicyWatcher:
         self._client.add_listener(self._on_state)
         self._thread = threading.Thread(target=self._run, name="zkwatch", daemon=True)
         self._thread.start()
+        self.agent.policy_listeners.append(self._on_policy_changed)
         # start_async: the agent serves its API (and enforces its saved policy) at once,
         # whether or not ZooKeeper answers.
         self._client.start_async()
@@ -148,6 +150,8 @@ class PolicyWatcher:
 
     def stop(self):
         self._stopped.set()
+        if self._on_policy_changed in self.agent.policy_listeners:
+            self.agent.policy_listeners.remove(self._on_policy_changed)
         self._events.put(("stop", None))
         if self._client is not None:
             try:
@@ -183,6 +187,21 @@ class PolicyWatcher:
     def _on_policy(self, data, stat, *_):
         self._events.put(("policy", data))
 
+    # -- the agent's callback: its active policy changed, whichever way ---------------------------
+
+    def _on_policy_changed(self):
+        """The node's policy changed by another way than this watch (`PUT /v1/policy`, SSH
+        seeding, `bayctl node apply`, a promotion): re-report, so bayctl sees what the node
+        really enforces and a re-apply puts it back. Waits (briefly) for the report to be
+        written, so the agent's answer to the change comes after its report; never when
+        ZooKeeper is away (the report is re-made on reconnection anyway)."""
+        if threading.current_thread() is self._thread:
+            return  # our own apply (_take): the worker reports right after it
+        done = threading.Event()
+        self._events.put(("changed", done))
+        if self._client is not None and self._client.connected:
+            done.wait(REPORT_WAIT)
+
     # -- the worker thread ---------------------------------------------------------------------
 
     def _run(self):
@@ -208,8 +227,14 @@ class PolicyWatcher:
                 elif kind == "policy":
                     self._take(data)
                     self._report()
+                elif kind == "changed":
+                    if watching and self._client.connected:
+                        self._report()
             except Exception as exc:  # ZooKeeper gone mid-call: the next CONNECTED retries
                 LOG.warning("ZooKeeper: %s: %s (retried on reconnection)", kind, _reason(exc))
+            finally:
+                if kind == "changed":
+                    data.set()
 
     def _take(self, data):
         """Validate and apply one version (the agent's own apply path); remember the outcome."""

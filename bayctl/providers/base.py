@@ -135,3 +135,9 @@ class Provider(abc.ABC):
         """host:port of a ZooKeeper the provider runs for the bay and bayctl reaches directly
         (bayctl.distribution); None: the bay's own, on its master, if it has one."""
         return None
+
+    def master_zookeeper(self, ref: str) -> Optional[str]:
+        """host:port of the ZooKeeper the bay's master states it runs (it answered at boot), as
+        the slaves reach it; bayctl goes there through the master's SSH. `distribution auto`
+        uses it; None (the default): nothing stated, the bay is seeded over SSH."""
+        return None

@@ -5,6 +5,8 @@ resource type names (Bay::Server, ...); the environment files map them: on a clo
 `environments/openstack.yaml` (Nova/Neutron), in tests the stand-ins.
 """
 
+import ipaddress
+import json
 import logging
 import os
 
@@ -139,6 +141,12 @@ class HeatProvider(Provider):
                               private_ip=private))
         return nodes
 
+    def master_zookeeper(self, ref):
+        """What the master's boot signalled (mesosmaster.yaml: its wait condition's data, JSON
+        {signal id: "host:port"}), once its ZooKeeper answered; None where it stated nothing
+        (an image without ZooKeeper, or templates older than this output)."""
+        return stated_zookeeper(self.outputs(ref).get("master_zookeeper"))
+
     def delete(self, ref, wait=True, progress=None, timeout=None):
         from heatclient import exc as heat_exc
 
@@ -160,3 +168,22 @@ class HeatProvider(Provider):
                           reason=s.stack_status_reason or "")
                 for s in self.hc.stacks.list(tags=PROVIDER_TAG) if s.stack_status != "DELETE_COMPLETE"]
 
+
+def stated_zookeeper(data):
+    """host:port from a wait condition's data attribute ({id: data} as JSON), or None: a value
+    that is not one address and port is no statement (the bay is then seeded over SSH)."""
+    try:
+        stated = json.loads(data) if isinstance(data, str) else data
+    except ValueError:
+        return None
+    values = [v for v in (stated.values() if isinstance(stated, dict) else []) if isinstance(v, str) and v]
+    if len(values) != 1:
+        return None
+    host, _, port = values[0].rpartition(":")
+    try:
+        ipaddress.ip_address(host)
+        if not 0 < int(port) < 65536:
+            return None
+    except ValueError:
+        return None
+    return values[0]

@@ -2,8 +2,8 @@
 
 One cold build per session (fixtures_image.node_image): the default elements + a test
 element that asserts inside the image; then the image file itself is read with debugfs.
-Mesos/Marathon/ZooKeeper are STAND-IN packages built by the fixtures (see
-fixtures_image.py): nothing real is packaged for Mesos anywhere we can reach.
+Mesos/Marathon are STAND-IN packages built by the fixtures (see fixtures_image.py): nothing
+real is packaged for Mesos anywhere we can reach; ZooKeeper is Debian's.
 """
 
 import os
@@ -63,10 +63,14 @@ def test_image_build_enables_the_node_units_fail_closed(node_image_raw):
 
 def test_image_build_installs_stand_in_mesos_from_both_sources(node_image_raw):
     status = read_file(node_image_raw, "/var/lib/dpkg/status")
-    for package in ("mesos", "marathon", "zookeeperd"):
+    for package in ("mesos", "marathon"):
         stanza = status.split(f"Package: {package}\n", 1)[1].split("\n\n", 1)[0]
         assert "Status: install ok installed" in stanza
         assert "Version: 99:0.0-bayctl.standin" in stanza
+    # ZooKeeper is Debian's own (the master runs it; bays distribute policy through it).
+    stanza = status.split("Package: zookeeperd\n", 1)[1].split("\n\n", 1)[0]
+    assert "Status: install ok installed" in stanza and "bayctl.standin" not in stanza
+    assert "dataDir=/var/lib/zookeeper" in read_file(node_image_raw, "/etc/zookeeper/conf_example/zoo.cfg")
     assert read_file(node_image_raw, "/etc/mesos-slave/containerizers").strip() == "docker,mesos"
 
 

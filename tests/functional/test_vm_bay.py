@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.cloud, pytest.mark.vm]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEB_DB = os.path.join(REPO, "bayctl", "share", "policies", "web-db.yaml")
+STARS = os.path.join(REPO, "bayctl", "share", "policies", "stars.yaml")
 BAY = "vmbay"
 SLAVES = 2
 
@@ -140,6 +141,51 @@ def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch
     # the mode each node's own Mesos network (bayctl-hostgw's CNI config) is configured with
     assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
     assert report.policy_digest == bay.state.policy_digest
+
+
+def test_policy_goes_through_the_masters_zookeeper_and_every_slave_reports_it(vm_bay):
+    """The image's master runs Debian's ZooKeeper and states it once it answers (its wait
+    condition's data): `distribution auto` takes it, bayctl reaching it through the master's
+    SSH; create seeded web-db that way (the module's verify measured it), and an apply of
+    another policy reaches every slave's kernel through it."""
+    import time
+
+    from bayctl import api
+    from bayctl.distribution import _via, zookeeper
+    from bayctl.node.protocol import DEFAULT_SOCKET
+    from bayctl.policy import load_policy
+
+    bay = vm_bay["bay"]
+    assert bay.state.steps["setup-distribution"] == "done", bay.state.steps
+    assert bay.to_dict()["distribution"] == "zookeeper"
+    creds = zookeeper.Credentials.load(bay.state.directory)
+    assert creds.tunnel and creds.hosts == f"{bay.master.private_ip}:2181"
+    assert any("watches the bay's ZooKeeper" in line for line in vm_bay["lines"])
+
+    started = time.monotonic()
+    results = api.apply_policy(BAY, STARS)
+    applied = time.monotonic()
+    stars = load_policy(STARS).digest
+    assert [(r.status, r.address) for r in results] == [("seeded", f"zookeeper {creds.hosts}")] * SLAVES
+    fresh = api.get_bay(BAY)
+    slaves = [slave.name for slave in fresh.slaves]
+    client = zookeeper.connect(creds, via=_via(fresh.state, fresh.nodes, fresh.ssh_user, fresh.ssh_key))
+    try:
+        reported = zookeeper.reports(client, creds, slaves)
+        versions = [record["digest"] for record in zookeeper.history(client, creds)]
+    finally:
+        zookeeper.disconnect(client)
+    assert {node: report["digest"] for node, report in reported.items()} == dict.fromkeys(slaves, stars)
+    assert versions[-2:] == [load_policy(WEB_DB).digest, stars]
+    for slave in slaves:  # each agent enforces it (asked on its own socket, inside the VM)
+        held = _ssh(BAY, slave, ["sudo", "-n", "curl", "-sS", "--unix-socket", DEFAULT_SOCKET,
+                                 "http://agent/v1/policy"])
+        assert json.loads(held)["digest"] == stars
+    report = api.verify_bay(BAY)
+    print(json.dumps({"apply_s": round(applied - started, 1),
+                      "verify_s": round(time.monotonic() - applied, 1)}))
+    assert report.pairs and report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
+    assert report.policy_digest == stars
 
 
 def _recorded(node_name, daemon):

@@ -8,8 +8,12 @@ back (agents keep enforcing; SSH is the fallback), a node whose agent refuses th
 (named; the others converge), and the digest ACL refusing writes without bayctl's secret.
 """
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from harness.fixtures_localbay import leftovers
@@ -23,7 +27,7 @@ from bayctl.create.state import state_root
 from bayctl.distribution import put_policy, zookeeper
 from bayctl.errors import SeedError
 from bayctl.node.client import AgentClient
-from bayctl.node.zkwatch import nodes_path, policy_path
+from bayctl.node.zkwatch import nodes_path, policy_path, report_path
 from bayctl.policy import load_policy
 from bayctl.providers import local_nodes
 from bayctl.providers.local import LocalProvider
@@ -166,6 +170,67 @@ def test_a_node_whose_agent_refuses_is_named_and_the_others_converge(bay):
         os.rmdir(saved)
     # Repaired: an apply by SSH puts it right (ZooKeeper already holds this version).
     assert {r.status for r in apply(bay, WEB_DB, distribution="ssh")} <= {"seeded", "unchanged"}
+
+
+def wait_for_socket(files, timeout=60):
+    """Until a (re)started agent answers on its socket (it runs before it listens)."""
+    from bayctl.node.client import AgentError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return AgentClient(files.agent_socket, timeout=10).health()
+        except AgentError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def reports(nodes=SLAVES):
+    """node -> the digest its agent reports under its ephemeral znode (what bayctl reads)."""
+    creds, client = bayctl_client()
+    try:
+        return {node: json.loads(client.get(report_path(creds.root, node))[0])["digest"] for node in nodes}
+    finally:
+        zookeeper.disconnect(client)
+
+
+def test_a_node_changed_behind_bayctls_back_is_put_back_by_applying_the_held_policy(bay):
+    """Drift through ZooKeeper: slave1's policy is changed by `PUT /v1/policy` straight to its
+    agent, slave2's on disk while its agent is down (it boots with it); each agent says so in
+    its report, and `bayctl policy apply` of the policy the bay holds puts both back (a new
+    version of the same text), leaving slave0 alone."""
+    stars, web_db = load_policy(STARS).digest, load_policy(WEB_DB).digest
+    apply(bay, STARS)
+    assert set(digests(bay).values()) == {stars}
+    provider = local_provider()
+    with open(WEB_DB, encoding="utf-8") as handle:
+        other = handle.read()
+    by_hand = AgentClient(provider.node_files(BAY, "slave1").agent_socket, timeout=10)
+    by_hand.apply_policy(other, source="by hand")   # PUT /v1/policy, straight to the agent
+    files = provider.node_files(BAY, "slave2")
+    local_nodes.stop_all([local_nodes.find_process(files, "bayctl.node.agent", files.agent_socket)])
+    with open(os.path.join(files.agent_state, "policy.yaml"), "w", encoding="utf-8") as handle:
+        handle.write(other)
+    local_nodes.ensure_agent(files)
+    wait_for_socket(files)
+    assert digests(bay) == {"slave0": stars, "slave1": web_db, "slave2": web_db}
+    creds, client = bayctl_client()
+    try:  # each agent re-reports what it now enforces, whichever way it changed
+        drifted = zookeeper.wait_for_reports(client, creds, ["slave1", "slave2"], web_db, timeout=30)
+    finally:
+        zookeeper.disconnect(client)
+    assert {node: outcome["ok"] for node, outcome in drifted.items()} == {"slave1": True, "slave2": True}
+
+    done = subprocess.run([sys.executable, "-m", "bayctl.cli.main", "policy", "apply", STARS, "--bay", BAY,
+                           "-f", "json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    status = {row["node"]: row["status"] for row in json.loads(done.stdout)}
+    assert status == {"slave0": "unchanged", "slave1": "seeded", "slave2": "seeded"}, done.stdout
+    assert "the bay holds this policy, but slave1, slave2 enforce(s) another" in done.stderr
+    assert digests(bay) == reports() == {node: stars for node in SLAVES}
+    report = api.verify_bay(BAY)   # the kernels' verdicts: real probes between the slaves
+    assert report.ok and not report.mismatches and report.policy_digest == stars
 
 
 def test_acl_refuses_writes_without_bayctls_secret(bay):

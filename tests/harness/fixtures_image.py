@@ -1,12 +1,13 @@
 """Fixtures of the image tests: stand-in Mesos packages, a local apt repository, one real build.
 
 Mesos and Marathon are packaged in no repository this machine (or CI) can reach, so the
-tests build STAND-IN packages named `mesos`, `marathon` and `zookeeperd` with dpkg-deb:
-shell scripts and systemd units laid out like Mesosphere's packages (units mesos-master,
-mesos-slave, marathon; Debian's zookeeper unit), whose postinst enables their services the
-way those packages did. `mesos` and `marathon` are served from a flat apt repository on
-127.0.0.1 (DIB_MESOS_APT_REPO); `zookeeperd` (epoch 99, so it wins over Debian's) comes
-from a folder of .deb files (DIB_MESOS_DEB_DIR): one build exercises both sources.
+tests build STAND-IN packages named `mesos` and `marathon` with dpkg-deb: shell scripts and
+systemd units laid out like Mesosphere's packages (units mesos-master, mesos-slave,
+marathon), whose postinst enables their services the way those packages did. `mesos` is
+served from a flat apt repository on 127.0.0.1 (DIB_MESOS_APT_REPO); `marathon` comes from a
+folder of .deb files (DIB_MESOS_DEB_DIR): one build exercises both sources. ZooKeeper is
+Debian's real `zookeeperd` (a stand-in `zookeeperd`, epoch 99, can still be built for
+benchmarks that want no Java in the image: its master then states no ZooKeeper).
 
 The session builds ONE image (cold, ~3-5 min) that every dib test inspects.
 """
@@ -188,8 +189,10 @@ def image_mesos_sources(tmp_path_factory):
     for d in (repo, debs, work):
         os.makedirs(d)
     build_standin_deb("mesos", STANDINS["mesos"], repo, work)
-    build_standin_deb("marathon", STANDINS["marathon"], repo, work)
-    build_standin_deb("zookeeperd", STANDINS["zookeeperd"], debs, work)
+    # ZooKeeper is Debian's real zookeeperd (no stand-in: the element installs it from the
+    # distribution), so the VM tier's masters run one and bays distribute policy through it;
+    # marathon comes from the folder instead, so one build still takes both sources.
+    build_standin_deb("marathon", STANDINS["marathon"], debs, work)
     server = AptRepoServer(repo)
     try:
         yield {"DIB_MESOS_APT_REPO": server.url, "DIB_MESOS_DEB_DIR": debs}

@@ -4,8 +4,9 @@ The bay's znodes and secrets are made and every slave's agent is given its read 
 SSH, once; later `policy apply` writes the policy there. The local bay: its master's
 ZooKeeper, reached directly (the default where Debian's zookeeper is installed). A cloud bay:
 the ZooKeeper its master runs for Mesos, reached through the master's SSH (port 2181 is open
-to the bay's network only) -- with `--distribution zookeeper` only, until the VM tier has
-shown it on real cloud images; `auto` keeps cloud bays on SSH seeding.
+to the bay's network only). `auto` takes it where the master states it runs one (the
+provider's master_zookeeper: bayctl's Heat master signals it once its ZooKeeper answered),
+and falls back to SSH seeding when it cannot be set up; `--distribution zookeeper` insists.
 """
 
 from bayctl.create.steps import Step
@@ -30,21 +31,29 @@ class SetupDistribution(Step):
             if ctx.provider.info.runs_own_zookeeper:
                 return ("no ZooKeeper on this machine (Debian's zookeeper package): policy is pushed "
                         "to each slave over SSH")
-            return (f"the {ctx.provider.name} provider's ZooKeeper is not reachable from bayctl yet: "
-                    "policy is pushed to each slave over SSH")
+            return (f"the {ctx.provider.name} bay's master states no ZooKeeper: policy is pushed to each "
+                    "slave over SSH")
         return None
 
     def run(self, ctx):
         from bayctl.distribution.bootstrap import setup_zookeeper
-        from bayctl.errors import SpecError
+        from bayctl.errors import BayctlError, SpecError
 
         hosts = _hosts(ctx)
         if hosts is None:
             raise SpecError(f"distribution zookeeper: the {ctx.provider.name} bay has no ZooKeeper bayctl "
                             "can reach (use distribution ssh)", field="distribution")
         own = ctx.provider.info.runs_own_zookeeper
-        setup_zookeeper(ctx.state, ctx.state.nodes, hosts, ssh_user=ctx.login.user, ssh_key=ctx.login.key,
-                        owns_root=own, tunnel=not own, status=ctx.status)
+        try:
+            setup_zookeeper(ctx.state, ctx.state.nodes, hosts, ssh_user=ctx.login.user, ssh_key=ctx.login.key,
+                            owns_root=own, tunnel=not own, status=ctx.status)
+        except BayctlError as exc:
+            if ctx.spec.distribution != AUTO or own:
+                raise
+            _fall_back_to_ssh(ctx, exc)
+
+
+AUTO = "auto"
 
 
 def _hosts(ctx):
@@ -52,6 +61,40 @@ def _hosts(ctx):
     if ctx.provider.info.runs_own_zookeeper:
         return ctx.provider.zookeeper_hosts(ctx.state.ref or ctx.spec.name)
     master = ctx.state.master
-    if ctx.spec.distribution == "zookeeper" and master is not None and master.private_ip:
-        return f"{master.private_ip}:{ZOOKEEPER_PORT}"
-    return None
+    if master is None or not master.private_ip or ctx.spec.distribution not in (AUTO, "zookeeper"):
+        return None
+    stated = _stated(ctx)
+    if ctx.spec.distribution == "zookeeper":
+        return stated or f"{master.private_ip}:{ZOOKEEPER_PORT}"
+    return stated
+
+
+def _stated(ctx):
+    """What the bay's master states it runs (the provider interface), None when nothing is
+    stated or it cannot be read (auto then seeds over SSH: the bootstrap path works anyway)."""
+    from bayctl.errors import CloudError
+
+    if not ctx.state.ref:
+        return None
+    try:
+        return ctx.provider.master_zookeeper(ctx.state.ref)
+    except CloudError:
+        return None
+
+
+def _fall_back_to_ssh(ctx, exc):
+    """auto, and the stated ZooKeeper could not be set up: the bay is seeded over SSH, and
+    nothing of ZooKeeper's is kept (no credentials: later applies do not try it either)."""
+    import os
+
+    from bayctl.distribution import SSH, STATE_KEY
+    from bayctl.distribution.zookeeper import STATE_FILE
+
+    try:
+        os.unlink(os.path.join(ctx.state.directory, STATE_FILE))
+    except FileNotFoundError:
+        pass
+    ctx.state.extra[STATE_KEY] = SSH
+    ctx.state.save()
+    if ctx.status is not None:
+        ctx.status.update(f"the master's ZooKeeper cannot be used ({exc}): policy is pushed over SSH")

@@ -6,8 +6,8 @@
 # condition) that the master is ready -- or why it is not.
 set -eu -o pipefail
 
-notify() {  # notify STATUS REASON
-    $WAIT_NOTIFY --data-binary "{\"status\": \"$1\", \"reason\": \"$2\"}" || true
+notify() {  # notify STATUS REASON [DATA]: DATA is what the master states (its ZooKeeper)
+    $WAIT_NOTIFY --data-binary "{\"status\": \"$1\", \"reason\": \"$2\", \"data\": \"${3:-}\"}" || true
 }
 trap 'notify FAILURE "configure-master failed at line $LINENO"' ERR
 
@@ -34,4 +34,22 @@ for url in $URLS; do
     for _ in $(seq 120); do curl -fsS "$url" >/dev/null 2>&1 && break; sleep 5; done
     curl -fsS "$url" >/dev/null || { notify FAILURE "no answer from $url"; exit 1; }
 done
-notify SUCCESS "up: $SERVICES"
+# ZooKeeper: where the image has Debian's (its jar; a stand-in has none), it must answer, and
+# the master then states it in its signal (host:port, as the slaves reach it): bayctl
+# distributes the bay's policy through it (`auto`), and seeds over SSH where none is stated.
+ZOOKEEPER=""
+case " $SERVICES " in *" zookeeper.service "*)
+    if [ -r /usr/share/java/zookeeper.jar ]; then
+        zk_answers() {  # srvr: the one four-letter word ZooKeeper allows by default
+            exec 3<>"/dev/tcp/${MY_IP}/2181" && printf srvr >&3 && grep -q '^Mode: ' <&3
+            local ok=$?
+            exec 3<&- 3>&-
+            return $ok
+        }
+        for _ in $(seq 120); do zk_answers 2>/dev/null && break; sleep 5; done
+        zk_answers 2>/dev/null || { notify FAILURE "no answer from ZooKeeper on ${MY_IP}:2181"; exit 1; }
+        ZOOKEEPER="${MY_IP}:2181"
+    fi
+    ;;
+esac
+notify SUCCESS "up: $SERVICES" "$ZOOKEEPER"
