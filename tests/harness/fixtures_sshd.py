@@ -32,11 +32,6 @@ PIN_ROOT = "/sys/fs/bpf"
 _bay_numbers = itertools.count(1)
 
 
-def bayctl_bin_dir():
-    """Directory of the `bayctl` console script of the Python running the tests."""
-    return os.path.dirname(sys.executable)
-
-
 def loopback_ip(bay_number, index):
     """127.77.<bay>.<index+1>: a distinct address per node, all routed to lo by Linux."""
     return f"127.77.{bay_number % 250}.{index + 1}"
@@ -76,12 +71,13 @@ def port_open(ip, port):
 
 
 def generate_key(path, comment, key_type="ed25519"):
-    """A key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
+    """A fresh key pair at path / path.pub, by the product's own key writer."""
+    from bayctl.providers.local_nodes import generate_host_key
+
     for stale in (path, path + ".pub"):
         if os.path.exists(stale):
             os.unlink(stale)
-    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", path],
-                   check=True, stdout=subprocess.DEVNULL)
+    generate_host_key(path, comment, key_type)
 
 
 class SshdNode:
@@ -110,32 +106,16 @@ class SshdNode:
         self._write_config(forwarding)
 
     def _write_config(self, forwarding):
-        path_value = f"{bayctl_bin_dir()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        lines = [
-            f"ListenAddress {self.ip}:{self.port}",
-            *(f"HostKey {path}" for path in self.host_keys),
-            "PidFile none",
-            "UsePAM no",
-            # The test tree lives in a tmp dir that sshd's ownership checks would refuse.
-            "StrictModes no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            f"AuthorizedKeysFile {os.path.join(self.dir, 'authorized_keys')}",
-            f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "MaxStartups 200:30:400",
-            "LogLevel ERROR",
-            # A slave's environment, not this machine's: the node's own HOME (so bash does not
-            # source the host's ~/.bashrc, whose pyenv set-up costs ~0.5 s per command and
-            # puts pyenv's shims first on PATH), this Python's bayctl on PATH, the agent's socket.
-            f"SetEnv BAYCTL_AGENT_SOCKET={self.socket} PATH={path_value} HOME={self.home}",
-        ]
+        # The product's writer (the local bay's nodes use it too); a higher MaxStartups, as
+        # the seeding tests and bench open hundreds of sessions at once.
+        from bayctl.providers.local_nodes import render_sshd_config
+
+        text = render_sshd_config(f"{self.ip}:{self.port}", self.host_keys,
+                                  os.path.join(self.dir, "authorized_keys"), forwarding,
+                                  self.socket, self.home, max_startups="200:30:400")
         self.config = os.path.join(self.dir, "sshd_config")
         with open(self.config, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write(text)
 
     # -- sshd -----------------------------------------------------------------------------
 
@@ -177,35 +157,19 @@ class SshdNode:
     # -- agent ----------------------------------------------------------------------------
 
     def start_agent(self, wait=True):
-        log = open(os.path.join(self.dir, "agent.log"), "ab")
-        command = [os.path.join(bayctl_bin_dir(), "bayctl"), "node", "agent", "--socket", self.socket,
-                   "--pin-dir", self.pin_dir, "--state-dir", self.state_dir]
-        self.agent = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
+        from bayctl.node.agent_process import AgentProcess
+
+        self.agent = AgentProcess(self.socket, self.pin_dir, self.state_dir,
+                                  log_path=os.path.join(self.dir, "agent.log")).spawn()
         if wait:
             self.wait_agent()
 
     def wait_agent(self, timeout=30):
-        def ready():
-            if self.agent.poll() is not None:
-                with open(os.path.join(self.dir, "agent.log")) as handle:
-                    raise RuntimeError(f"agent of {self.name} exited: {handle.read()[-2000:]}")
-            return os.path.exists(self.socket) and self._answers()
-
-        wait_until(ready, timeout, f"agent of {self.name} at {self.socket}")
-
-    def _answers(self):
-        # The socket exists before the agent has restored its state: ready means it answers.
-        from bayctl.errors import NodeError
-        from bayctl.node.client import AgentClient
-
-        try:
-            return AgentClient(self.socket, timeout=5).health().get("ok") is True
-        except NodeError:
-            return False
+        self.agent.wait_ready(timeout)
 
     def stop_agent(self):
-        _stop(self.agent)
+        if self.agent is not None:
+            self.agent.close()
         self.agent = None
         if os.path.exists(self.socket):
             os.unlink(self.socket)
