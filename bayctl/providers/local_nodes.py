@@ -9,6 +9,7 @@ node's and its command line names the node's own files.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,6 +126,15 @@ def ensure_sshd(files: NodeFiles) -> int:
         raise NodeError(f"sshd config of {files.node}: {check.stderr.strip()}")
     return _spawn(files, local_net.in_netns(files.netns, [SSHD, "-D", "-e", "-f", files.sshd_config]),
                   files.sshd_log, "sshd", files.sshd_config)
+
+
+def port_open(address: str, port: int) -> bool:
+    """Whether something accepts TCP at address:port now (a node's sshd is up)."""
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 # --- agent -------------------------------------------------------------------------------

@@ -61,14 +61,6 @@ def wait_until(predicate, timeout, what):
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
-def port_open(ip, port):
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def generate_key(path, comment, key_type="ed25519"):
     """A fresh key pair at path / path.pub, by the product's own key writer."""
     from bayctl.providers.local_nodes import generate_host_key
@@ -131,6 +123,8 @@ class SshdNode:
         def ready():
             if self.sshd.poll() is not None:
                 raise RuntimeError(f"sshd of {self.name} exited: {self.sshd_log()}")
+            from bayctl.providers.local_nodes import port_open
+
             return port_open(self.ip, self.port)
 
         wait_until(ready, timeout, f"sshd of {self.name} on {self.ip}:{self.port}")
