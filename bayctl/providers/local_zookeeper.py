@@ -102,7 +102,8 @@ class ZooKeeperServer:
             if pid is None and time.monotonic() > deadline - timeout + 5:
                 break
             time.sleep(0.2)
-        raise NodeError(f"ZooKeeper on {self.hosts} did not start: {local_nodes.tail(self.log)} (log: {self.log})")
+        raise NodeError(f"ZooKeeper on {self.hosts} did not start: {local_nodes.tail(self.log)} "
+                        f"(log: {self.log})")
 
     def healthy(self) -> bool:
         return four_letter_word(self.address, self.port, b"ruok") == b"imok"
