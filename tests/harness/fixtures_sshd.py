@@ -2,8 +2,9 @@
 
 Each node of an `SshdBay` is a real `/usr/sbin/sshd -D` on its own loopback address
 (127.77.B.N, one port for the whole bay as on a real bay), with its own generated host key,
-key authentication only, and an authorized_keys holding the bay's test key. Each node may run
-a real `bayctl node agent` with its own socket, pin dir and state dir; the node's sshd hands
+key authentication only, and an authorized_keys holding the bay's test key; its sshd_config
+is the local bay's own (bayctl.providers.local_nodes.render_sshd_config). Each node may run a
+real node agent (bayctl's AgentProcess) with its own socket, pin dir and state dir; the node's sshd hands
 the agent's socket to every session (server-side `SetEnv BAYCTL_AGENT_SOCKET=...`, OpenSSH
 8.7+) and puts this Python's `bayctl` first on PATH, so `bayctl node ...` run over SSH talks
 to that node's agent, as on a slave.
