@@ -97,8 +97,7 @@ class LocalProvider(Provider):
         record = self._load(bay)
         if record is None:
             taken = [other["index"] for _, other in self._records()]
-            record = {"name": bay, "index": local_net.pick_index(taken), "slaves": request.slaves,
-                      "created_at": time.time()}
+            record = {"name": bay, "index": local_net.pick_index(taken), "slaves": request.slaves}
             # Saved before anything exists, so `delete` knows the bay even if we stop right here.
             self._save(bay, record)
         elif record["slaves"] != request.slaves:
