@@ -8,8 +8,6 @@ paths and reasons only.
 class BayctlError(Exception):
     """Base of every error bayctl raises on purpose."""
 
-    exit_code = 1
-
 
 class SpecError(BayctlError):
     """A bay spec (bay.yaml or flags) is invalid. Names the file, line and field."""

@@ -54,6 +54,12 @@ class AgentProcess:
 
     def start(self, timeout=READY_TIMEOUT):
         """Start the agent and wait until its API answers. Raises NodeError with its log if not."""
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self):
+        """Start the agent without waiting (start several, then `wait_ready` each)."""
         if self.process and self.process.poll() is None:
             raise NodeError(f"agent at {self.socket_path} is already running (pid {self.process.pid})")
         if self._log is None:       # a restarted agent appends to the same log
@@ -65,7 +71,6 @@ class AgentProcess:
             # The agent's own session: a Ctrl-C meant for the caller does not kill enforcement's owner.
             start_new_session=True,
         )
-        self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout=READY_TIMEOUT):

@@ -15,7 +15,6 @@ bay interrupted half-way is removed as completely as a whole one.
 
 import json
 import os
-import socket
 import time
 from typing import Optional
 
@@ -98,8 +97,7 @@ class LocalProvider(Provider):
         record = self._load(bay)
         if record is None:
             taken = [other["index"] for _, other in self._records()]
-            record = {"name": bay, "index": local_net.pick_index(taken), "slaves": request.slaves,
-                      "created_at": time.time()}
+            record = {"name": bay, "index": local_net.pick_index(taken), "slaves": request.slaves}
             # Saved before anything exists, so `delete` knows the bay even if we stop right here.
             self._save(bay, record)
         elif record["slaves"] != request.slaves:
@@ -134,7 +132,7 @@ class LocalProvider(Provider):
         checks = []
         for node, address, role in self._layout(record, addressing):
             files = local_nodes.NodeFiles(ref, node, self._dir(ref))
-            checks.append((f"{node} sshd", lambda a=address: _port_open(a, 22)))
+            checks.append((f"{node} sshd", lambda a=address: local_nodes.port_open(a, 22)))
             if role == SLAVE:
                 checks.append((f"{node} agent", lambda f=files: _agent_ready(f)))
             elif self.has_zookeeper():
@@ -277,14 +275,6 @@ class LocalProvider(Provider):
         yield "master", addressing.master, MASTER
         for i in range(record["slaves"]):
             yield f"slave{i}", addressing.slave(i), SLAVE
-
-
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _agent_ready(files) -> bool:

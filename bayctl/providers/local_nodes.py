@@ -9,6 +9,7 @@ node's and its command line names the node's own files.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,26 +53,36 @@ def bayctl_bin_dir() -> str:
 
 # --- ssh ---------------------------------------------------------------------------------
 
+def generate_host_key(path: str, comment: str, key_type: str = "ed25519") -> None:
+    """A new key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
+    argv = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", path]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise NodeError(f"ssh-keygen for {comment}: {done.stderr.strip()}")
+
+
 def ensure_host_key(files: NodeFiles) -> str:
     """The node's host key (made once); returns its public half in OpenSSH form."""
     os.makedirs(files.dir, mode=0o700, exist_ok=True)
     if not os.path.exists(files.host_key):
-        comment = f"{files.bay}-{files.node}"
-        argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", files.host_key]
-        done = subprocess.run(argv, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise NodeError(f"ssh-keygen for {files.node}: {done.stderr.strip()}")
+        generate_host_key(files.host_key, f"{files.bay}-{files.node}")
     with open(files.host_key + ".pub") as handle:
         return handle.read().strip()
 
 
-def write_sshd_config(files: NodeFiles, address: str, authorized_keys: str, forwarding: bool) -> None:
-    path_env = ":".join([bayctl_bin_dir(), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
-                         "/sbin", "/bin"])
-    os.makedirs(files.home, mode=0o700, exist_ok=True)
+def node_path_env() -> str:
+    """PATH of a node session: this bayctl first, then the system's directories."""
+    return ":".join([bayctl_bin_dir(), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
+                     "/sbin", "/bin"])
+
+
+def render_sshd_config(listen: str, host_keys: List[str], authorized_keys: str, forwarding: bool,
+                       agent_socket: str, home: str, max_startups: str = "64:30:128") -> str:
+    """A node's sshd_config: key authentication only, this bayctl on PATH, the node's agent
+    socket and HOME in every session. The local bay and the tests' sshd nodes both use it."""
     lines = [
-        f"ListenAddress {address}:22",
-        f"HostKey {files.host_key}",
+        f"ListenAddress {listen}",
+        *(f"HostKey {path}" for path in host_keys),
         f"AuthorizedKeysFile {authorized_keys}",
         "PidFile none",
         "PermitRootLogin prohibit-password",
@@ -85,15 +96,22 @@ def write_sshd_config(files: NodeFiles, address: str, authorized_keys: str, forw
         f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
         "X11Forwarding no",
         "MaxSessions 64",
-        "MaxStartups 64:30:128",
+        f"MaxStartups {max_startups}",
         "LogLevel ERROR",
         # What a node image sets system-wide: where bayctl is and which agent is this node's.
         # HOME is the node's own, as root's home would be on a slave: otherwise the login shell
         # sources this machine's ~/.bashrc (a pyenv set-up there costs ~0.5 s per command).
-        f"SetEnv PATH={path_env} BAYCTL_AGENT_SOCKET={files.agent_socket} HOME={files.home}",
+        f"SetEnv PATH={node_path_env()} BAYCTL_AGENT_SOCKET={agent_socket} HOME={home}",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def write_sshd_config(files: NodeFiles, address: str, authorized_keys: str, forwarding: bool) -> None:
+    os.makedirs(files.home, mode=0o700, exist_ok=True)
+    text = render_sshd_config(f"{address}:22", [files.host_key], authorized_keys, forwarding,
+                              files.agent_socket, files.home)
     with open(files.sshd_config, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write(text)
     os.chmod(files.sshd_config, 0o600)
 
 
@@ -108,6 +126,15 @@ def ensure_sshd(files: NodeFiles) -> int:
         raise NodeError(f"sshd config of {files.node}: {check.stderr.strip()}")
     return _spawn(files, local_net.in_netns(files.netns, [SSHD, "-D", "-e", "-f", files.sshd_config]),
                   files.sshd_log, "sshd", files.sshd_config)
+
+
+def port_open(address: str, port: int) -> bool:
+    """Whether something accepts TCP at address:port now (a node's sshd is up)."""
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 # --- agent -------------------------------------------------------------------------------

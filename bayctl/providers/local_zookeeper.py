@@ -14,6 +14,7 @@ import time
 from typing import List, Optional
 
 from bayctl.errors import NodeError
+from bayctl.providers import local_nodes
 
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"   # Debian's zookeeper package (its manifest
                                                   # names the jars it needs)
@@ -101,7 +102,8 @@ class ZooKeeperServer:
             if pid is None and time.monotonic() > deadline - timeout + 5:
                 break
             time.sleep(0.2)
-        raise NodeError(f"ZooKeeper on {self.hosts} did not start: {_tail(self.log)} (log: {self.log})")
+        raise NodeError(f"ZooKeeper on {self.hosts} did not start: {local_nodes.tail(self.log)} "
+                        f"(log: {self.log})")
 
     def healthy(self) -> bool:
         return four_letter_word(self.address, self.port, b"ruok") == b"imok"
@@ -142,11 +144,3 @@ def _zombie(pid: int) -> bool:
             return handle.read().split(") ", 1)[1][0] == "Z"
     except (OSError, IndexError):
         return True
-
-
-def _tail(path: str, lines: int = 3) -> str:
-    try:
-        with open(path, errors="replace") as handle:
-            return " | ".join(handle.read().strip().splitlines()[-lines:]) or "(no output)"
-    except OSError:
-        return "(no log)"

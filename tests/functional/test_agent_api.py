@@ -11,7 +11,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 
 import pytest
 from harness.fixtures_agent import EXAMPLES, bayctl, cleanup_agent, new_agent
@@ -56,10 +55,11 @@ def test_socket_is_root_only(bare_agent):
 
 def test_second_agent_on_the_same_socket_is_refused(bare_agent):
     other_pins = bare_agent.pin_dir + "x"
-    result = subprocess.run(
-        [sys.executable, "-m", "bayctl.node.agent", "--socket", bare_agent.socket_path,
-         "--pin-dir", other_pins, "--state-dir", bare_agent.state_dir + "x"],
-        capture_output=True, text=True, timeout=60)
+    from bayctl.node.agent_process import AgentProcess
+
+    second = AgentProcess(bare_agent.socket_path, other_pins, bare_agent.state_dir + "x")
+    # Run to its exit (it must refuse): the helper's own argv, not a hand-written one.
+    result = subprocess.run(second.command(), capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 1
     assert f"another agent is already running at {bare_agent.socket_path}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -215,17 +215,11 @@ def test_installed_bayctl_creates_verifies_and_deletes_a_local_bay(venv, outside
 
 def agent_processes(state_dir):
     """pids of agents whose command line names a socket or state under this test's bays."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"bayctl.node.agent" in argv and any(state_dir.encode() in a for a in argv):
-            pids.append(int(entry))
-    return pids
+    from bayctl.providers.local_nodes import cmdline
+
+    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    return [pid for pid in pids
+            if "bayctl.node.agent" in (argv := cmdline(pid)) and any(state_dir in a for a in argv)]
 
 
 def test_building_from_the_sdist_without_clang_says_what_to_install_in_one_line(dists, tmp_path):

@@ -110,27 +110,23 @@ class Dockerd:
 
 
 class Agent:
-    """`bayctl node agent` with its own socket, state dir and pin dir."""
+    """A node agent (the product's AgentProcess) with its own socket, state dir and pin dir."""
 
     def __init__(self, root, tag):
+        from bayctl.node.agent_process import AgentProcess
+
         self.socket = os.path.join(root, "agent.sock")
-        self.state_dir = os.path.join(root, "agent-state")
         self.pin_dir = f"/sys/fs/bpf/bplg-{tag}"
-        self.log = os.path.join(root, "agent.log")
-        self.process = None
+        self.runner = AgentProcess(self.socket, self.pin_dir, os.path.join(root, "agent-state"),
+                                   log_path=os.path.join(root, "agent.log"))
+
+    @property
+    def process(self):
+        """The agent's Popen (tests stop it directly to take the agent down)."""
+        return self.runner.process
 
     def start(self):
-        command = [sys.executable, "-m", "bayctl.cli.main", "node", "agent", "--socket", self.socket,
-                   "--pin-dir", self.pin_dir, "--state-dir", self.state_dir]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-        _wait_for(self._healthy, "bayctl node agent", process=self.process, log=self.log)
-
-    def _healthy(self):
-        try:
-            return self.client().health().get("ok")
-        except Exception:
-            return False
+        self.runner.start()
 
     def client(self):
         from bayctl.node.client import AgentClient
@@ -142,7 +138,7 @@ class Agent:
             return self.client().apply_policy(f.read(), source=policy_path)
 
     def stop(self):
-        _stop(self.process)
+        self.runner.close()
         with contextlib.suppress(Exception):
             from bayctl.node.datapath import Datapath
 

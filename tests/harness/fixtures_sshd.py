@@ -2,8 +2,9 @@
 
 Each node of an `SshdBay` is a real `/usr/sbin/sshd -D` on its own loopback address
 (127.77.B.N, one port for the whole bay as on a real bay), with its own generated host key,
-key authentication only, and an authorized_keys holding the bay's test key. Each node may run
-a real `bayctl node agent` with its own socket, pin dir and state dir; the node's sshd hands
+key authentication only, and an authorized_keys holding the bay's test key; its sshd_config
+is the local bay's own (bayctl.providers.local_nodes.render_sshd_config). Each node may run a
+real node agent (bayctl's AgentProcess) with its own socket, pin dir and state dir; the node's sshd hands
 the agent's socket to every session (server-side `SetEnv BAYCTL_AGENT_SOCKET=...`, OpenSSH
 8.7+) and puts this Python's `bayctl` first on PATH, so `bayctl node ...` run over SSH talks
 to that node's agent, as on a slave.
@@ -19,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -30,11 +30,6 @@ PORT_RANGE = range(22200, 23000)
 PREFIX = "bseed"
 PIN_ROOT = "/sys/fs/bpf"
 _bay_numbers = itertools.count(1)
-
-
-def bayctl_bin_dir():
-    """Directory of the `bayctl` console script of the Python running the tests."""
-    return os.path.dirname(sys.executable)
 
 
 def loopback_ip(bay_number, index):
@@ -67,21 +62,14 @@ def wait_until(predicate, timeout, what):
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
-def port_open(ip, port):
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def generate_key(path, comment, key_type="ed25519"):
-    """A key pair at path / path.pub (ssh-keygen, the tool sshd's keys come from)."""
+    """A fresh key pair at path / path.pub, by the product's own key writer."""
+    from bayctl.providers.local_nodes import generate_host_key
+
     for stale in (path, path + ".pub"):
         if os.path.exists(stale):
             os.unlink(stale)
-    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", path],
-                   check=True, stdout=subprocess.DEVNULL)
+    generate_host_key(path, comment, key_type)
 
 
 class SshdNode:
@@ -110,32 +98,16 @@ class SshdNode:
         self._write_config(forwarding)
 
     def _write_config(self, forwarding):
-        path_value = f"{bayctl_bin_dir()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        lines = [
-            f"ListenAddress {self.ip}:{self.port}",
-            *(f"HostKey {path}" for path in self.host_keys),
-            "PidFile none",
-            "UsePAM no",
-            # The test tree lives in a tmp dir that sshd's ownership checks would refuse.
-            "StrictModes no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            f"AuthorizedKeysFile {os.path.join(self.dir, 'authorized_keys')}",
-            f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "MaxStartups 200:30:400",
-            "LogLevel ERROR",
-            # A slave's environment, not this machine's: the node's own HOME (so bash does not
-            # source the host's ~/.bashrc, whose pyenv set-up costs ~0.5 s per command and
-            # puts pyenv's shims first on PATH), this Python's bayctl on PATH, the agent's socket.
-            f"SetEnv BAYCTL_AGENT_SOCKET={self.socket} PATH={path_value} HOME={self.home}",
-        ]
+        # The product's writer (the local bay's nodes use it too); a higher MaxStartups, as
+        # the seeding tests and bench open hundreds of sessions at once.
+        from bayctl.providers.local_nodes import render_sshd_config
+
+        text = render_sshd_config(f"{self.ip}:{self.port}", self.host_keys,
+                                  os.path.join(self.dir, "authorized_keys"), forwarding,
+                                  self.socket, self.home, max_startups="200:30:400")
         self.config = os.path.join(self.dir, "sshd_config")
         with open(self.config, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write(text)
 
     # -- sshd -----------------------------------------------------------------------------
 
@@ -152,6 +124,8 @@ class SshdNode:
         def ready():
             if self.sshd.poll() is not None:
                 raise RuntimeError(f"sshd of {self.name} exited: {self.sshd_log()}")
+            from bayctl.providers.local_nodes import port_open
+
             return port_open(self.ip, self.port)
 
         wait_until(ready, timeout, f"sshd of {self.name} on {self.ip}:{self.port}")
@@ -177,35 +151,19 @@ class SshdNode:
     # -- agent ----------------------------------------------------------------------------
 
     def start_agent(self, wait=True):
-        log = open(os.path.join(self.dir, "agent.log"), "ab")
-        command = [os.path.join(bayctl_bin_dir(), "bayctl"), "node", "agent", "--socket", self.socket,
-                   "--pin-dir", self.pin_dir, "--state-dir", self.state_dir]
-        self.agent = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
+        from bayctl.node.agent_process import AgentProcess
+
+        self.agent = AgentProcess(self.socket, self.pin_dir, self.state_dir,
+                                  log_path=os.path.join(self.dir, "agent.log")).spawn()
         if wait:
             self.wait_agent()
 
     def wait_agent(self, timeout=30):
-        def ready():
-            if self.agent.poll() is not None:
-                with open(os.path.join(self.dir, "agent.log")) as handle:
-                    raise RuntimeError(f"agent of {self.name} exited: {handle.read()[-2000:]}")
-            return os.path.exists(self.socket) and self._answers()
-
-        wait_until(ready, timeout, f"agent of {self.name} at {self.socket}")
-
-    def _answers(self):
-        # The socket exists before the agent has restored its state: ready means it answers.
-        from bayctl.errors import NodeError
-        from bayctl.node.client import AgentClient
-
-        try:
-            return AgentClient(self.socket, timeout=5).health().get("ok") is True
-        except NodeError:
-            return False
+        self.agent.wait_ready(timeout)
 
     def stop_agent(self):
-        _stop(self.agent)
+        if self.agent is not None:
+            self.agent.close()
         self.agent = None
         if os.path.exists(self.socket):
             os.unlink(self.socket)
