@@ -17,9 +17,14 @@ One bay for the whole module: a TCG boot takes minutes, so every assertion share
 
 import json
 import os
-import subprocess
 
 import pytest
+from harness.fixtures_vm import (
+    assert_slave_mesos_uses_bayctl_cni,
+    assert_verified_on_ipvlan,
+    node_ssh,
+    recorded_start,
+)
 
 pytestmark = [pytest.mark.cloud, pytest.mark.vm]
 
@@ -34,57 +39,18 @@ SLAVES = 2
 def vm_bay(cloud_tier, vm_conn, vm_image, vm_flavor, vm_keypair, vm_network, tmp_path_factory):
     """(bay, verify report, the create's progress lines, provider options) of one bay of VMs;
     deleted at the end of the module (test_delete_* deletes it first and checks what is left)."""
-    import yaml
-    from harness.cloudtier.tier import VM_PROJECT
-    from harness.fixtures_vm import EXTERNAL_NETWORK
+    from harness.fixtures_vm import EXTERNAL_NETWORK, as_vm_user, made_and_verified
 
-    from bayctl import api
-    from bayctl.create.context import Status
     from bayctl.providers.heat import templates_dir
 
     key_name, key_path, _public = vm_keypair
-    work = tmp_path_factory.mktemp("vmbay")
-    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
-    region = auth.pop("region_name")
-    auth.pop("identity_api_version")
-    clouds = work / "clouds.yaml"
-    clouds.write_text(yaml.safe_dump({"clouds": {"bayctl-vm": {"auth": auth, "region_name": region,
-                                                               "identity_api_version": 3}}}))
-    saved = {k: os.environ.get(k) for k in ("OS_CLIENT_CONFIG_FILE", "BAYCTL_STATE_DIR")}
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
-    os.environ["BAYCTL_STATE_DIR"] = str(work / "bays")
     options = {"environments": [os.path.join(templates_dir(), "environments", "openstack.yaml")],
                "poll_interval": 5}
-    lines = []
-
-    def progress(line):
-        lines.append(line)
-        print(line, flush=True)
-
-    try:
-        bay = api.create_bay(BAY, provider="heat", slaves=SLAVES, image=vm_image, flavor=vm_flavor,
-                             keypair=key_name, external_network=EXTERNAL_NETWORK, cloud="bayctl-vm",
-                             ssh_user="debian", ssh_key=key_path, policy=WEB_DB, timeout="3000",
-                             status=Status(progress), provider_options=options)
-        assert (bay.status, bay.provider) == ("READY", "heat"), lines
-        report = api.verify_bay(BAY, status=Status(progress))
-        yield {"bay": bay, "report": report, "lines": lines, "options": options}
-    finally:
-        if api.find_bay(BAY) is not None:
-            api.delete_bay(BAY, provider_options=options)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _ssh(bay_name, node, command):
-    from bayctl import api
-
-    done = subprocess.run(api.ssh_argv(bay_name, node, command), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{node}: {' '.join(command)}: {done.stderr.strip()}"
-    return done.stdout
+    with as_vm_user(cloud_tier, tmp_path_factory.mktemp("vmbay"), "bayctl-vm") as cloud, \
+            made_and_verified(BAY, "heat", options, slaves=SLAVES, image=vm_image, flavor=vm_flavor,
+                              keypair=key_name, external_network=EXTERNAL_NETWORK, cloud=cloud,
+                              ssh_user="debian", ssh_key=key_path, policy=WEB_DB) as made:
+        yield made
 
 
 @pytest.mark.timeout(5400)  # the session's image build may fall to this test, then three TCG boots
@@ -133,16 +99,7 @@ def test_the_slaves_boot_together_with_the_master(vm_bay, vm_conn):
 
 
 def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch(vm_bay):
-    report = vm_bay["report"]
-    bay = vm_bay["bay"]
-    assert report.pairs, "verify measured nothing"
-    assert report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
-    slaves = {node.name for node in bay.slaves}
-    placed = {name: ep for name, ep in report.placement.items() if ep["node"] in slaves}
-    assert {ep["node"] for ep in placed.values()} == slaves, report.placement
-    # the mode each node's own Mesos network (bayctl-hostgw's CNI config) is configured with
-    assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
-    assert report.policy_digest == bay.state.policy_digest
+    assert_verified_on_ipvlan(vm_bay["report"], vm_bay["bay"])
 
 
 def test_policy_goes_through_the_masters_zookeeper_and_every_slave_reports_it(vm_bay):
@@ -187,51 +144,36 @@ def test_policy_goes_through_the_masters_zookeeper_and_every_slave_reports_it(vm
     assert {node: report["digest"] for node, report in reported.items()} == dict.fromkeys(slaves, stars)
     assert versions[-2:] == [web_db, stars]
     for slave in slaves:  # each agent enforces it (asked on its own socket, inside the VM)
-        held = _ssh(BAY, slave, ["sudo", "-n", "curl", "-sS", "--unix-socket", DEFAULT_SOCKET,
+        held = node_ssh(BAY, slave, ["sudo", "-n", "curl", "-sS", "--unix-socket", DEFAULT_SOCKET,
                                  "http://agent/v1/policy"])
         assert json.loads(held)["digest"] == stars
     assert api.get_bay(BAY).state.policy_digest == stars
-
-
-def _recorded(node_name, daemon):
-    raw = _ssh(BAY, node_name, ["sudo", "-n", "cat", f"/var/lib/mesos-standin/{daemon}.json"])
-    return json.loads(raw)
 
 
 def test_the_mesos_daemons_were_started_as_a_real_mesos_needs_to_use_bayctls_plugin(vm_bay):
     """What the stand-in Mesos packages recorded inside each VM (issue 13 item 4)."""
     bay = vm_bay["bay"]
     master = bay.master
-    node_env = dict(line.split("=", 1) for line in _ssh(BAY, master.name, ["cat", "/etc/bayctl/node.env"])
+    node_env = dict(line.split("=", 1) for line in node_ssh(BAY, master.name, ["cat", "/etc/bayctl/node.env"])
                     .splitlines() if "=" in line and not line.startswith("#"))
     cni_dir = node_env["BAYCTL_CNI_CONFIG_DIR"]
     assert cni_dir == "/etc/bayctl/cni"  # where bayctl-hostgw writes each node's own subnet
 
-    recorded = _recorded(master.name, "mesos-master")["flags"]
+    recorded = recorded_start(BAY, master.name, "mesos-master")["flags"]
     assert recorded["zk"] == f"zk://{master.private_ip}:2181/mesos"
     assert recorded["ip"] == master.private_ip
     assert recorded["cluster"] == BAY
-    marathon = _recorded(master.name, "marathon")["flags"]
+    marathon = recorded_start(BAY, master.name, "marathon")["flags"]
     assert marathon["master"] == f"zk://{master.private_ip}:2181/mesos"
 
-    from bayctl.node import hostgw
 
     for slave in bay.slaves:
-        record = _recorded(slave.name, "mesos-slave")
-        flags = record["flags"]
+        flags = assert_slave_mesos_uses_bayctl_cni(bay, slave, cni_dir)
         assert flags["master"] == f"zk://{master.private_ip}:2181/mesos"
         assert flags["ip"] == slave.private_ip
-        assert flags["network_cni_config_dir"] == cni_dir
         assert flags["network_cni_plugins_dir"] == node_env["BAYCTL_CNI_PLUGINS_DIR"]
-        isolators = flags["isolation"].split(",")
-        assert {"filesystem/linux", "network/cni"} <= set(isolators), isolators
-        assert "mesos" in flags["containerizers"].split(","), flags["containerizers"]
-        # the network the agent found in that dir: this slave's own subnet, bayctl's plugin
-        config = json.loads(record["cni_configs"][hostgw.CNI_CONFIG_NAME])
-        assert config["type"] == "bayctl-cni" and config["name"] == hostgw.CNI_NETWORK
-        own = hostgw.container_subnet(slave.private_ip, hostgw.DEFAULT_PRIVATE_CIDR, bay.spec.container_cidr)
-        assert config["ipam"] == hostgw.cni_config(own)["ipam"], (slave.name, config)
-        plugin = _ssh(BAY, slave.name, ["ls", os.path.join(flags["network_cni_plugins_dir"], "bayctl-cni")])
+        plugin_path = os.path.join(flags["network_cni_plugins_dir"], "bayctl-cni")
+        plugin = node_ssh(BAY, slave.name, ["ls", plugin_path])
         assert plugin.strip().endswith("bayctl-cni")
 
 

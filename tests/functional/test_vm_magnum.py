@@ -23,9 +23,14 @@ a third TCG VM would cost the tier minutes.
 
 import json
 import os
-import subprocess
 
 import pytest
+from harness.fixtures_vm import (
+    assert_slave_mesos_uses_bayctl_cni,
+    assert_verified_on_ipvlan,
+    node_ssh,
+    recorded_start,
+)
 
 pytestmark = [pytest.mark.cloud, pytest.mark.vm]
 
@@ -45,67 +50,27 @@ def magnum_vm_bay(cloud_tier, magnum_real, vm_conn, vm_image, vm_flavor, vm_keyp
                   tmp_path_factory):
     """(bay, verify report, progress lines) of one Magnum cluster of VMs, made by bayctl's
     magnum provider as the VM tier's user; deleted at the end of the module."""
-    import yaml
-    from harness.cloudtier.tier import VM_PROJECT
-    from harness.fixtures_vm import EXTERNAL_NETWORK
+    from harness.fixtures_vm import EXTERNAL_NETWORK, as_vm_user, made_and_verified
     from harness.prereq import require
-
-    from bayctl import api
-    from bayctl.create.context import Status
 
     require(hasattr(cloud_tier, "use_magnum_standins"), "needs a tier this run started (Heat's environment)")
     cloud_tier.use_magnum_standins(False)  # Magnum's servers and ports are the real types here
     key_name, key_path, _public = vm_keypair
-    work = tmp_path_factory.mktemp("vmmag")
-    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
-    region = auth.pop("region_name")
-    auth.pop("identity_api_version")
-    clouds = work / "clouds.yaml"
-    # The catalog's container-infra endpoint is the Magnum emulator's; the real Magnum is
-    # reached as an operator reaches a Magnum outside the catalog.
-    clouds.write_text(yaml.safe_dump({"clouds": {"bayctl-vm-magnum": {
-        "auth": auth, "region_name": region, "identity_api_version": 3,
-        "container_infra_endpoint_override": magnum_real.endpoint}}}))
-    saved = {k: os.environ.get(k) for k in ("OS_CLIENT_CONFIG_FILE", "BAYCTL_STATE_DIR")}
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
-    os.environ["BAYCTL_STATE_DIR"] = str(work / "bays")
     image = vm_conn.image.get_image(vm_image)
     os_distro = image.os_distro
     vm_conn.image.update_image(image, os_distro=MAGNUM_OS_DISTRO)
     options = {"poll_interval": 5}
-    lines = []
-
-    def progress(line):
-        lines.append(line)
-        print(line, flush=True)
-
+    # The catalog's container-infra endpoint is the Magnum emulator's; the real Magnum is
+    # reached as an operator reaches a Magnum outside the catalog.
     try:
-        bay = api.create_bay(BAY, provider="magnum", slaves=SLAVES, image=vm_image, flavor=vm_flavor,
-                             keypair=key_name, external_network=EXTERNAL_NETWORK, cloud="bayctl-vm-magnum",
-                             ssh_user="debian", ssh_key=key_path, policy=WEB_DB, timeout="3000",
-                             status=Status(progress), provider_options=options)
-        assert (bay.status, bay.provider) == ("READY", "magnum"), lines
-        report = api.verify_bay(BAY, status=Status(progress))
-        yield {"bay": bay, "report": report, "lines": lines, "options": options}
+        with as_vm_user(cloud_tier, tmp_path_factory.mktemp("vmmag"), "bayctl-vm-magnum",
+                        container_infra_endpoint_override=magnum_real.endpoint) as cloud, \
+                made_and_verified(BAY, "magnum", options, slaves=SLAVES, image=vm_image, flavor=vm_flavor,
+                                  keypair=key_name, external_network=EXTERNAL_NETWORK, cloud=cloud,
+                                  ssh_user="debian", ssh_key=key_path, policy=WEB_DB) as made:
+            yield made
     finally:
-        try:
-            if api.find_bay(BAY) is not None:
-                api.delete_bay(BAY, provider_options=options)
-        finally:
-            vm_conn.image.update_image(image, os_distro=os_distro)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def _ssh(node, command):
-    from bayctl import api
-
-    done = subprocess.run(api.ssh_argv(BAY, node, command), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{node}: {' '.join(command)}: {done.stderr.strip()}"
-    return done.stdout
+        vm_conn.image.update_image(image, os_distro=os_distro)
 
 
 @pytest.mark.timeout(5400)  # the session's image build may fall to this test, then two TCG boots
@@ -153,9 +118,9 @@ def test_the_master_ran_magnums_deployments_through_heat_api_cfn(magnum_vm_bay, 
     for name in MASTER_DEPLOYMENTS:
         assert top[name].resource_status == "CREATE_COMPLETE", (name, top[name].resource_status_reason)
     master = bay.master.name
-    conf = _ssh(master, ["sudo", "-n", "cat", "/etc/os-collect-config.conf"])
+    conf = node_ssh(BAY, master, ["sudo", "-n", "cat", "/etc/os-collect-config.conf"])
     assert f":{PORTS['heat-cfn']}/v1/" in conf and "[cfn]" in conf  # rewritten from Heat's metadata
-    results = json.loads(_ssh(master, ["sudo", "-n", "python3", "-c", (
+    results = json.loads(node_ssh(BAY, master, ["sudo", "-n", "python3", "-c", (
         "import glob, json; print(json.dumps([json.load(open(p)) for p in "
         "sorted(glob.glob('/var/lib/heat-config/deployed/*.notify.json'))]))")]))
     assert len(results) == len(MASTER_DEPLOYMENTS), results
@@ -163,46 +128,23 @@ def test_the_master_ran_magnums_deployments_through_heat_api_cfn(magnum_vm_bay, 
 
 
 def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch(magnum_vm_bay):
-    report = magnum_vm_bay["report"]
-    bay = magnum_vm_bay["bay"]
-    assert report.pairs, "verify measured nothing"
-    assert report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
-    slaves = {node.name for node in bay.slaves}
-    placed = {name: ep for name, ep in report.placement.items() if ep["node"] in slaves}
-    assert {ep["node"] for ep in placed.values()} == slaves, report.placement
-    assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
-    assert report.policy_digest == bay.state.policy_digest
-
-
-def _recorded(node_name, daemon):
-    return json.loads(_ssh(node_name, ["sudo", "-n", "cat", f"/var/lib/mesos-standin/{daemon}.json"]))
+    assert_verified_on_ipvlan(magnum_vm_bay["report"], magnum_vm_bay["bay"])
 
 
 def test_magnums_scripts_configured_mesos_and_the_slave_uses_bayctls_per_node_cni_config(magnum_vm_bay):
     """What the stand-in Mesos packages recorded inside the VMs: Magnum's fragments set the
     flags (cluster name, ZooKeeper, addresses from eth0), and the slave's agent still runs
     network/cni with /etc/bayctl/cni, where bayctl-hostgw wrote THIS slave's own subnet."""
-    from bayctl.node import hostgw
-
     bay = magnum_vm_bay["bay"]
     master = bay.master
     zk = f"zk://{master.private_ip}:2181/mesos"
-    flags = _recorded(master.name, "mesos-master")["flags"]
+    flags = recorded_start(BAY, master.name, "mesos-master")["flags"]
     assert flags["zk"] == zk and flags["ip"] == master.private_ip
     assert flags["cluster"] == BAY  # Magnum's CLUSTER_NAME, through the deployment's input
-    assert _recorded(master.name, "marathon")["flags"]["master"] == zk
+    assert recorded_start(BAY, master.name, "marathon")["flags"]["master"] == zk
     for slave in bay.slaves:
-        record = _recorded(slave.name, "mesos-slave")
-        flags = record["flags"]
+        flags = assert_slave_mesos_uses_bayctl_cni(bay, slave)
         assert flags["master"] == zk and flags["ip"] == slave.private_ip  # configure-mesos-slave.sh
-        assert flags["network_cni_config_dir"] == "/etc/bayctl/cni"
-        isolators = flags["isolation"].split(",")
-        assert {"filesystem/linux", "network/cni"} <= set(isolators), isolators
-        assert "mesos" in flags["containerizers"].split(","), flags["containerizers"]
-        config = json.loads(record["cni_configs"][hostgw.CNI_CONFIG_NAME])
-        assert config["type"] == "bayctl-cni" and config["name"] == hostgw.CNI_NETWORK
-        own = hostgw.container_subnet(slave.private_ip, hostgw.DEFAULT_PRIVATE_CIDR, bay.spec.container_cidr)
-        assert config["ipam"] == hostgw.cni_config(own)["ipam"], (slave.name, config)
 
 
 def test_delete_leaves_no_cluster_vm_or_port(magnum_vm_bay, cloud_tier, magnum_real, vm_conn, vm_network):

@@ -7,6 +7,7 @@ test runs: every server Heat (or anyone) creates in it boots the image under qem
 a config drive (emulators/vms.py); at the end every VM left is killed and its disks removed.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -123,3 +124,107 @@ def _vm_servers(cloud_tier, tmp_path, fabric):
         nova.launcher = None
         launcher.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def as_vm_user(cloud_tier, workdir, cloud_name, **cloud_options):
+    """While inside: bayctl's cloud is `cloud_name`, the VM tier's user in its own project (a
+    clouds.yaml entry in `workdir`, plus `cloud_options`), and its bays live in workdir/bays.
+    The environment is put back on the way out."""
+    import yaml
+
+    from harness.cloudtier.tier import VM_PROJECT
+
+    auth = dict(cloud_tier.user_auth(VM_PROJECT, cloud_tier.demo_password, VM_PROJECT))
+    region = auth.pop("region_name")
+    auth.pop("identity_api_version")
+    clouds = workdir / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {cloud_name: {
+        "auth": auth, "region_name": region, "identity_api_version": 3, **cloud_options}}}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        patch.setenv("BAYCTL_STATE_DIR", str(workdir / "bays"))
+        yield cloud_name
+
+
+def printed_progress():
+    """(lines, callback): create's progress, kept for the tests and printed as it comes (a TCG
+    bay takes minutes; -s shows where it is)."""
+    lines = []
+
+    def progress(line):
+        lines.append(line)
+        print(line, flush=True)
+
+    return lines, progress
+
+
+def node_ssh(bay_name, node, command):
+    """`command` on a node of the bay over bayctl's own SSH (its key, known_hosts); its stdout."""
+    from bayctl import api
+
+    done = subprocess.run(api.ssh_argv(bay_name, node, command), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{node}: {' '.join(command)}: {done.stderr.strip()}"
+    return done.stdout
+
+
+def recorded_start(bay_name, node, daemon):
+    """How the stand-in Mesos package's `daemon` (mesos-master, mesos-agent, ...) was started
+    inside the node: the flags and config it recorded."""
+    import json
+
+    record = f"/var/lib/mesos-standin/{daemon}.json"
+    return json.loads(node_ssh(bay_name, node, ["sudo", "-n", "cat", record]))
+
+
+def assert_verified_on_ipvlan(report, bay):
+    """verify measured the bay's matrix with 0 mismatches, its probes placed on every slave on
+    ipvlan-l2 (the mode each slave's own Mesos network, bayctl-hostgw's CNI config, names)."""
+    assert report.pairs, "verify measured nothing"
+    assert report.ok and not report.mismatches, [m.describe() for m in report.mismatches]
+    slaves = {node.name for node in bay.slaves}
+    placed = {name: ep for name, ep in report.placement.items() if ep["node"] in slaves}
+    assert {ep["node"] for ep in placed.values()} == slaves, report.placement
+    assert {ep["link"] for ep in placed.values()} == {"ipvlan-l2"}, report.placement
+    assert report.policy_digest == bay.state.policy_digest
+
+
+def assert_slave_mesos_uses_bayctl_cni(bay, slave, cni_dir="/etc/bayctl/cni"):
+    """The slave's Mesos agent was started as a real Mesos needs to use bayctl's CNI plugin (CNI
+    isolators, the mesos containerizer, `cni_dir`), and the network it found there is bayctl's,
+    on this slave's own container subnet. Returns the agent's recorded flags."""
+    import json
+
+    from bayctl.node import hostgw
+
+    record = recorded_start(bay.name, slave.name, "mesos-slave")
+    flags = record["flags"]
+    assert flags["network_cni_config_dir"] == cni_dir
+    isolators = flags["isolation"].split(",")
+    assert {"filesystem/linux", "network/cni"} <= set(isolators), isolators
+    assert "mesos" in flags["containerizers"].split(","), flags["containerizers"]
+    config = json.loads(record["cni_configs"][hostgw.CNI_CONFIG_NAME])
+    assert config["type"] == "bayctl-cni" and config["name"] == hostgw.CNI_NETWORK
+    own = hostgw.container_subnet(slave.private_ip, hostgw.DEFAULT_PRIVATE_CIDR, bay.spec.container_cidr)
+    assert config["ipam"] == hostgw.cni_config(own)["ipam"], (slave.name, config)
+    return flags
+
+
+@contextlib.contextmanager
+def made_and_verified(bay_name, provider, provider_options, **create):
+    """Create the bay through bayctl's pipeline (a TCG bay: a long timeout, create's progress
+    printed), verify it, and yield {bay, report, lines, options}; the bay is deleted on the way
+    out if a test has not deleted it already."""
+    from bayctl import api
+    from bayctl.create.context import Status
+
+    lines, progress = printed_progress()
+    try:
+        bay = api.create_bay(bay_name, provider=provider, timeout="3000", status=Status(progress),
+                             provider_options=provider_options, **create)
+        assert (bay.status, bay.provider) == ("READY", provider), lines
+        report = api.verify_bay(bay_name, status=Status(progress))
+        yield {"bay": bay, "report": report, "lines": lines, "options": provider_options}
+    finally:
+        if api.find_bay(bay_name) is not None:
+            api.delete_bay(bay_name, provider_options=provider_options)
