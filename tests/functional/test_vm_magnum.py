@@ -31,10 +31,10 @@ from harness.fixtures_vm import (
     node_ssh,
     recorded_start,
 )
+from harness.paths import REPO
 
 pytestmark = [pytest.mark.cloud, pytest.mark.vm]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEB_DB = os.path.join(REPO, "bayctl", "share", "policies", "web-db.yaml")
 BAY = "vmmag"
 SLAVES = 1
