@@ -29,6 +29,8 @@
     PUT    /v1/distribution      {"hosts", "root", "node", "auth"} -> watch the bay's ZooKeeper
     GET    /v1/distribution                          -> {"hosts", "root", "node", "connected", ...}
                                  (the secret is never shown)
+    DELETE /v1/distribution                          -> {"hosts": null}: stop watching, forget the
+                                 saved configuration and its secret (the policy held stays)
 
 Errors are `{"error": "one line"}` with a 4xx/5xx status.
 """
@@ -160,12 +162,14 @@ class AgentApi:
             raise ApiError(400, str(exc)) from None
 
     def _distribution(self, method, body):
-        _allow(method, "GET", "PUT")
+        _allow(method, "GET", "PUT", "DELETE")
         distribution = getattr(self.agent, "distribution", None)
         if distribution is None:
             raise ApiError(404, "this agent does not watch ZooKeeper (started without one)")
         if method == "GET":
             return 200, distribution.show()
+        if method == "DELETE":
+            return 200, distribution.forget()
         try:
             return 200, distribution.put(json.loads(body or b"null"))
         except ValueError as exc:  # never echoes the body: it holds the secret

@@ -121,6 +121,10 @@ class AgentClient:
     def stats(self):
         return self._request("GET", "/v1/stats")
 
+    def distribution(self):
+        """How this agent watches the bay's ZooKeeper ({"hosts": None}: it does not); no secret."""
+        return self._request("GET", "/v1/distribution")
+
     def health(self):
         return self._request("GET", "/v1/health")
 

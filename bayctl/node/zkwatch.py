@@ -350,6 +350,17 @@ class Distribution:
             self._replace(config)
         return self.show()
 
+    def forget(self):
+        """Stop watching and remove the saved configuration (the bay went back to SSH
+        seeding): no secret is kept, no restart watches again. The held policy stays."""
+        with self._lock:
+            self.stop()
+            try:
+                os.unlink(os.path.join(self.state_dir, CONFIG_FILE))
+            except FileNotFoundError:
+                pass
+        return self.show()
+
     def show(self):
         watcher = self.watcher
         return watcher.status() if watcher else {"hosts": None}

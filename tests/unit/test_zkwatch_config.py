@@ -16,6 +16,7 @@ GOOD = {"hosts": "10.64.0.2:2181", "root": "/bayctl/demo", "node": "slave0", "au
 
 class _Agent:
     def __init__(self, state_dir):
+        self.policy_listeners = []   # the real Agent's hook, which a watcher joins
         self.distribution = Distribution(self, str(state_dir))
 
 
@@ -43,3 +44,24 @@ def test_api_refuses_a_bad_config_without_saving_or_echoing_it(tmp_path):
         api.handle("PUT", "/v1/distribution", b"{not json " + SECRET.encode(), {})
     assert raised.value.status == 400 and SECRET not in str(raised.value)
     assert api.handle("GET", "/v1/distribution", b"", {}) == (200, {"hosts": None})
+
+
+def test_delete_stops_watching_and_forgets_the_saved_secret(tmp_path):
+    """A bay that went back to SSH seeding: the agent keeps no secret, and no restart watches."""
+    import socket
+
+    with socket.socket() as unused:   # a loopback port nothing listens on: the watcher retries it
+        unused.bind(("127.0.0.1", 0))
+        hosts = f"127.0.0.1:{unused.getsockname()[1]}"
+    agent = _Agent(tmp_path)
+    api = AgentApi(agent)
+    status, shown = api.handle("PUT", "/v1/distribution", json.dumps({**GOOD, "hosts": hosts}).encode(), {})
+    assert status == 200 and shown["hosts"] == hosts and SECRET not in json.dumps(shown)
+    assert SECRET in (tmp_path / CONFIG_FILE).read_text()
+    assert api.handle("DELETE", "/v1/distribution", b"", {}) == (200, {"hosts": None})
+    assert not (tmp_path / CONFIG_FILE).exists() and agent.distribution.watcher is None
+    assert agent.policy_listeners == []
+    restarted = Distribution(_Agent(tmp_path), str(tmp_path))
+    restarted.start_saved()
+    assert restarted.watcher is None
+    assert api.handle("DELETE", "/v1/distribution", b"", {}) == (200, {"hosts": None})  # again: no-op
