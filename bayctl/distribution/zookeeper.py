@@ -173,6 +173,17 @@ def reports(client, creds: Credentials, nodes: Sequence[str]) -> Dict[str, Optio
     return out
 
 
+def wait_for_agents(client, creds: Credentials, nodes: Sequence[str], timeout: float) -> List[str]:
+    """Until every node's agent is connected (its report exists: an agent reports as soon as it
+    has read the policy znode, even when none is there yet); returns those that did not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        absent = sorted(node for node, report in reports(client, creds, nodes).items() if report is None)
+        if not absent or time.monotonic() >= deadline:
+            return absent
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
 def publish(client, creds: Credentials, text: str, digest: str, source: str, again: bool = False) -> dict:
     """Write a new version (history first, then the policy znode agents watch); returns it.
     The same digest as the current version writes nothing (as seeding leaves a node alone),

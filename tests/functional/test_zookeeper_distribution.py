@@ -287,6 +287,51 @@ def test_bayctl_reaches_a_zookeeper_behind_the_master_through_its_ssh(bay):
         creds.save(fresh.state.directory)
 
 
+def test_a_slave_that_cannot_reach_zookeeper_is_named_at_setup_and_forgetting_drops_the_secret(
+        bay, monkeypatch):
+    """What a cloud whose security group closes 2181 to the slaves does to a setup: the slave
+    whose agent cannot connect (a REJECT in its own namespace, the kernel's) is named, so
+    `distribution auto` seeds over SSH instead of trusting a way the slaves lack; the agents
+    told to forget drop their configuration and secret (a restart watches nothing); a setup
+    once the port is open gives it back, and applies converge through ZooKeeper again."""
+    from bayctl.distribution import bootstrap
+    from bayctl.node.zkwatch import CONFIG_FILE
+
+    fresh = api.get_bay(BAY)
+    creds = zookeeper.Credentials.load(fresh.state.directory)
+    login = dict(ssh_user=fresh.ssh_user, ssh_key=fresh.ssh_key)
+    provider = local_provider()
+    files = {node: provider.node_files(BAY, node) for node in SLAVES}
+
+    bootstrap.forget_zookeeper(fresh.state, fresh.nodes, **login)
+    for node, node_files in files.items():
+        assert AgentClient(node_files.agent_socket, timeout=10).distribution() == {"hosts": None}, node
+        assert not os.path.exists(os.path.join(node_files.agent_state, CONFIG_FILE)), node
+    saved = open(os.path.join(fresh.state.directory, zookeeper.STATE_FILE)).read()
+    assert creds.agent_secret not in "".join(open(f.agent_log).read() for f in files.values())
+
+    host, port = creds.hosts.rsplit(":", 1)
+    rule = ["OUTPUT", "-p", "tcp", "-d", host, "--dport", port, "-j", "REJECT", "--reject-with", "tcp-reset"]
+    iptables = ["nsenter", f"--net={files['slave1'].netns}", "iptables"]
+    subprocess.run(iptables + ["-I", *rule], check=True)
+    monkeypatch.setattr(bootstrap, "AGENTS_CONNECT_TIMEOUT", 10.0)
+    try:
+        with pytest.raises(SeedError) as raised:
+            bootstrap.setup_zookeeper(fresh.state, fresh.nodes, creds.hosts, owns_root=True, **login)
+        assert str(raised.value).startswith("slave1: the agent did not connect to the bay's ZooKeeper")
+    finally:
+        subprocess.run(iptables + ["-D", *rule], check=True)
+    assert open(os.path.join(fresh.state.directory, zookeeper.STATE_FILE)).read() == saved  # same secrets
+
+    bootstrap.setup_zookeeper(fresh.state, fresh.nodes, creds.hosts, owns_root=True, **login)
+    for node, node_files in files.items():
+        shown = AgentClient(node_files.agent_socket, timeout=10).distribution()
+        assert shown["hosts"] == creds.hosts and shown["connected"], (node, shown)
+    results = apply(bay, STARS)
+    assert [(r.status, r.address) for r in results] == [("seeded", f"zookeeper {creds.hosts}")] * len(SLAVES)
+    assert set(digests(bay).values()) == {load_policy(STARS).digest}
+
+
 def test_delete_stops_the_bays_zookeeper_and_leaves_nothing(bay, state_root):
     server = local_provider().zookeeper(BAY)
     assert server.pid() is not None

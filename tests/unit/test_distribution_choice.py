@@ -94,11 +94,26 @@ def test_auto_falls_back_to_ssh_and_keeps_nothing_of_zookeeper_when_setup_fails(
             json.dump({"hosts": hosts}, handle)
         raise SeedError("the bay's ZooKeeper (10.0.0.5:2181 through the master's SSH) did not answer")
 
+    forgotten = []
     monkeypatch.setattr("bayctl.distribution.bootstrap.setup_zookeeper", setup)
+    monkeypatch.setattr("bayctl.distribution.bootstrap.forget_zookeeper",
+                        lambda state, nodes, **kw: forgotten.append((nodes, kw)))
     SetupDistribution().run(ctx)
     assert ctx.state.extra[STATE_KEY] == SSH and ctx.state.saved
     assert not os.path.exists(os.path.join(str(tmp_path), STATE_FILE))
+    # agents a partial setup configured drop theirs too (over the bay's SSH login)
+    assert forgotten == [(ctx.state.nodes, {"ssh_user": "debian", "ssh_key": "k"})]
     assert len(lines) == 1 and "did not answer" in lines[0] and "over SSH" in lines[0]
+
+
+def test_auto_falls_back_even_when_an_agent_cannot_be_told_to_forget(tmp_path, monkeypatch):
+    ctx = _ctx(tmp_path, "auto", "10.0.0.5:2181")
+    monkeypatch.setattr("bayctl.distribution.bootstrap.setup_zookeeper",
+                        lambda *a, **kw: (_ for _ in ()).throw(SeedError("slave0: did not connect")))
+    monkeypatch.setattr("bayctl.distribution.bootstrap.forget_zookeeper",
+                        lambda *a, **kw: (_ for _ in ()).throw(SeedError("slave0: unreachable")))
+    SetupDistribution().run(ctx)
+    assert ctx.state.extra[STATE_KEY] == SSH
 
 
 def test_zookeeper_on_a_bay_without_a_master_address_says_so(tmp_path):

@@ -4,14 +4,18 @@ The bay's znodes and secrets are made and every slave's agent is given its read 
 SSH, once; later `policy apply` writes the policy there. The local bay: its master's
 ZooKeeper, reached directly (the default where Debian's zookeeper is installed). A cloud bay:
 the ZooKeeper its master runs for Mesos, reached through the master's SSH (port 2181 is open
-to the bay's network only). `auto` takes it where the master states it runs one (the
-provider's master_zookeeper: bayctl's Heat master signals it once its ZooKeeper answered),
-and falls back to SSH seeding when it cannot be set up; `--distribution zookeeper` insists.
+to the bay's network only). `auto` takes it where the provider says the master runs one
+(its master_zookeeper: bayctl's Heat master signals it once its ZooKeeper answered; Magnum's
+Mesos master always runs one), and falls back to SSH seeding when it cannot be set up, its
+slaves' agents included; `--distribution zookeeper` insists.
 """
 
-from bayctl.create.steps import Step
+import logging
 
-ZOOKEEPER_PORT = 2181
+from bayctl.create.steps import Step
+from bayctl.model import ZOOKEEPER_PORT
+
+LOG = logging.getLogger(__name__)
 
 
 class SetupDistribution(Step):
@@ -70,8 +74,8 @@ def _hosts(ctx):
 
 
 def _stated(ctx):
-    """What the bay's master states it runs (the provider interface), None when nothing is
-    stated or it cannot be read (auto then seeds over SSH: the bootstrap path works anyway)."""
+    """The ZooKeeper the provider says the bay's master runs, None when it says none or cannot
+    be read (auto then seeds over SSH: the bootstrap path works anyway)."""
     from bayctl.errors import CloudError
 
     if not ctx.state.ref:
@@ -84,16 +88,23 @@ def _stated(ctx):
 
 def _fall_back_to_ssh(ctx, exc):
     """auto, and the stated ZooKeeper could not be set up: the bay is seeded over SSH, and
-    nothing of ZooKeeper's is kept (no credentials: later applies do not try it either)."""
+    nothing of ZooKeeper's is kept (no credentials: later applies do not try it either; agents
+    already configured are told to forget theirs)."""
     import os
 
     from bayctl.distribution import SSH, STATE_KEY
+    from bayctl.distribution.bootstrap import forget_zookeeper
     from bayctl.distribution.zookeeper import STATE_FILE
+    from bayctl.errors import BayctlError
 
     try:
         os.unlink(os.path.join(ctx.state.directory, STATE_FILE))
     except FileNotFoundError:
         pass
+    try:
+        forget_zookeeper(ctx.state, ctx.state.nodes, ssh_user=ctx.login.user, ssh_key=ctx.login.key)
+    except BayctlError as forgot:  # an agent unreachable now is reached by the seeding next anyway
+        LOG.warning("telling the agents to forget the bay's ZooKeeper: %s", forgot)
     ctx.state.extra[STATE_KEY] = SSH
     ctx.state.save()
     if ctx.status is not None:
