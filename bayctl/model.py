@@ -11,6 +11,9 @@ from typing import Callable, Optional
 
 MASTER = "master"
 SLAVE = "slave"
+# Where a Mesos master's ZooKeeper listens (ZooKeeper's own default; Magnum's and bayctl's
+# master images both keep it).
+ZOOKEEPER_PORT = 2181
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,13 +14,13 @@ import time
 from typing import List, Optional
 
 from bayctl.errors import NodeError
+from bayctl.model import ZOOKEEPER_PORT
 from bayctl.providers import local_nodes
 
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"   # Debian's zookeeper package (its manifest
                                                   # names the jars it needs)
 JAVA = "/usr/bin/java"
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-DEFAULT_PORT = 2181
 # A small heap: one bay's policy record and a report per node (a few MB at 1,000 nodes).
 HEAP = "-Xmx256m"
 
@@ -28,7 +28,7 @@ HEAP = "-Xmx256m"
 class ZooKeeperServer:
     """One standalone ZooKeeper. `netns`: a namespace path to run it in (the local master)."""
 
-    def __init__(self, directory: str, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
+    def __init__(self, directory: str, address: str = "127.0.0.1", port: int = ZOOKEEPER_PORT,
                  netns: Optional[str] = None):
         self.directory = os.path.abspath(directory)
         self.address, self.port, self.netns = address, port, netns

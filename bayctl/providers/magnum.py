@@ -19,8 +19,9 @@ from bayctl.cloud.diagnosis import raise_stack_failed
 from bayctl.cloud.heat_client import heat
 from bayctl.cloud.stacks import DEFAULT_INTERVAL, AdaptivePolling, wait_for_stack
 from bayctl.errors import CloudError
-from bayctl.model import MASTER, SLAVE, BayStatus, Node, Progress
+from bayctl.model import MASTER, SLAVE, ZOOKEEPER_PORT, BayStatus, Node, Progress
 from bayctl.providers.base import Provider, ProviderInfo
+from bayctl.providers.heat import stated_zookeeper
 from bayctl.providers.magnum_api import ClusterAPI, Clusters, LegacyBays, magnum_client, only_legacy_bays
 
 LOG = logging.getLogger(__name__)
@@ -213,12 +214,16 @@ class MagnumProvider(Provider):
             raise CloudError(f"cluster {ref}: no stack to diagnose")
         raise_stack_failed(self.conn, self._stack_ref(cluster), what=f"cluster {cluster['name']}")
 
-    def nodes(self, ref):
+    def _outputs(self, ref):
+        """(cluster, its stack's outputs) of a created cluster."""
         cluster = self._cluster(ref)
         if cluster is None or cluster["status"] != "CREATE_COMPLETE":
             raise CloudError(f"cluster {ref} is {cluster['status'] if cluster else 'gone'}: no nodes yet")
         stack = heat(self.conn).stacks.get(self._stack_ref(cluster))
-        out = {o["output_key"]: o.get("output_value") for o in stack.outputs or []}
+        return cluster, {o["output_key"]: o.get("output_value") for o in stack.outputs or []}
+
+    def nodes(self, ref):
+        cluster, out = self._outputs(ref)
         name = cluster["name"]
         # Magnum's own mesoscluster.yaml gives the master's addresses as lists (its masters are a
         # ResourceGroup: one entry per master); bayctl's single-master bay takes the first.
@@ -232,18 +237,39 @@ class MagnumProvider(Provider):
                               public_ip=publics[i] if i < len(publics) else None, private_ip=private))
         return nodes
 
+    def master_zookeeper(self, ref):
+        """The ZooKeeper of the cluster's master. Templates that state it (an output
+        `master_zookeeper`, as bayctl's own give) are taken at their word; Magnum's own
+        mesos_ubuntu_v1 states nothing, but its master always runs one for Mesos on ZooKeeper's
+        port (configure-mesos-master.sh writes zoo.cfg, start-services-master.sh starts it, and
+        every slave's --master is zk://<master>:2181/mesos). `distribution auto` falls back to
+        SSH seeding when it does not answer."""
+        _cluster, out = self._outputs(ref)
+        if "master_zookeeper" in out:
+            return stated_zookeeper(out["master_zookeeper"])
+        master = _first(out.get("mesos_master_private"))
+        return f"{master}:{ZOOKEEPER_PORT}" if master else None
+
     def prepare_nodes(self, ref, nodes, request):
         """Magnum's own templates leave the slaves' ports without the container range's address
-        pair (bayctl's Heat templates set it): add it (bayctl.providers.magnum_ports)."""
-        from bayctl.providers.magnum_ports import allow_container_range
+        pair, and the master's ZooKeeper closed to the slaves (bayctl's Heat templates open
+        both): open them (bayctl.providers.magnum_ports)."""
+        from bayctl.providers import magnum_ports
 
         cluster = self._cluster(ref)
         if cluster is None:
             raise CloudError(f"cluster {ref} not found")
+        stack_ref = self._stack_ref(cluster)
+        ports = magnum_ports.stack_ports(self.conn, stack_ref)
         slave_ips = [node.private_ip for node in nodes if node.role == SLAVE]
+        master_ips = [node.private_ip for node in nodes if node.role == MASTER]
         cidr = request.container_cidr
-        changed = allow_container_range(self.conn, self._stack_ref(cluster), slave_ips, cidr)
-        return f"allowed {request.container_cidr} on {changed} slave port(s)" if changed else None
+        done = []
+        if magnum_ports.allow_container_range(self.conn, ports, slave_ips, cidr, stack_ref):
+            done.append(f"allowed {cidr} on the slaves' ports")
+        if magnum_ports.open_zookeeper_to_slaves(self.conn, ports, master_ips, slave_ips):
+            done.append(f"opened the master's ZooKeeper ({ZOOKEEPER_PORT}) to the slaves")
+        return "; ".join(done) or None
 
     def delete(self, ref, wait=True, progress=None, timeout=None):
         cluster = self._cluster(ref)
