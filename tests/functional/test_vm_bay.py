@@ -15,11 +15,11 @@ Mesos network uses (ipvlan: the guest kernel has it).
 One bay for the whole module: a TCG boot takes minutes, so every assertion shares it.
 """
 
-import json
 import os
 
 import pytest
 from harness.fixtures_vm import (
+    assert_policy_goes_through_the_masters_zookeeper,
     assert_slave_mesos_uses_bayctl_cni,
     assert_verified_on_ipvlan,
     node_ssh,
@@ -109,45 +109,7 @@ def test_policy_goes_through_the_masters_zookeeper_and_every_slave_reports_it(vm
     verify measured it in the kernels (0 mismatches); a later apply goes the same way. (No
     second verify: under TCG it costs ~160 s, and the first already measured a policy that
     travelled through ZooKeeper.)"""
-    import time
-
-    from bayctl import api
-    from bayctl.distribution import _via, zookeeper
-    from bayctl.node.protocol import DEFAULT_SOCKET
-    from bayctl.policy import load_policy
-
-    bay = vm_bay["bay"]
-    web_db, stars = load_policy(WEB_DB).digest, load_policy(STARS).digest
-    assert bay.state.steps["setup-distribution"] == "done", bay.state.steps
-    assert bay.to_dict()["distribution"] == "zookeeper"
-    creds = zookeeper.Credentials.load(bay.state.directory)
-    assert creds.tunnel and creds.hosts == f"{bay.master.private_ip}:2181"
-    lines = vm_bay["lines"]
-    assert sum("watches the bay's ZooKeeper" in line for line in lines) == SLAVES
-    assert sum(line.startswith("   Seeding the group policy [") and line.endswith(": reports")
-               for line in lines) == SLAVES   # create's apply: each slave's report, through ZooKeeper
-    report = vm_bay["report"]
-    assert report.pairs and report.ok and not report.mismatches and report.policy_digest == web_db
-
-    started = time.monotonic()
-    results = api.apply_policy(BAY, STARS)
-    print(json.dumps({"apply_s": round(time.monotonic() - started, 1)}))
-    assert [(r.status, r.address) for r in results] == [("seeded", f"zookeeper {creds.hosts}")] * SLAVES
-    fresh = api.get_bay(BAY)
-    slaves = [slave.name for slave in fresh.slaves]
-    client = zookeeper.connect(creds, via=_via(fresh.state, fresh.nodes, fresh.ssh_user, fresh.ssh_key))
-    try:
-        reported = zookeeper.reports(client, creds, slaves)
-        versions = [record["digest"] for record in zookeeper.history(client, creds)]
-    finally:
-        zookeeper.disconnect(client)
-    assert {node: report["digest"] for node, report in reported.items()} == dict.fromkeys(slaves, stars)
-    assert versions[-2:] == [web_db, stars]
-    for slave in slaves:  # each agent enforces it (asked on its own socket, inside the VM)
-        held = node_ssh(BAY, slave, ["sudo", "-n", "curl", "-sS", "--unix-socket", DEFAULT_SOCKET,
-                                 "http://agent/v1/policy"])
-        assert json.loads(held)["digest"] == stars
-    assert api.get_bay(BAY).state.policy_digest == stars
+    assert_policy_goes_through_the_masters_zookeeper(vm_bay, WEB_DB, STARS)
 
 
 def test_the_mesos_daemons_were_started_as_a_real_mesos_needs_to_use_bayctls_plugin(vm_bay):

@@ -11,8 +11,10 @@ qemu on the fabric. Magnum configures the two roles in two ways, and both run he
   fragments and heat-config-notify signals each back through heat-api-cfn;
 - the slave (RAW user data) through cloud-init running Magnum's fragments, then curl signalling
   the slaves' wait condition to the REAL heat-api.
-Then bayctl collects the nodes, waits for the agents, seeds web-db over SSH and `bayctl verify`
-places probe containers inside the VMs.
+Then bayctl collects the nodes (opening what Magnum's templates leave closed: the container range
+on the slaves' ports, the master's ZooKeeper to the slaves), waits for the agents, gives each
+slave's agent the ZooKeeper Magnum's master runs for Mesos and puts web-db there (`distribution
+auto`), and `bayctl verify` places probe containers inside the VMs.
 
 One master and ONE slave: everything Magnum-specific (its templates' server, port, floating
 IP, deployments, wait condition; its slave script's flags and bayctl's per-node CNI config dir
@@ -26,6 +28,7 @@ import os
 
 import pytest
 from harness.fixtures_vm import (
+    assert_policy_goes_through_the_masters_zookeeper,
     assert_slave_mesos_uses_bayctl_cni,
     assert_verified_on_ipvlan,
     node_ssh,
@@ -36,6 +39,7 @@ from harness.paths import REPO
 pytestmark = [pytest.mark.cloud, pytest.mark.vm]
 
 WEB_DB = os.path.join(REPO, "bayctl", "share", "policies", "web-db.yaml")
+STARS = os.path.join(REPO, "bayctl", "share", "policies", "stars.yaml")
 BAY = "vmmag"
 SLAVES = 1
 # Magnum's mesos_ubuntu_v1 driver takes only images whose os_distro is ubuntu ("Cluster type
@@ -129,6 +133,32 @@ def test_the_master_ran_magnums_deployments_through_heat_api_cfn(magnum_vm_bay, 
 
 def test_verify_places_containers_on_ipvlan_inside_the_vms_and_finds_no_mismatch(magnum_vm_bay):
     assert_verified_on_ipvlan(magnum_vm_bay["report"], magnum_vm_bay["bay"])
+
+
+def test_policy_goes_through_magnums_master_zookeeper_opened_to_the_slaves(magnum_vm_bay, vm_conn):
+    """Magnum's master runs ZooKeeper for Mesos (its start-services-master.sh), and its security
+    group lets only the masters in on it: bayctl let the slaves' group in on 2181 (once: a
+    second prepare adds nothing), and `distribution auto` took that ZooKeeper, as it takes the
+    one bayctl's own master states."""
+    from bayctl.cloud.heat_client import heat
+    from bayctl.create.context import request_from_spec
+    from bayctl.create.pipeline import open_provider
+    from bayctl.providers.magnum_ports import stack_ports
+
+    bay = magnum_vm_bay["bay"]
+    ports = stack_ports(vm_conn, next(f"{s.stack_name}/{s.id}" for s in heat(vm_conn).stacks.list()
+                                      if s.stack_name.startswith(BAY)))
+    by_ip = {entry["ip_address"]: port for port in ports for entry in port.fixed_ips}
+    [master_group] = by_ip[bay.master.private_ip].security_group_ids
+    slave_groups = {g for slave in bay.slaves for g in by_ip[slave.private_ip].security_group_ids}
+    rules = vm_conn.network.get_security_group(master_group).security_group_rules
+    opened = {r["remote_group_id"] for r in rules if r["direction"] == "ingress" and r["protocol"] == "tcp"
+              and (r["port_range_min"], r["port_range_max"]) == (2181, 2181)}
+    assert opened == slave_groups and master_group not in slave_groups
+    provider, _conn = open_provider("magnum", bay.spec, **magnum_vm_bay["options"])  # as the bay's user
+    assert provider.prepare_nodes(bay.state.ref, bay.nodes, request_from_spec(bay.spec)) is None  # all open
+    assert provider.master_zookeeper(bay.state.ref) == f"{bay.master.private_ip}:2181"
+    assert_policy_goes_through_the_masters_zookeeper(magnum_vm_bay, WEB_DB, STARS)
 
 
 def test_magnums_scripts_configured_mesos_and_the_slave_uses_bayctls_per_node_cni_config(magnum_vm_bay):

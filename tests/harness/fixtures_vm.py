@@ -210,6 +210,52 @@ def assert_slave_mesos_uses_bayctl_cni(bay, slave, cni_dir="/etc/bayctl/cni"):
     return flags
 
 
+def assert_policy_goes_through_the_masters_zookeeper(made, created_with, applied):
+    """`distribution auto` took the ZooKeeper on the bay's master, reached through its SSH:
+    create's own apply (`created_with`) went that way, every slave reporting it, and verify
+    measured it in the kernels; a later apply of `applied` goes the same way, every slave
+    reports it, keeps the history, and each agent enforces it (asked inside the VM). No second
+    verify: under TCG it costs minutes, and the first measured a policy that came this way."""
+    import json
+    import time
+
+    from bayctl import api
+    from bayctl.distribution import _via, zookeeper
+    from bayctl.node.protocol import DEFAULT_SOCKET
+    from bayctl.policy import load_policy
+
+    bay, report, lines = made["bay"], made["report"], made["lines"]
+    first, later = load_policy(created_with).digest, load_policy(applied).digest
+    assert bay.state.steps["setup-distribution"] == "done", bay.state.steps
+    assert bay.to_dict()["distribution"] == "zookeeper"
+    creds = zookeeper.Credentials.load(bay.state.directory)
+    assert creds.tunnel and creds.hosts == f"{bay.master.private_ip}:2181"
+    slaves = [slave.name for slave in bay.slaves]
+    assert sum("watches the bay's ZooKeeper" in line for line in lines) == len(slaves)
+    assert sum(line.startswith("   Seeding the group policy [") and line.endswith(": reports")
+               for line in lines) == len(slaves)   # create's apply: each slave's report, through ZooKeeper
+    assert report.pairs and report.ok and not report.mismatches and report.policy_digest == first
+
+    started = time.monotonic()
+    results = api.apply_policy(bay.name, applied)
+    print(json.dumps({"apply_s": round(time.monotonic() - started, 1)}))
+    assert [(r.status, r.address) for r in results] == [("seeded", f"zookeeper {creds.hosts}")] * len(slaves)
+    fresh = api.get_bay(bay.name)
+    client = zookeeper.connect(creds, via=_via(fresh.state, fresh.nodes, fresh.ssh_user, fresh.ssh_key))
+    try:
+        reported = zookeeper.reports(client, creds, slaves)
+        versions = [record["digest"] for record in zookeeper.history(client, creds)]
+    finally:
+        zookeeper.disconnect(client)
+    assert {node: report["digest"] for node, report in reported.items()} == dict.fromkeys(slaves, later)
+    assert versions[-2:] == [first, later]
+    for slave in slaves:
+        held = node_ssh(bay.name, slave, ["sudo", "-n", "curl", "-sS", "--unix-socket", DEFAULT_SOCKET,
+                                          "http://agent/v1/policy"])
+        assert json.loads(held)["digest"] == later
+    assert api.get_bay(bay.name).state.policy_digest == later
+
+
 @contextlib.contextmanager
 def made_and_verified(bay_name, provider, provider_options, **create):
     """Create the bay through bayctl's pipeline (a TCG bay: a long timeout, create's progress
