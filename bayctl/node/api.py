@@ -47,6 +47,10 @@ ENDPOINT_FIELDS = {"ip", "group", "ifname", "netns", "allow_uplink"}
 
 
 class AgentApi:
+    # Calls not run for a client that hung up before they were reached (unixhttp.JsonHandler):
+    # the CNI plugin gives up after its agentTimeout and answers the runtime, or runs DEL itself.
+    dropped_when_caller_left = {("POST", "/v1/cni")}
+
     def __init__(self, agent):
         self.agent = agent
 

@@ -18,6 +18,10 @@ class AgentError(NodeError):
     """The agent could not be asked, or refused: its reason, or what is wrong with its socket."""
 
 
+class AgentTimeout(AgentError):
+    """The agent took the connection but did not answer in time (hung, stopped, or swamped)."""
+
+
 CONNECT_BUSY_WAIT = 10.0     # seconds to retry while the agent's listen backlog is full
 
 
@@ -177,7 +181,7 @@ class AgentClient:
             raise AgentError(f"permission denied on {self.socket_path} (the agent's socket is root-only)") \
                 from None
         except (socket.timeout, BlockingIOError):
-            raise AgentError(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") \
+            raise AgentTimeout(f"agent at {self.socket_path} did not answer within {self.timeout:g} s") \
                 from None
         except (OSError, http.client.HTTPException) as exc:
             raise AgentError(f"agent at {self.socket_path}: {exc or type(exc).__name__}") from None

@@ -14,6 +14,8 @@ Plugin config keys (besides cniVersion, name, type, ipam, args):
   agentSocket  the node agent's socket (default: the agent's default)
   stateDir     bayctl IPAM state (default /var/lib/bayctl/cni)
   linkPrefix   prefix of the node-side interface names (default "bay")
+  agentTimeout seconds the node agent has to answer a call the plugin hands it, and DEL's
+               word to it (default 30; cni_forward.py says what happens after)
 The group of one container can come from Mesos instead: a NetworkInfo label `bayctl.group`
 (or `group`), which Mesos passes in args["org.apache.mesos"]["network_info"]["labels"].
 Precedence: the label, then `group`, then the network's name.
@@ -41,6 +43,7 @@ import sys
 
 from bayctl.errors import BayctlError, NodeError
 from bayctl.node import link_modes
+from bayctl.node.cni_forward import agent_timeout
 from bayctl.node.cni_skel import (
     INTERNAL_ERROR,
     INVALID_CONFIG,
@@ -61,7 +64,7 @@ from bayctl.node.protocol import ENV_SOCKET
 # client and the IPAM are imported by the verbs that use them (tests/unit/test_cni_imports.py).
 
 PLUGIN_KEYS = {"cniVersion", "name", "type", "ipam", "args", "prevResult", "runtimeConfig", "capabilities",
-               "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix"}
+               "dns", "group", "linkMode", "parent", "agentSocket", "stateDir", "linkPrefix", "agentTimeout"}
 GROUP_LABELS = ("bayctl.group", "group")
 DEFAULT_STATE_DIR = "/var/lib/bayctl/cni"
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"  # GC's list of {containerID, ifname} to keep
@@ -130,6 +133,9 @@ class Invocation(SkelInvocation):
         prefix = config.get("linkPrefix", "bay")
         if not isinstance(prefix, str) or not prefix.isalnum() or not 0 < len(prefix) <= 5:
             raise bad_config(f"linkPrefix {prefix!r} must be 1-5 letters or digits")
+        if agent_timeout(config, default=None) is None:
+            raise bad_config(f"agentTimeout {config['agentTimeout']!r} must be a number of seconds, "
+                             "more than 0 and at most 600")
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -183,11 +189,12 @@ class Invocation(SkelInvocation):
         return (attach.network_link_name(self.link_prefix, self.config["name"]),
                 attach.endpoint_names(self.link_prefix, self.owner))
 
-    def agent(self):
+    def agent(self, timeout=None):
         from bayctl.node.client import AgentClient
 
         # The runtime's environment, as given to this call (the node agent may run the call).
-        return AgentClient(self.config.get("agentSocket") or self.environ.get(ENV_SOCKET) or None)
+        socket_path = self.config.get("agentSocket") or self.environ.get(ENV_SOCKET) or None
+        return AgentClient(socket_path) if timeout is None else AgentClient(socket_path, timeout=timeout)
 
 
 # -- addresses: bayctl's IPAM or a delegated plugin --------------------------------------------------
@@ -381,7 +388,9 @@ def _forget_endpoints(inv, ips, why):
     if not ips:
         return
     try:
-        agent = inv.agent()
+        # No longer than agentTimeout: the agent drops an endpoint whose interface is gone by
+        # itself, so a hung one must not hold the runtime's DEL.
+        agent = inv.agent(timeout=agent_timeout(inv.config))
         for ip in ips:
             agent.remove_endpoint(ip)
     except NodeError as e:

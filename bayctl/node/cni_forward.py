@@ -5,15 +5,25 @@ plugin process before anything else. When the agent cannot take the call (not ru
 older agent without /v1/cni, another namespace, any failure of the exchange) the plugin does
 the work itself as it always did, so DEL still frees the address and the links with the
 agent down, and ADD fails as it did, naming the agent.
+
+An agent that takes the call but does not answer within the network's `agentTimeout` (hung,
+stopped, swamped) bounds what the runtime waits: DEL runs here (idempotent, under the IPAM's
+own lock, so a late run by the agent does no harm) and tells the agent no more than that long;
+ADD and the other verbs answer CNI error 11, try again later (every one of them needs the
+agent, and running ADD here too could race the agent's own run of it).
 """
 
 import json
 import os
 
+from bayctl.node.cni_skel import TRY_AGAIN_LATER, error_document
 from bayctl.node.protocol import DEFAULT_SOCKET, ENV_SOCKET
 
 FORWARDED = ("ADD", "DEL", "CHECK", "GC", "STATUS")  # VERSION needs nobody
 NAMESPACES = ("net", "mnt")
+# Seconds the agent has to answer a forwarded call, unless the network config's agentTimeout
+# says otherwise: 50 ADDs at once take ~5 s each on a 2-core node (bench/cni_latency.py).
+DEFAULT_AGENT_TIMEOUT = 30.0
 
 
 def namespace_ids():
@@ -41,7 +51,7 @@ def forward(environ, stdin_text):
         return None
     if _relative_paths(config, environ):
         return None  # resolved against this process's directory: the agent's is another one
-    from bayctl.node.client import AgentClient, AgentError
+    from bayctl.node.client import AgentClient, AgentError, AgentTimeout
 
     # The verbs ask the agent things (group check, registration) at the socket the plugin
     # resolved, never at whatever the agent's own environment names.
@@ -52,8 +62,16 @@ def forward(environ, stdin_text):
         request = {"environ": environ, "stdin": stdin_text, "namespaces": namespace_ids()}
     except OSError:
         return None  # no /proc/self/ns here: nothing proves the agent would run it in our place
+    timeout = agent_timeout(config)
     try:
-        answer = AgentClient(socket_path).run_cni(request)
+        answer = AgentClient(socket_path, timeout=timeout).run_cni(request)
+    except AgentTimeout:
+        if environ.get("CNI_COMMAND") == "DEL":
+            return None
+        message = (f"the node agent at {socket_path} did not answer within {timeout:g}s (agentTimeout): "
+                   "try again later")
+        version = config.get("cniVersion") if isinstance(config.get("cniVersion"), str) else "1.0.0"
+        return error_document(version, TRY_AGAIN_LATER, message), 1, ""
     except AgentError:
         # Not running, refused (another namespace, an agent without /v1/cni) or failed: ADD and
         # DEL are idempotent, so running the call here is right even if the agent began it.
@@ -63,6 +81,15 @@ def forward(environ, stdin_text):
     document = answer.get("document")
     document = document if isinstance(document, dict) else None
     return document, answer["status"], str(answer.get("stderr") or "")
+
+
+def agent_timeout(config, default=DEFAULT_AGENT_TIMEOUT):
+    """The network's agentTimeout when it is a usable number of seconds, else `default` (the
+    plugin's config check refuses an unusable one)."""
+    value = config.get("agentTimeout", DEFAULT_AGENT_TIMEOUT)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 600:
+        return float(value)
+    return default
 
 
 def _relative_paths(config, environ):

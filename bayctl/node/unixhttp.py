@@ -265,6 +265,15 @@ class JsonHandler(HardenedHandler):
         except ApiError as exc:     # the framing was bad: nothing reaches the application
             self.send_document(exc.status, self.error_document(str(exc)))
             return
+        if (method, self.path) in getattr(self.server.app, "dropped_when_caller_left", ()) \
+                and _peer_closed(self.connection):
+            # The caller gave up before its call was reached (its timeout passed while this
+            # agent was stopped or swamped) and went on as if it failed: running it now would
+            # leave what nobody asks for any more. (Only calls whose clients never half-close:
+            # a client may shut its write side and still wait for the answer.)
+            LOG.info("%s %s not run: the client hung up before it was reached", method, self.path)
+            self.close_connection = True
+            return
         try:
             status, document = self.server.app.handle(method, self.path, body, dict(self.headers))
         except ApiError as exc:

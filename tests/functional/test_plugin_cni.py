@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -242,6 +243,7 @@ def test_concurrent_adds_in_separate_processes_never_share_an_address(cni, bplg_
     # A tag is checked against the datapath's range as the Docker driver checks it (attach.py),
     # before any address or link: it was let through and failed at the agent as a link failure.
     ("tag out of range", {}, "tag", 7, "group tag 70000 is out of range 1-65535"),
+    ("bad agent timeout", {}, "agentTimeout", 7, "agentTimeout 'soon' must be a number of seconds"),
 ])
 def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case, env, raw, code, words):
     bplg_agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
@@ -256,6 +258,9 @@ def test_bad_input_gives_cni_error_json_never_a_traceback(cni, bplg_agent, case,
         raw = None
     if raw == "tag":
         config["group"] = 70000
+        raw = None
+    if raw == "agentTimeout":
+        config["agentTimeout"] = "soon"
         raw = None
     netns = "" if "CNI_NETNS" in env else cni.make_netns(f"bad{abs(hash(case)) % 1000}")
     status, out = cni.call("ADD", config, netns=env.get("CNI_NETNS", netns), container=f"{cni.tag}-bad",
@@ -346,6 +351,49 @@ def test_del_with_the_agent_down_frees_address_and_link_and_the_agent_forgets_th
         # Back up: the agent drops the endpoint whose interface is gone (the agent-http branch).
         agent.start()
         assert ip not in registered(agent)
+    finally:
+        agent.stop()
+
+
+def test_a_hung_agent_bounds_the_runtimes_wait_add_says_try_again_del_frees_everything(
+        own_cni, bplg_root, bplg_tag):
+    """An agent that takes the connection and never answers (SIGSTOP: its socket still accepts):
+    ADD answers CNI error 11 (try again later) after the network's agentTimeout instead of
+    hanging the runtime, and DEL frees the address and the links itself, asking the agent no
+    longer than that; the agent, resumed, does none of the calls whose callers gave up, and
+    drops the endpoint whose interface is gone."""
+    agent = Agent(os.path.join(bplg_root, "hung-agent"), f"{bplg_tag}h")
+    os.makedirs(os.path.dirname(agent.socket), exist_ok=True)
+    agent.start()
+    try:
+        agent.apply(os.path.join(EXAMPLES, "web-db.yaml"))
+        config = own_cni.config("hung", "10.225.0.0/24", group="web", agentSocket=agent.socket,
+                                agentTimeout=2)
+        netns, result = own_cni.add(config, "hung1")
+        ip = ip_of(result)
+        assert ip in registered(agent)
+        held = ipam_owners(own_cni, "10.225.0.0/24")   # hung1's address and the network's gateway
+        os.kill(agent.process.pid, signal.SIGSTOP)
+        try:
+            code, out, _log = call_logged(own_cni, "ADD", config, netns=own_cni.make_netns("hung2"),
+                                          container=f"{own_cni.tag}-hung2")
+            assert code == 1 and out["code"] == 11, out
+            assert f"the node agent at {agent.socket} did not answer within 2s" in out["msg"]
+            assert ipam_owners(own_cni, "10.225.0.0/24") == held   # nothing taken for hung2
+            code, out, log = call_logged(own_cni, "DEL", config, netns=netns,
+                                         container=f"{own_cni.tag}-hung1")
+            assert (code, out) == (0, None)
+            assert "node agent not told to remove " + ip in log
+            assert ip not in ipam_owners(own_cni, "10.225.0.0/24")
+            assert node_ends(result) & host_links() == set()
+        finally:
+            os.kill(agent.process.pid, signal.SIGCONT)
+        # Resumed, the agent finds the calls it was sent while stopped, whose callers gave up:
+        # it does none of them (no hung2 endpoint, address or link), and lets hung1 go, whose
+        # interface is gone.
+        endpoints = registered(agent)
+        assert ip not in endpoints and not [e for e in endpoints.values() if e["ip"].startswith("10.225.")]
+        assert set(ipam_owners(own_cni, "10.225.0.0/24")) == set(held) - {ip}
     finally:
         agent.stop()
 
