@@ -30,9 +30,11 @@ systemctl enable --now $SERVICES
 # Ready means answering, not merely started.
 URLS="http://${MY_IP}:5050/master/health http://${MY_IP}:8080/ping"
 case " $SERVICES " in *" mesos-dns.service "*) URLS="$URLS http://${MY_IP}:8123/v1/version" ;; esac
+# Every probe has a deadline: a daemon that takes the connection while it starts may never
+# answer on it, and a probe without one waits for good (seen: ZooKeeper under TCG).
 for url in $URLS; do
-    for _ in $(seq 120); do curl -fsS "$url" >/dev/null 2>&1 && break; sleep 5; done
-    curl -fsS "$url" >/dev/null || { notify FAILURE "no answer from $url"; exit 1; }
+    for _ in $(seq 120); do curl -fsS --max-time 10 "$url" >/dev/null 2>&1 && break; sleep 5; done
+    curl -fsS --max-time 10 "$url" >/dev/null || { notify FAILURE "no answer from $url"; exit 1; }
 done
 # ZooKeeper: where the image has Debian's (its jar; a stand-in has none), it must answer, and
 # the master then states it in its signal (host:port, as the slaves reach it): bayctl
@@ -41,10 +43,9 @@ ZOOKEEPER=""
 case " $SERVICES " in *" zookeeper.service "*)
     if [ -r /usr/share/java/zookeeper.jar ]; then
         zk_answers() {  # srvr: the one four-letter word ZooKeeper allows by default
-            exec 3<>"/dev/tcp/${MY_IP}/2181" && printf srvr >&3 && grep -q '^Mode: ' <&3
-            local ok=$?
-            exec 3<&- 3>&-
-            return $ok
+            # shellcheck disable=SC2016
+            timeout 10 bash -c 'exec 3<>"/dev/tcp/$1/2181" && printf srvr >&3 && grep -q "^Mode: " <&3' \
+                zk-probe "${MY_IP}"
         }
         for _ in $(seq 120); do zk_answers 2>/dev/null && break; sleep 5; done
         zk_answers 2>/dev/null || { notify FAILURE "no answer from ZooKeeper on ${MY_IP}:2181"; exit 1; }

@@ -31,6 +31,6 @@ bayctl node hostgw --container-cidr "$CONTAINER_CIDR" --private-cidr "$FIXED_NET
 # shellcheck disable=SC2046
 systemctl enable --now $(bayctl-node-configure services slave)
 
-for _ in $(seq 120); do curl -fsS "http://${MY_IP}:5051/health" >/dev/null 2>&1 && break; sleep 5; done
-curl -fsS "http://${MY_IP}:5051/health" >/dev/null || { notify FAILURE "mesos-slave does not answer"; exit 1; }
+for _ in $(seq 120); do curl -fsS --max-time 10 "http://${MY_IP}:5051/health" >/dev/null 2>&1 && break; sleep 5; done
+curl -fsS --max-time 10 "http://${MY_IP}:5051/health" >/dev/null || { notify FAILURE "mesos-slave does not answer"; exit 1; }
 notify SUCCESS "mesos-slave and bayctl-agent are up"
