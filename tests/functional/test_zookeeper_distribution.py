@@ -10,6 +10,7 @@ back (agents keep enforcing; SSH is the fallback), a node whose agent refuses th
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -307,8 +308,9 @@ def test_a_slave_that_cannot_reach_zookeeper_is_named_at_setup_and_forgetting_dr
     for node, node_files in files.items():
         assert AgentClient(node_files.agent_socket, timeout=10).distribution() == {"hosts": None}, node
         assert not os.path.exists(os.path.join(node_files.agent_state, CONFIG_FILE)), node
-    saved = open(os.path.join(fresh.state.directory, zookeeper.STATE_FILE)).read()
-    assert creds.agent_secret not in "".join(open(f.agent_log).read() for f in files.values())
+    state_file = pathlib.Path(fresh.state.directory, zookeeper.STATE_FILE)
+    saved = state_file.read_text()
+    assert creds.agent_secret not in "".join(pathlib.Path(f.agent_log).read_text() for f in files.values())
 
     host, port = creds.hosts.rsplit(":", 1)
     rule = ["OUTPUT", "-p", "tcp", "-d", host, "--dport", port, "-j", "REJECT", "--reject-with", "tcp-reset"]
@@ -321,7 +323,7 @@ def test_a_slave_that_cannot_reach_zookeeper_is_named_at_setup_and_forgetting_dr
         assert str(raised.value).startswith("slave1: the agent did not connect to the bay's ZooKeeper")
     finally:
         subprocess.run(iptables + ["-D", *rule], check=True)
-    assert open(os.path.join(fresh.state.directory, zookeeper.STATE_FILE)).read() == saved  # same secrets
+    assert state_file.read_text() == saved  # same secrets
 
     bootstrap.setup_zookeeper(fresh.state, fresh.nodes, creds.hosts, owns_root=True, **login)
     for node, node_files in files.items():

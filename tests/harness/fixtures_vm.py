@@ -8,6 +8,7 @@ a config drive (emulators/vms.py); at the end every VM left is killed and its di
 """
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -171,8 +172,6 @@ def node_ssh(bay_name, node, command):
 def recorded_start(bay_name, node, daemon):
     """How the stand-in Mesos package's `daemon` (mesos-master, mesos-agent, ...) was started
     inside the node: the flags and config it recorded."""
-    import json
-
     record = f"/var/lib/mesos-standin/{daemon}.json"
     return json.loads(node_ssh(bay_name, node, ["sudo", "-n", "cat", record]))
 
@@ -193,8 +192,6 @@ def assert_slave_mesos_uses_bayctl_cni(bay, slave, cni_dir="/etc/bayctl/cni"):
     """The slave's Mesos agent was started as a real Mesos needs to use bayctl's CNI plugin (CNI
     isolators, the mesos containerizer, `cni_dir`), and the network it found there is bayctl's,
     on this slave's own container subnet. Returns the agent's recorded flags."""
-    import json
-
     from bayctl.node import hostgw
 
     record = recorded_start(bay.name, slave.name, "mesos-slave")
@@ -216,7 +213,6 @@ def assert_policy_goes_through_the_masters_zookeeper(made, created_with, applied
     measured it in the kernels; a later apply of `applied` goes the same way, every slave
     reports it, keeps the history, and each agent enforces it (asked inside the VM). No second
     verify: under TCG it costs minutes, and the first measured a policy that came this way."""
-    import json
     import time
 
     from bayctl import api
